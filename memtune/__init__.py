@@ -1,0 +1,1 @@
+"""memtune: tune the memory policies of long-running LLM agents."""

@@ -1,0 +1,148 @@
+"""Ingest + answer + score one policy on a dataset split -> a per-question polars frame and a summary dict."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import polars as pl
+from tqdm.auto import tqdm
+
+from memtune.optimize.data import CATEGORY_NAMES, Conversation, Dataset
+from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad
+from memtune.policies.answerers import memory_context
+from memtune.policies.policy import MemoryPolicy
+from memtune.policies.types import Scope
+
+METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", "judge", "abstained")
+_ABSTAIN = re.compile(r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
+                      r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b", re.IGNORECASE)
+
+
+def abstained(prediction: str) -> bool:
+    """The answer declines to answer (the right move on adversarial, category-5, questions)."""
+    return not prediction.strip() or bool(_ABSTAIN.search(prediction))
+
+
+def conversation_scope(conversation: Conversation) -> Scope:
+    return Scope(user_id=conversation.sample_id)
+
+
+def ingest(policy: MemoryPolicy, conversation: Conversation, pair_size: int = 2,
+           progress: bool = True) -> tuple[int, int]:
+    """Feed a conversation to the policy one message pair at a time (pairs never span two sessions).
+    Returns (turns, message pairs) ingested."""
+    scope = conversation_scope(conversation)
+    if getattr(policy.extractor, "oracle", False):  # the observation replay needs the annotations
+        policy.extractor.observations = observations_by_turn(conversation)
+    turns = conversation.turns()
+    bar = tqdm(total=len(turns), desc=f"ingest {conversation.sample_id}", unit="turn", disable=not progress,
+               leave=False)
+    pairs = 0
+    for session in conversation.sessions:
+        messages = [t.as_message() for t in session.turns]
+        for start in range(0, len(messages), pair_size):
+            policy.add(messages[start : start + pair_size], scope)
+            bar.update(len(messages[start : start + pair_size]))
+            pairs += 1
+    bar.close()
+    return len(turns), pairs
+
+
+def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str, tuple[str, ...]]]]:
+    """LOCOMO observation facts keyed by the last turn they cite (so they are replayed once that turn is seen)."""
+    order = {t.dia_id: i for i, t in enumerate(conversation.turns())}
+    keyed: dict[str, list] = {}
+    for facts in conversation.observations.values():
+        for text, ids in facts:
+            known = [i for i in ids if i in order]
+            if known:
+                keyed.setdefault(max(known, key=order.__getitem__), []).append((text, tuple(known)))
+    return keyed
+
+
+def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
+    scope = conversation_scope(conversation)
+    rows = []
+    for q in tqdm(conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress,
+                  leave=False):
+        t0 = time.perf_counter()
+        prediction, memories = policy.answer(q.question, scope)
+        seconds = time.perf_counter() - t0
+        gold = q.answer
+        rows.append({
+            "qid": q.qid,
+            "conversation_id": q.conversation_id,
+            "category": q.category,
+            "category_name": q.category_name,
+            "question": q.question,
+            "answer": gold,
+            "adversarial_answer": q.adversarial_answer,
+            "prediction": prediction,
+            "f1": f1_set(prediction, gold),
+            "f1_squad": f1_squad(prediction, gold),
+            "bleu1": bleu1(prediction, gold),
+            # mem0 judges categories 1-4 only; category 5 is scored by abstention
+            "judge": judge.score(q.qid, q.question, gold, prediction) if judge and q.category != 5 else None,
+            "abstained": abstained(prediction),
+            "evidence": list(q.evidence),
+            "evidence_recall": evidence_recall(q.evidence, [m.provenance for m in memories]),
+            "retrieved_ids": [m.id for m in memories],
+            "retrieved_provenance": [list(m.provenance) for m in memories],
+            "retrieved_scores": [float(m.score or 0.0) for m in memories],
+            "n_retrieved": len(memories),
+            "context_tokens": count_tokens(str(memory_context(memories))),
+            "seconds": seconds,
+        })
+    return rows
+
+
+def evaluate(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True) -> tuple[pl.DataFrame, dict]:
+    """Run the whole split through one policy. Returns (per-question frame, run facts for the summary)."""
+    rows, turns, pairs, ingest_seconds = [], 0, 0, 0.0
+    for conversation in tqdm(dataset.conversations, desc="conversations", disable=not progress):
+        t0 = time.perf_counter()
+        n_turns, n_pairs = ingest(policy, conversation, progress=progress)
+        turns, pairs = turns + n_turns, pairs + n_pairs
+        ingest_seconds += time.perf_counter() - t0
+        rows += answer_questions(policy, conversation, judge=judge, progress=progress)
+    frame = pl.DataFrame(rows, schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64})
+    phases = policy.meter.phases
+    facts = {
+        "ingest": {"turns": turns, "message_pairs": pairs, "seconds": round(ingest_seconds, 3),
+                   "turns_per_s": round(turns / ingest_seconds, 2) if ingest_seconds else None},
+        # "How many API requests does it take to create/update and to retrieve memories?"
+        "lm_requests": {
+            "per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
+                                 for p in ("extract", "summarize", "decide")},
+            "per_query": {"answer": round(phases["answer"].calls / len(rows), 3) if rows else None},
+        },
+        "memories_stored": policy.store.count(),
+        "ops": dict(policy.op_counts),
+        "lm": policy.meter.as_dict(),
+        "judge": judge.meter.as_dict() if judge else None,
+    }
+    return frame, facts
+
+
+def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.DataFrame:
+    """Per-category means (evidence recall over questions that have evidence) plus an overall row."""
+    aggs = [pl.len().alias("n")] + [pl.col(m).mean().alias(m) for m in METRICS] + [
+        pl.col("evidence_recall").is_not_null().sum().alias("n_with_evidence"),
+        pl.col("context_tokens").mean().alias("context_tokens"),
+    ]
+    per_cat = (frame.group_by("category", "category_name").agg(aggs).sort("category")
+               .with_columns(pl.col("category").cast(pl.String)))
+    overall = (frame.filter(pl.col("category").is_in(list(overall_categories))).select(aggs)
+               .with_columns(category=pl.lit("overall"),
+                             category_name=pl.lit("+".join(map(str, overall_categories)))))
+    return pl.concat([per_cat, overall.select(per_cat.columns)])
+
+
+def summary_dict(table: pl.DataFrame) -> dict:
+    out = {}
+    for row in table.iter_rows(named=True):
+        key = "overall" if row["category"] == "overall" else f"{row['category']} {CATEGORY_NAMES[int(row['category'])]}"
+        out[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
+                    if k not in ("category", "category_name")}
+    return out

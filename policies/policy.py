@@ -1,0 +1,111 @@
+"""MemoryPolicy: the Mem0 two-phase pipeline wired from swappable stages; the runtime API.
+
+add(messages, scope)      extraction (pair + summary + last m messages) -> facts -> s similar memories per fact
+                          -> decider -> store writes; returns what changed (ADD/UPDATE/DELETE/NOOP events)
+search(query, scope)      the retriever's top-k memories
+answer(question, scope)   search + answerer
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+
+import dspy
+
+from memtune.policies.lm import CostMeter
+from memtune.policies.store import Change, MemoryStore
+from memtune.policies.types import Decision, Event, MemoryRecord, Message, Scope
+
+
+@dataclass
+class _ScopeState:
+    recent: list[Message] = field(default_factory=list)  # last messages, for extraction context
+    pending: list[Message] = field(default_factory=list)  # messages not yet folded into the summary
+    summary: str = ""
+
+
+class MemoryPolicy:
+    def __init__(self, extractor, summarizer, decider, retriever, answerer, embedder, store: MemoryStore,
+                 lm: dspy.LM | None = None, meter: CostMeter | None = None):
+        self.extractor, self.summarizer, self.decider = extractor, summarizer, decider
+        self.retriever, self.answerer = retriever, answerer
+        self.embedder, self.store, self.lm = embedder, store, lm
+        self.meter = meter or CostMeter()
+        self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}
+        self._state: dict[Scope, _ScopeState] = {}
+        missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
+        if missing and lm is None:
+            raise ValueError(
+                f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
+                "or pick LLM-free variants, e.g. policy=mem0_offline."
+            )
+
+    def stages(self) -> dict:
+        return {"extractor": self.extractor, "summarizer": self.summarizer, "decider": self.decider,
+                "retriever": self.retriever, "answerer": self.answerer}
+
+    def _lm(self):
+        return dspy.context(lm=self.lm) if self.lm is not None else nullcontext()
+
+    # ---- ingest -------------------------------------------------------------------------------------------
+    def add(self, messages: list[Message], scope: Scope, metadata: dict | None = None) -> list[Event]:
+        """Process one new message pair (or any short list of messages) for `scope`."""
+        if not messages:
+            raise ValueError("add() got no messages: pass at least one Message")
+        state = self._state.setdefault(scope, _ScopeState())
+        with self._lm():
+            facts = self.extractor.extract(messages, state.recent, state.summary, self.meter)
+            state.recent = (state.recent + list(messages))[-50:]
+            state.pending += messages
+            if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
+                state.summary = self.summarizer.refresh(state.summary, state.pending, self.meter)
+                state.pending = []
+            if not facts:
+                return []
+            vectors = self._embed([f.text for f in facts])
+            with self.meter.timed("search_similar"):
+                similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
+            decisions = self.decider.decide(facts, similar, self.meter)
+        return self._apply(decisions, dict(zip((f.text for f in facts), vectors)), scope, metadata)
+
+    def _apply(self, decisions: list[Decision], known: dict, scope: Scope, metadata: dict | None) -> list[Event]:
+        texts = [d.text for d in decisions if d.op in ("ADD", "UPDATE") and d.text not in known]
+        known.update(zip(texts, self._embed(texts)) if texts else [])
+        changes, events = [], []
+        for d in decisions:
+            self.op_counts[d.op] += 1
+            if d.op == "NOOP" and d.target is None:
+                events.append(Event("NOOP", None, d.text))
+                continue
+            changes.append(Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp,
+                                  metadata))
+        with self.meter.timed("store_write"):
+            results = self.store.apply(changes) if changes else []
+        events += [Event(op, memory_id, c.text if op != "DELETE" else "", old)
+                   for c, (op, memory_id, old) in zip(changes, results)]
+        return events
+
+    def reset_state(self, scope: Scope | None = None) -> None:
+        """Forget the rolling summary and recent messages (of one scope, or of all)."""
+        if scope is None:
+            self._state.clear()
+        else:
+            self._state.pop(scope, None)
+
+    def summary(self, scope: Scope) -> str:
+        return self._state.get(scope, _ScopeState()).summary
+
+    # ---- read ---------------------------------------------------------------------------------------------
+    def search(self, query: str, scope: Scope) -> list[MemoryRecord]:
+        vector = self._embed([query])[0]
+        return self.retriever.retrieve(query, vector, self.store, scope, self.meter)
+
+    def answer(self, question: str, scope: Scope) -> tuple[str, list[MemoryRecord]]:
+        memories = self.search(question, scope)
+        with self._lm():
+            return self.answerer.answer(question, memories, self.meter), memories
+
+    def _embed(self, texts: list[str]):
+        with self.meter.timed("embed"):
+            return self.embedder.embed(texts)

@@ -1,0 +1,29 @@
+"""Retrieval stage: question -> the top-k memories the answerer sees."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from memtune.policies.lm import CostMeter
+from memtune.policies.types import MemoryRecord, Scope
+
+
+@dataclass
+class RetrievalKnobs:
+    top_k: int = 10  # mem0 search default (v1 code: limit=10); mem0's LOCOMO evaluation uses 30
+    threshold: float | None = None  # drop memories less cosine-similar than this; mem0 default: none
+
+
+class CosineRetriever:
+    """Cosine top-k over the scope's memories, with an optional score threshold."""
+
+    def __init__(self, **knobs):
+        self.knobs = RetrievalKnobs(**knobs)
+        if self.knobs.top_k < 1:
+            raise ValueError(f"retriever.top_k must be >= 1, got {self.knobs.top_k}")
+
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
+        with meter.timed("retrieve"):
+            return store.search(vector, scope, self.knobs.top_k, threshold=self.knobs.threshold)

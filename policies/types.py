@@ -1,0 +1,73 @@
+"""Plain records passed between the stages of a memory policy (no heavy imports here)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
+OPS: tuple[Op, ...] = ("ADD", "UPDATE", "DELETE", "NOOP")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One conversation turn as the policy sees it."""
+
+    speaker: str
+    text: str
+    dia_id: str = ""  # provenance id, e.g. LOCOMO "D3:7"; "" when the caller has none
+    timestamp: str = ""  # when it was said, free text ("1:56 pm on 8 May, 2023") or ISO
+
+
+@dataclass(frozen=True)
+class Fact:
+    """A candidate memory produced by an extractor."""
+
+    text: str
+    provenance: tuple[str, ...] = ()  # dia_ids of the turns the fact came from, and only those
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Who a memory belongs to. Empty fields are wildcards for reads and stored as "" for writes."""
+
+    user_id: str = ""
+    agent_id: str = ""
+    run_id: str = ""
+
+
+@dataclass
+class MemoryRecord:
+    """A stored memory as returned by the store (vector omitted unless asked for)."""
+
+    id: str
+    text: str
+    scope: Scope
+    provenance: tuple[str, ...] = ()
+    timestamp: str = ""  # when the underlying fact was said
+    created_at: str = ""  # ISO wall-clock time of the write
+    updated_at: str = ""
+    metadata: dict = field(default_factory=dict)
+    score: float | None = None  # similarity to the query, when it came from a search
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One operation a decider chose; `target` is a real memory id for UPDATE/DELETE/NOOP-on-existing."""
+
+    op: Op
+    text: str = ""
+    target: str | None = None
+    provenance: tuple[str, ...] = ()
+    timestamp: str = ""
+
+
+@dataclass(frozen=True)
+class Event:
+    """What actually changed in the store (returned by MemoryPolicy.add)."""
+
+    op: Op
+    memory_id: str | None
+    text: str = ""
+    old_text: str = ""
