@@ -97,32 +97,33 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
     return rows
 
 
-def evaluate(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True) -> tuple[pl.DataFrame, dict]:
-    """Run the whole split through one policy. Returns (per-question frame, run facts for the summary)."""
-    rows, turns, pairs, ingest_seconds = [], 0, 0, 0.0
-    for conversation in tqdm(dataset.conversations, desc="conversations", disable=not progress):
-        t0 = time.perf_counter()
+def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) -> dict:
+    """Ingest every conversation; returns what ingestion did and cost (saved with a cached store)."""
+    turns = pairs = 0
+    t0 = time.perf_counter()
+    for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
         n_turns, n_pairs = ingest(policy, conversation, progress=progress)
         turns, pairs = turns + n_turns, pairs + n_pairs
-        ingest_seconds += time.perf_counter() - t0
-        rows += answer_questions(policy, conversation, judge=judge, progress=progress)
-    frame = pl.DataFrame(rows, schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64})
+    seconds = time.perf_counter() - t0
     phases = policy.meter.phases
-    facts = {
-        "ingest": {"turns": turns, "message_pairs": pairs, "seconds": round(ingest_seconds, 3),
-                   "turns_per_s": round(turns / ingest_seconds, 2) if ingest_seconds else None},
-        # "How many API requests does it take to create/update and to retrieve memories?"
-        "lm_requests": {
-            "per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
-                                 for p in ("extract", "summarize", "decide")},
-            "per_query": {"answer": round(phases["answer"].calls / len(rows), 3) if rows else None},
-        },
+    return {
+        "turns": turns, "message_pairs": pairs, "seconds": round(seconds, 3),
+        "turns_per_s": round(turns / seconds, 2) if seconds else None,
         "memories_stored": policy.store.count(),
         "ops": dict(policy.op_counts),
-        "lm": policy.meter.as_dict(),
-        "judge": judge.meter.as_dict() if judge else None,
+        # "How many API requests does it take to create/update memories?"
+        "lm_requests_per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
+                                         for p in ("extract", "summarize", "decide")},
+        "cost": policy.meter.as_dict(),
     }
-    return frame, facts
+
+
+def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True) -> pl.DataFrame:
+    """Answer and score every question of the split from the (already ingested) store."""
+    rows = []
+    for conversation in tqdm(dataset.conversations, desc="answer", unit="conv", disable=not progress):
+        rows += answer_questions(policy, conversation, judge=judge, progress=progress)
+    return pl.DataFrame(rows, schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64})
 
 
 def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.DataFrame:

@@ -24,8 +24,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from memtune.optimize.data import load_locomo, resolve_path
-from memtune.optimize.evaluate import evaluate, score_table, summary_dict
-from memtune.policies.build import build_policy
+from memtune.optimize.evaluate import answer_all, score_table, summary_dict
+from memtune.optimize.ingest_cache import prepare_policy
 
 
 def configure_dspy_cache(cache_dir: str | Path) -> None:
@@ -38,29 +38,34 @@ def configure_dspy_cache(cache_dir: str | Path) -> None:
 
 def run(cfg: DictConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
-    cache_dir = Path(cfg.cache_dir)
-    configure_dspy_cache(cache_dir)
+    configure_dspy_cache(cfg.cache_dir)
     ds = cfg.dataset
     dataset = load_locomo(resolve_path(ds.path), conversations=ds.conversations, max_sessions=ds.max_sessions,
                           max_questions=ds.max_questions)
     if dataset.report.entries:
         print(dataset.report.summary())
-    policy = build_policy(cfg, store_uri=out_dir / "store", cache_dir=cache_dir)
+    policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
-    frame, facts = evaluate(policy, dataset, judge=judge, progress=cfg.progress)
+    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
     table = score_table(frame, tuple(cfg.overall_categories))
     frame.write_parquet(out_dir / "questions.parquet")
+    answer_cost = policy.meter.as_dict()
     summary = {
         "policy": cfg.policy.name,
         "dataset": {"name": ds.name, "path": dataset.path, "sha256": dataset.sha256,
                     "conversations": [c.sample_id for c in dataset.conversations],
                     "questions": frame.height, "load_report": dataset.report.counts},
         "scores": summary_dict(table),
-        "judge": ({"model": judge.lm.model, "cost": facts["judge"]} if judge else
+        "judge": ({"model": judge.lm.model} if judge else
                   {"model": None, "reason": "no judge LM configured: run with judge=openai to score J"}),
-        "cost": {**facts["lm"], "memories_stored": facts["memories_stored"], "ops": facts["ops"]},
-        "ingest": facts["ingest"],
-        "lm_requests": facts["lm_requests"],
+        "cost": {"memories_stored": ingested["memories_stored"], "ops": ingested["ops"],
+                 "ingest": ingested["cost"], "answer": answer_cost,
+                 "judge": judge.meter.as_dict() if judge else None},
+        # "How many API requests are needed to create/update and to retrieve memories?"
+        "lm_requests": {"per_message_pair": ingested["lm_requests_per_message_pair"],
+                        "per_query": {"answer": round(policy.meter.phases["answer"].calls / max(frame.height, 1), 3)}},
+        "ingest": {k: ingested.get(k) for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit",
+                                                 "key", "store")},
         "embedder": policy.embedder.id,
         "wall_seconds": round(time.perf_counter() - t_start, 2),
         "config": OmegaConf.to_container(cfg, resolve=True),
@@ -71,8 +76,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=160):
         print(shown)
-    print(f"memories stored: {facts['memories_stored']}  ops: {facts['ops']}  "
-          f"ingest: {facts['ingest']['turns']} turns at {facts['ingest']['turns_per_s']} turns/s")
+    cached = " (reused from the ingestion cache)" if ingested["cache_hit"] else ""
+    print(f"memories stored: {ingested['memories_stored']}  ops: {ingested['ops']}  ingest: {ingested['turns']} "
+          f"turns at {ingested['turns_per_s']} turns/s{cached}")
     return summary
 
 

@@ -1,7 +1,8 @@
 """Extraction stage: new message pair (+ rolling summary, + last m messages) -> candidate facts.
 
-Variants: `llm` (the Mem0 extraction call), and two LLM-free baselines, `heuristic` (sentence/clause split,
-small talk dropped) and `verbatim` (the turn itself). Every fact carries the dia_ids of the turns it came from.
+Variants: `llm` (the Mem0 extraction call), and LLM-free baselines: `heuristic` (sentence/clause split,
+small talk dropped), `verbatim` (the turn itself) and `chunks` (fixed-size chunks of turns, the RAG baseline;
+verbatim is chunks of one turn). Every fact carries the dia_ids of the turns it came from.
 """
 
 from __future__ import annotations
@@ -20,8 +21,9 @@ from memtune.policies.types import Fact, Message
 class ExtractionKnobs:
     recent_messages: int = 10  # m: Mem0 paper §2.1 uses the last m=10 messages as extraction context
     min_words: int = 4  # heuristic: sentences shorter than this are dropped as small talk
-    speaker_prefix: bool = True  # heuristic/verbatim: prefix facts with "<speaker>: " so they name the person
+    speaker_prefix: bool = True  # heuristic: prefix facts with "<speaker>: " so they name the person
     retries: int = 2  # llm: retries of a malformed answer before the pair is recorded and skipped
+    chunk_turns: int = 1  # chunks (RAG baseline): turns per stored chunk; 1 = raw turns
 
 
 def render(message: Message) -> str:
@@ -30,15 +32,24 @@ def render(message: Message) -> str:
     return f"{stamp}{message.speaker}: {message.text}"
 
 
-class VerbatimExtractor:
-    """Each new message becomes one fact, word for word (the raw-turn baseline)."""
+class ChunkExtractor:
+    """RAG baseline: store raw text in chunks of `chunk_turns` turns (sliding windows that end at each new
+    message pair, so consecutive chunks overlap by chunk_turns - pair size). Provenance lists every turn."""
 
     def __init__(self, **knobs):
         self.knobs = ExtractionKnobs(**knobs)
+        if self.knobs.chunk_turns < 1:
+            raise ValueError(f"extractor.chunk_turns must be >= 1, got {self.knobs.chunk_turns}")
 
     def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
+        size = self.knobs.chunk_turns
         with meter.timed("extract"):
-            return [_fact(m, m.text, self.knobs.speaker_prefix) for m in new if m.text.strip()]
+            if size <= len(new):
+                windows = [new[i : i + size] for i in range(0, len(new), size)]
+            else:
+                windows = [(list(recent) + list(new))[-size:]]
+            return [Fact("\n".join(f"{m.speaker}: {m.text}" for m in w), tuple(m.dia_id for m in w if m.dia_id),
+                         w[-1].timestamp) for w in windows]
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")

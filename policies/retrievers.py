@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,3 +28,21 @@ class CosineRetriever:
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
         with meter.timed("retrieve"):
             return store.search(vector, scope, self.knobs.top_k, threshold=self.knobs.threshold)
+
+
+def _turn_order(memory: MemoryRecord) -> tuple:
+    """Sort key: write time, then the first cited turn ("D3:7" -> (3, 7))."""
+    first = memory.provenance[0] if memory.provenance else ""
+    numbers = tuple(int(n) for n in re.findall(r"\d+", first))
+    return memory.created_at, numbers
+
+
+class AllRetriever:
+    """Full-context baseline: every memory of the scope, in conversation order (top_k is ignored)."""
+
+    def __init__(self, **knobs):
+        self.knobs = RetrievalKnobs(**knobs)
+
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
+        with meter.timed("retrieve"):
+            return sorted(store.get_all(scope), key=_turn_order)

@@ -48,8 +48,10 @@ def test_eval_writes_summary_and_per_question_parquet(fixture_run):
     assert scores["overall"]["judge"] is None and "judge=openai" in summary["judge"]["reason"]
     cost = summary["cost"]
     assert cost["memories_stored"] > 0 and sum(cost["ops"].values()) >= cost["memories_stored"]
-    assert cost["phases"]["extract"]["calls"] == 0  # offline policy: no LM calls at all
+    assert cost["ingest"]["phases"]["extract"]["calls"] == 0  # offline policy: no LM calls at all
+    assert cost["answer"]["phases"]["answer"]["steps"] == 15 and cost["answer"]["phases"]["answer"]["calls"] == 0
     assert summary["ingest"]["turns"] == 23 and summary["ingest"]["turns_per_s"] > 0
+    assert summary["ingest"]["cache_hit"] is False
     assert summary["lm_requests"]["per_message_pair"]["extract"] == 0
 
 
@@ -69,3 +71,28 @@ def test_unknown_conversation_is_a_clear_error(tmp_path):
 def test_llm_policy_without_lm_is_a_clear_error(tmp_path):
     proc = run_eval(tmp_path, "dataset=fixture", "policy=mem0_llm")
     assert proc.returncode != 0 and "need an LM" in proc.stderr
+
+
+def test_ingestion_is_cached_by_ingestion_knobs_only(fixture_run):
+    run_dir, _ = fixture_run
+    tmp = run_dir.parent
+    first = json.loads((run_dir / "summary.json").read_text())
+
+    def rerun(name, *overrides):
+        proc = subprocess.run(
+            [sys.executable, "-m", "memtune.optimize.evaluate_app", f"hydra.run.dir={tmp / name}", "progress=false",
+             "dataset=fixture", *overrides],
+            cwd=ROOT, env={**os.environ, "MEMTUNE_CACHE_DIR": str(tmp / "cache")}, capture_output=True, text=True,
+            timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return json.loads((tmp / name / "summary.json").read_text())
+
+    retrieval_only = rerun("k5", "policy.retriever.top_k=5")
+    assert retrieval_only["ingest"]["cache_hit"] is True
+    assert retrieval_only["ingest"]["key"] == first["ingest"]["key"]
+    assert retrieval_only["cost"]["memories_stored"] == first["cost"]["memories_stored"]
+    assert retrieval_only["scores"]["overall"]["n"] == first["scores"]["overall"]["n"]
+    assert max(len(ids) for ids in pl.read_parquet(tmp / "k5" / "questions.parquet")["retrieved_ids"]) <= 5
+
+    new_decider = rerun("t90", "policy.decider.update_threshold=0.9")
+    assert new_decider["ingest"]["cache_hit"] is False and new_decider["ingest"]["key"] != first["ingest"]["key"]
