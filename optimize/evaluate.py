@@ -9,12 +9,13 @@ import polars as pl
 from tqdm.auto import tqdm
 
 from memtune.optimize.data import CATEGORY_NAMES, Conversation, Dataset
-from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad
+from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad, recall_at_budget
 from memtune.policies.answerers import memory_context
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.types import Scope
 
-METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", "judge", "abstained")
+BUDGETS = (500, 1000, 2000)  # tokens of retrieved memory text: recall at a fixed budget compares policies fairly
+METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", *(f"recall_at_{b}" for b in BUDGETS), "judge", "abstained")
 _ABSTAIN = re.compile(r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
                       r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b", re.IGNORECASE)
 
@@ -69,6 +70,7 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
         t0 = time.perf_counter()
         prediction, memories = policy.answer(q.question, scope)
         seconds = time.perf_counter() - t0
+        retrieved = [(m.text, m.provenance) for m in memories]
         gold = q.answer
         rows.append({
             "qid": q.qid,
@@ -87,6 +89,8 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
             "abstained": abstained(prediction),
             "evidence": list(q.evidence),
             "evidence_recall": evidence_recall(q.evidence, [m.provenance for m in memories]),
+            # within the retrieved top-k only: a budget larger than the top-k's text is not filled further
+            **{f"recall_at_{b}": recall_at_budget(q.evidence, retrieved, b) for b in BUDGETS},
             "retrieved_ids": [m.id for m in memories],
             "retrieved_provenance": [list(m.provenance) for m in memories],
             "retrieved_scores": [float(m.score or 0.0) for m in memories],
@@ -123,7 +127,7 @@ def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: boo
     rows = []
     for conversation in tqdm(dataset.conversations, desc="answer", unit="conv", disable=not progress):
         rows += answer_questions(policy, conversation, judge=judge, progress=progress)
-    return pl.DataFrame(rows, schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64})
+    return pl.DataFrame(rows, schema_overrides={name: pl.Float64 for name in METRICS if name != "abstained"})
 
 
 def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.DataFrame:

@@ -36,20 +36,11 @@ def configure_dspy_cache(cache_dir: str | Path) -> None:
                          disk_cache_dir=str(Path(cache_dir) / "dspy"))
 
 
-def run(cfg: DictConfig, out_dir: Path) -> dict:
-    t_start = time.perf_counter()
-    configure_dspy_cache(cfg.cache_dir)
+def build_summary(cfg: DictConfig, dataset, frame: pl.DataFrame, table: pl.DataFrame, ingested: dict,
+                  answer_cost: dict, judge, embedder_id: str, wall_seconds: float) -> dict:
+    """summary.json: scores per category, cost per phase, ingestion facts, the resolved config.
+    Shared with memtune-sweep, whose trials write the same layout."""
     ds = cfg.dataset
-    dataset = load_locomo(resolve_path(ds.path), conversations=ds.conversations, max_sessions=ds.max_sessions,
-                          max_questions=ds.max_questions)
-    if dataset.report.entries:
-        print(dataset.report.summary())
-    policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
-    judge = instantiate(cfg.judge) if cfg.get("judge") else None
-    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
-    table = score_table(frame, tuple(cfg.overall_categories))
-    frame.write_parquet(out_dir / "questions.parquet")
-    answer_cost = policy.meter.as_dict()
     summary = {
         "policy": cfg.policy.name,
         "dataset": {"name": ds.name, "path": dataset.path, "sha256": dataset.sha256,
@@ -63,16 +54,35 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
                  "judge": judge.meter.as_dict() if judge else None},
         # "How many API requests are needed to create/update and to retrieve memories?"
         "lm_requests": {"per_message_pair": ingested["lm_requests_per_message_pair"],
-                        "per_query": {"answer": round(policy.meter.phases["answer"].calls / max(frame.height, 1), 3)}},
+                        "per_query": {"answer": round(answer_cost["phases"].get("answer", {}).get("calls", 0)
+                                                 / max(frame.height, 1), 3)}},
         "ingest": {k: ingested.get(k) for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit",
                                                  "key", "store")},
-        "embedder": policy.embedder.id,
-        "wall_seconds": round(time.perf_counter() - t_start, 2),
+        "embedder": embedder_id,
+        "wall_seconds": round(wall_seconds, 2),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    return summary
+
+
+def run(cfg: DictConfig, out_dir: Path) -> dict:
+    t_start = time.perf_counter()
+    configure_dspy_cache(cfg.cache_dir)
+    ds = cfg.dataset
+    dataset = load_locomo(resolve_path(ds.path), conversations=ds.conversations, max_sessions=ds.max_sessions,
+                          max_questions=ds.max_questions)
+    if dataset.report.entries:
+        print(dataset.report.summary())
+    policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
+    judge = instantiate(cfg.judge) if cfg.get("judge") else None
+    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
+    table = score_table(frame, tuple(cfg.overall_categories))
+    frame.write_parquet(out_dir / "questions.parquet")
+    summary = build_summary(cfg, dataset, frame, table, ingested, policy.meter.as_dict(), judge, policy.embedder.id,
+                            time.perf_counter() - t_start)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
-    shown = table.select(pl.concat_str("category", "category_name", separator=" ").alias("category"),
-                         pl.exclude("category", "category_name", "n_with_evidence"))
+    shown = table.select(pl.concat_str("category", "category_name", separator=" ").alias("category"), "n", "f1",
+                         "f1_squad", "bleu1", "evidence_recall", "recall_at_1000", "judge", "context_tokens")
     with pl.Config(tbl_rows=20, tbl_cols=12, float_precision=3, tbl_hide_dataframe_shape=True,
                    tbl_hide_column_data_types=True, tbl_width_chars=160):
         print(shown)
