@@ -115,6 +115,8 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
         "turns_per_s": round(turns / seconds, 2) if seconds else None,
         "memories_stored": policy.store.count(),
         "ops": dict(policy.op_counts),
+        # LLM decisions naming a memory id that was never shown (hallucinated): caught, never applied
+        "rejected_ops": len(getattr(policy.decider, "rejected", [])),
         # "How many API requests does it take to create/update memories?"
         "lm_requests_per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
                                          for p in ("extract", "summarize", "decide")},

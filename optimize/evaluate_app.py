@@ -50,6 +50,7 @@ def build_summary(cfg: DictConfig, dataset, frame: pl.DataFrame, table: pl.DataF
         "judge": ({"model": judge.lm.model} if judge else
                   {"model": None, "reason": "no judge LM configured: run with judge=openai to score J"}),
         "cost": {"memories_stored": ingested["memories_stored"], "ops": ingested["ops"],
+                 "rejected_ops": ingested.get("rejected_ops", 0),
                  "ingest": ingested["cost"], "answer": answer_cost,
                  "judge": judge.meter.as_dict() if judge else None},
         # "How many API requests are needed to create/update and to retrieve memories?"

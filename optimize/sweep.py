@@ -53,14 +53,14 @@ from memtune.optimize.evaluate import METRICS, answer_questions, score_table
 from memtune.optimize.evaluate_app import build_summary, configure_dspy_cache
 from memtune.optimize.ingest_cache import prepare_policy
 from memtune.optimize.search_space import SearchSpace
-from memtune.optimize.tracking import COST_FIELDS, NullTracker, absolute_sqlite, flatten, make_tracker, sanitize, \
-    summary_metrics
+from memtune.optimize.tracking import COST_FIELDS, NullTracker, absolute_sqlite, flatten, make_tracker, retrying, \
+    sanitize, summary_metrics
 from memtune.policies.lm import CostMeter
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-REPORT_METRICS = ("scores.overall.evidence_recall", "scores.overall.context_tokens", "scores.overall.f1",
-                  "cost.memories_stored")
+REPORT_METRICS = ("scores.overall.evidence_recall", "scores.overall.context_tokens", "scores.overall.recall_at_1000",
+                  "scores.overall.f1", "cost.memories_stored")
 
 
 class Surplus(RuntimeError):
@@ -284,11 +284,12 @@ class Sweep:
         self.dataset = load_locomo(resolve_path(ds.path), conversations=ds.conversations,
                                    max_sessions=ds.max_sessions, max_questions=ds.max_questions)
         self.tune, self.holdout = split_ids(cfg, self.dataset)
-        self.storage = make_storage(cfg.sweep, self._on_stale)
         directions = [o.direction for o in self.objectives]
-        self.study = optuna.create_study(storage=self.storage, study_name=str(cfg.sweep.study_name),
-                                         directions=directions, load_if_exists=True,
-                                         sampler=self._sampler(0), pruner=instantiate(cfg.sweep.pruner))
+        # workers starting together race to create the storage's tables and the study: retry
+        self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
+        self.study = retrying(lambda: optuna.create_study(
+            storage=self.storage, study_name=str(cfg.sweep.study_name), directions=directions, load_if_exists=True,
+            sampler=self._sampler(0), pruner=instantiate(cfg.sweep.pruner)), "create or load the study")
         if list(self.study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
             raise ValueError(f"study {cfg.sweep.study_name!r} exists with directions {self.study.directions}, not "
                              f"{directions}: choose another sweep.study_name")
@@ -471,19 +472,42 @@ class Sweep:
                 failures = 0
 
     # ---- the report ---------------------------------------------------------------------------------------
-    def selected_trials(self) -> list[optuna.trial.FrozenTrial]:
-        """The best trial, or the Pareto front (at most heldout.max_pareto, spread along the first objective)."""
-        complete = [t for t in self.study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-        if not complete:
+    def front(self) -> list[optuna.trial.FrozenTrial]:
+        """The best trial, or the whole Pareto front sorted by the first objective."""
+        if not any(t.state == TrialState.COMPLETE for t in self.study.get_trials(deepcopy=False)):
             return []
         if len(self.objectives) == 1:
             return [self.study.best_trial]
-        front = sorted(self.study.best_trials, key=lambda t: (t.values[0], t.number))
+        return sorted(self.study.best_trials, key=lambda t: (t.values[0], t.number))
+
+    def pick(self, front: list, reference: Mapping[str, Any] | None) -> dict[int, list[str]]:
+        """Which front trials to re-score on the held-out conversations, and why: up to heldout.max_pareto
+        spread along the first objective, plus, against a reference (the `defaults` baseline on the tune split),
+        for each objective the front trial best on it among those no worse than the reference on the others
+        (e.g. the highest recall at no more context tokens than the defaults)."""
+        why: dict[int, list[str]] = {}
+        if len(self.objectives) == 1:
+            return {front[0].number: ["best trial"]} if front else {}
         cap = int(self.cfg.sweep.heldout.max_pareto)
-        if len(front) > cap > 0:
-            picks = sorted({round(i * (len(front) - 1) / (cap - 1)) for i in range(cap)}) if cap > 1 else [len(front) - 1]
-            front = [front[i] for i in picks]
-        return front
+        spread = front if len(front) <= cap else [
+            front[i] for i in sorted({round(i * (len(front) - 1) / (cap - 1)) for i in range(cap)})] if cap > 1 else []
+        for t in spread:
+            why.setdefault(t.number, []).append("pareto (spread)")
+        if reference:
+            def no_worse(t, j):
+                o, ref = self.objectives[j], reference.get(self.objectives[j].metric)
+                if ref is None:
+                    return False
+                return t.values[j] >= ref if o.direction == "maximize" else t.values[j] <= ref
+
+            for i, o in enumerate(self.objectives):
+                ok = [t for t in front if all(no_worse(t, j) for j in range(len(self.objectives)) if j != i)]
+                if ok:
+                    sign = 1 if o.direction == "maximize" else -1
+                    best = max(ok, key=lambda t: (sign * t.values[i], -t.number))
+                    others = ", ".join(x.name for j, x in enumerate(self.objectives) if j != i)
+                    why.setdefault(best.number, []).append(f"best {o.name} at {others} no worse than defaults")
+        return why
 
     def score(self, name: str, overrides: Sequence[str], ids: Sequence[str]) -> dict:
         cfg_r = self.compose(overrides)
@@ -494,34 +518,40 @@ class Sweep:
     def _report_metrics(self) -> list[str]:
         return list(dict.fromkeys([o.metric for o in self.objectives] + list(REPORT_METRICS)))
 
-    def report(self, reason: str, t_start: float) -> dict:
+    def report(self, reason: str, opt_seconds: float) -> dict:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         trials = trials_frame(self.study, self.objectives)
         trials.write_parquet(self.out_dir / "trials.parquet")
-        selected = self.selected_trials()
         c = self.counts()
         finished = c["COMPLETE"] + c["PRUNED"]
-        rows = []
         heldout_cfg = self.cfg.sweep.heldout
         metrics = self._report_metrics()
         do_heldout = bool(heldout_cfg.enabled) and bool(self.holdout) and reason == "complete"
-        for t in selected:
-            overrides = t.user_attrs.get("overrides") or self.space.overrides_for(t.params)
-            tune_scores = t.user_attrs.get("metrics") or {}
-            tune_scores = {m: tune_scores.get(m) for m in metrics} | {o.metric: v for o, v in zip(self.objectives, t.values)}
-            rows.append({"name": f"trial-{t.number}", "trial": t.number, "overrides": overrides,
-                         "tune": tune_scores,
-                         "heldout": self.score(f"trial-{t.number}", overrides, self.holdout) if do_heldout else None})
         baselines = []
         for baseline in heldout_cfg.baselines or []:
             name, extra = str(baseline.name), list(baseline.overrides or [])
-            baselines.append({"name": name, "trial": None, "overrides": extra,
+            baselines.append({"name": name, "trial": None, "overrides": extra, "why": ["baseline"],
                               "tune": self.score(f"{name}-tune", extra, self.tune),
                               "heldout": self.score(name, extra, self.holdout) if do_heldout else None})
-        pareto = pl.DataFrame([{"trial": r["trial"], "overrides": " ".join(r["overrides"]),
+        reference = next((b["tune"] for b in baselines if b["name"] == "defaults"), None)
+        front = self.front()
+        why = self.pick(front, reference)
+        rows, front_rows = [], []
+        for t in front:
+            overrides = t.user_attrs.get("overrides") or self.space.overrides_for(t.params)
+            tune_scores = t.user_attrs.get("metrics") or {}
+            tune_scores = {m: tune_scores.get(m) for m in metrics} | {o.metric: v for o, v in zip(self.objectives, t.values)}
+            row = {"name": f"trial-{t.number}", "trial": t.number, "overrides": overrides, "why": why.get(t.number, []),
+                   "tune": tune_scores,
+                   "heldout": self.score(f"trial-{t.number}", overrides, self.holdout)
+                   if do_heldout and t.number in why else None}
+            front_rows.append(row)
+            if t.number in why:
+                rows.append(row)
+        pareto = pl.DataFrame([{"trial": r["trial"], "overrides": " ".join(r["overrides"]), "why": "; ".join(r["why"]),
                                 **{f"tune.{k}": v for k, v in r["tune"].items()},
-                                **{f"heldout.{k}": v for k, v in (r["heldout"] or {}).items()}} for r in rows],
-                              infer_schema_length=None) if rows else pl.DataFrame()
+                                **{f"heldout.{k}": (r["heldout"] or {}).get(k) for k in metrics}} for r in front_rows],
+                              infer_schema_length=None) if front_rows else pl.DataFrame()
         pareto.write_parquet(self.out_dir / "pareto.parquet")
         heldout = {
             "study": self.study.study_name, "storage": storage_label(self.cfg),
@@ -535,7 +565,7 @@ class Sweep:
             "selected": rows, "baselines": baselines,
         }
         (self.out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=str))
-        elapsed = time.perf_counter() - t_start
+        elapsed = opt_seconds  # the optimisation loop only (not the held-out re-scoring)
         ran_here = [t for t in self.study.get_trials(deepcopy=False) if t.number in set(self.ran) and t.state in FINISHED]
         span = _span_hours(self.study)
         info = {"study": self.study.study_name, "storage": storage_label(self.cfg), "stopped": reason,
@@ -587,7 +617,7 @@ class Sweep:
         if len(self.objectives) > 1:
             print("[sweep] multi-objective study: no pruning (Optuna's Trial.report is single-objective only)")
         reason = self.optimize()
-        return self.report(reason, t_start)
+        return self.report(reason, time.perf_counter() - t_start)
 
 
 # ------------------------------------------------------------------------------------------------ reporting
@@ -695,19 +725,17 @@ def print_report(info: dict, heldout: dict, objectives: Sequence[Objective], met
           f"({info['this_worker']['trials_per_hour']} trials/hour); study: {info['study_trials_per_hour']} trials/hour")
     print(f"[sweep] tuned on {heldout['tune_conversations']}; held out {heldout['holdout_conversations']}")
     print(f"[sweep] {heldout['note']}")
-    kind = "Pareto front" if len(objectives) > 1 else "best trial"
-    header = f"{'row':<12} " + " ".join(f"{'tune ' + s:>22}" for s in short) + "  " + " ".join(
-        f"{'heldout ' + s:>25}" for s in short)
-    print(f"\n{kind} (objectives: " + ", ".join(f"{o.direction} {o.metric}" for o in objectives) + ")")
-    print(header)
+    kind = "Pareto front (re-scored members)" if len(objectives) > 1 else "best trial"
+    print(f"\n{kind}; objectives: " + ", ".join(f"{o.direction} {o.metric}" for o in objectives))
+    print("each cell: tune split / held-out split")
+    print("| row | " + " | ".join(short) + " |")
+    print("|---|" + "---|" * len(short))
     for r in heldout["selected"] + heldout["baselines"]:
-        tune = r["tune"] or {}
-        held = r["heldout"] or {}
-        print(f"{r['name']:<12} " + " ".join(f"{_fmt(tune.get(m)):>22}" for m in metrics) + "  "
-              + " ".join(f"{_fmt(held.get(m)):>25}" for m in metrics))
+        tune, held = r["tune"] or {}, r["heldout"] or {}
+        print(f"| {r['name']} | " + " | ".join(f"{_fmt(tune.get(m))} / {_fmt(held.get(m))}" for m in metrics) + " |")
     print("\nknobs:")
     for r in heldout["selected"]:
-        print(f"  {r['name']}: {' '.join(r['overrides'])}")
+        print(f"  {r['name']} ({'; '.join(r['why'])}): {' '.join(r['overrides'])}")
     for r in heldout["baselines"]:
         print(f"  {r['name']} (baseline): {' '.join(r['overrides']) or '(no overrides: the base config)'}")
     print(f"\n[sweep] {info['mlflow']}")

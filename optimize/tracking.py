@@ -111,7 +111,8 @@ class MlflowTracker(NullTracker):
 
         self.tracking_uri, self.experiment_name = tracking_uri, experiment
         self.client = MlflowClient(tracking_uri=tracking_uri)
-        found = self.client.get_experiment_by_name(experiment)
+        # the first call creates/migrates the tables; workers starting together race for that: retry
+        found = retrying(lambda: self.client.get_experiment_by_name(experiment), "open the MLflow tracking store")
         if found is None:
             location = Path(artifact_location).resolve().as_uri() if artifact_location else None
             try:
@@ -232,6 +233,19 @@ class MlflowTracker(NullTracker):
     def ui_hint(self) -> str:
         return (f"MLflow UI: LITELLM_LOCAL_MODEL_COST_MAP=True uv run mlflow ui --backend-store-uri "
                 f"{self.tracking_uri}  (experiment {self.experiment_name!r}, then http://127.0.0.1:5000)")
+
+
+def retrying(fn, what: str, attempts: int = 5, wait: float = 2.0):
+    """fn(), retried a few times: workers that start together race to create a store's tables."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except Exception as err:  # sqlalchemy OperationalError ("duplicate column", "database is locked")
+            if attempt == attempts:
+                raise
+            print(f"[tracking] {what}: {type(err).__name__}: {str(err)[:200]} (attempt {attempt}/{attempts}, retrying)",
+                  file=sys.stderr)
+            time.sleep(wait * attempt)
 
 
 def absolute_sqlite(url: str) -> str:

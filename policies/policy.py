@@ -18,6 +18,9 @@ from memtune.policies.store import Change, MemoryStore
 from memtune.policies.types import Decision, Event, MemoryRecord, Message, Scope
 
 
+RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
+
+
 @dataclass
 class _ScopeState:
     recent: list[Message] = field(default_factory=list)  # last messages, for extraction context
@@ -56,7 +59,7 @@ class MemoryPolicy:
         state = self._state.setdefault(scope, _ScopeState())
         with self._lm():
             facts = self.extractor.extract(messages, state.recent, state.summary, self.meter)
-            state.recent = (state.recent + list(messages))[-50:]
+            state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
             state.pending += messages
             if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
                 state.summary = self.summarizer.refresh(state.summary, state.pending, self.meter)

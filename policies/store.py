@@ -43,237 +43,33 @@ import json
 import os
 import threading
 import time
-import unicodedata
-import uuid
 import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Sequence
 
 import lancedb
 import numpy as np
 import pyarrow as pa
-from lancedb.index import BTree, IvfPq
 
-from memtune.policies.types import OPS, MemoryRecord, Op, Scope
+from memtune.policies.store_cache import _Mirror
+from memtune.policies.store_changes import Change, _now, _Plan, check_vectors, plan_changes, validate_change
+from memtune.policies.store_lance import (
+    _ROW_COLUMNS,
+    check_compatible,
+    has_vector_index,
+    history_schema,
+    maybe_index,
+    memory_schema,
+    rows_to_arrow,
+    schema_meta,
+)
+from memtune.policies.store_sql import _check_scope, _check_text, sql_where
+from memtune.policies.types import MemoryRecord, Scope
 
 __all__ = ["Change", "MemoryStore", "sql_where"]
-
-SCOPE_FIELDS = ("user_id", "agent_id", "run_id")
-META_EMBEDDER = b"memtune.embedder_id"
-META_DIM = b"memtune.dim"
-META_TRAINED = b"memtune.index_trained_rows"  # vector-field metadata: rows the ANN index was trained on
-_ROW_COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "provenance", "timestamp", "created_at",
-                "updated_at", "metadata", "embedder_id")
-
-
-# ---- the one place that writes SQL ----------------------------------------------------------------------------
-def _sql_literal(value: Any, field: str) -> str:
-    """`value` as a quoted SQL string literal; control characters (NUL, newline, ...) are refused."""
-    _check_text(value, field)
-    return "'" + value.replace("'", "''") + "'"
-
-
-def _check_text(value: Any, field: str) -> None:
-    if not isinstance(value, str):
-        raise TypeError(f"{field} must be a str, got {type(value).__name__}: {value!r}")
-    for ch in value:
-        if unicodedata.category(ch) == "Cc":
-            raise ValueError(f"{field} contains control character {ch!r} (U+{ord(ch):04X}): {value!r}; "
-                             "ids and scope values may not contain control characters")
-
-
-def sql_where(scope: Scope | None = None, ids: Iterable[str] | None = None, id_column: str = "id") -> str | None:
-    """Build a LanceDB filter: equality on the non-empty scope fields, AND `id_column IN (ids)` when ids is given.
-
-    Every filter this module sends to LanceDB comes from here. Returns None for "no filter" (an all-empty scope and
-    no ids); an empty `ids` gives a filter that matches nothing.
-    """
-    if id_column not in ("id", "memory_id"):
-        raise ValueError(f"id_column must be 'id' or 'memory_id', got {id_column!r}")
-    parts = []
-    if scope is not None:
-        for name in SCOPE_FIELDS:
-            value = getattr(scope, name)
-            if value:
-                parts.append(f"{name} = {_sql_literal(value, name)}")
-    if ids is not None:
-        ids = list(ids)
-        if ids:
-            parts.append(f"{id_column} IN ({', '.join(_sql_literal(i, 'memory_id') for i in ids)})")
-        else:
-            parts.append("false")
-    return " AND ".join(parts) if parts else None
-
-
-def _check_scope(scope: Scope) -> None:
-    if not isinstance(scope, Scope):
-        raise TypeError(f"scope must be a memtune Scope, got {type(scope).__name__}")
-    for name in SCOPE_FIELDS:
-        _check_text(getattr(scope, name), name)
-
-
-def _in_scope(row: dict, scope: Scope) -> bool:
-    """Empty scope fields are wildcards."""
-    return all(not getattr(scope, f) or row[f] == getattr(scope, f) for f in SCOPE_FIELDS)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
-
-
-# ---- records ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True, eq=False)  # eq=False: a numpy vector has no truth value, so equality is identity
-class Change:
-    """One write, as decided by a policy. NOOP is recorded in the history only."""
-
-    op: Op  # "ADD" | "UPDATE" | "DELETE" | "NOOP"
-    text: str = ""  # ADD/UPDATE: the memory text; NOOP: the candidate fact judged redundant
-    vector: np.ndarray | None = None  # required for ADD/UPDATE (normalised by the store)
-    memory_id: str | None = None  # required for UPDATE/DELETE/NOOP; ADD gets a new uuid4
-    scope: Scope = Scope()  # ADD: the owner; UPDATE/DELETE/NOOP: the target must lie inside it (wildcards)
-    provenance: tuple[str, ...] = ()  # dia_ids the fact came from; on UPDATE unioned with the old ones
-    timestamp: str = ""  # when the fact was said (UPDATE keeps the old one when empty)
-    metadata: dict | None = None  # ADD: stored; UPDATE: merged over the old (None keeps it)
-
-    def __post_init__(self):
-        if not isinstance(self.provenance, tuple):
-            object.__setattr__(self, "provenance", tuple(self.provenance))
-
-
-@dataclass
-class _Plan:
-    results: list[tuple[str, str, str]]
-    inserts: list[dict]  # full rows (with "vector")
-    updates: list[dict]
-    deletes: list[str]
-    history: list[dict]
-    after: dict[str, dict | None]  # id -> row after the batch (None: deleted), for the mirror
-
-
-# ---- the in-process read mirror -------------------------------------------------------------------------------
-class _Mirror:
-    """The memories table at one LanceDB version, as numpy arrays: id look-ups, scope masks, exact cosine top-k."""
-
-    def __init__(self, dim: int, version: int):
-        self.dim, self.version = dim, version
-        self.n = 0  # slots used
-        self.dead = 0
-        self.vectors = np.zeros((64, dim), np.float32)
-        self.alive = np.zeros(64, bool)
-        self.codes = {f: np.zeros(64, np.int32) for f in SCOPE_FIELDS}
-        self.vocab: dict[str, dict[str, int]] = {f: {} for f in SCOPE_FIELDS}
-        self.rows: list[dict | None] = []
-        self.slot: dict[str, int] = {}
-
-    @classmethod
-    def load(cls, table, dim: int) -> "_Mirror":
-        version = table.version
-        data = table.to_arrow()
-        m = cls(dim, version)
-        if data.num_rows:
-            vecs = np.asarray(data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                              np.float32).reshape(-1, dim)
-            rows = data.select(list(_ROW_COLUMNS)).to_pylist()
-            m.put_many(rows, _normalise(vecs))
-        return m
-
-    def __len__(self) -> int:
-        return len(self.slot)
-
-    def _grow(self, need: int) -> None:
-        cap = len(self.alive)
-        if need <= cap:
-            return
-        new = max(need, 2 * cap)
-        self.vectors = _grow_rows(self.vectors, new)
-        self.alive = np.concatenate([self.alive, np.zeros(new - cap, bool)])
-        for f in SCOPE_FIELDS:
-            self.codes[f] = np.concatenate([self.codes[f], np.zeros(new - cap, np.int32)])
-
-    def put_many(self, rows: list[dict], vectors: np.ndarray | None) -> None:
-        """Insert or replace rows (vectors[i] belongs to rows[i]; None keeps the stored vectors)."""
-        self._grow(self.n + len(rows))
-        for i, row in enumerate(rows):
-            s = self.slot.get(row["id"])
-            if s is None:
-                s = self.n
-                self.n += 1
-                self.rows.append(None)
-                self.slot[row["id"]] = s
-            clean = {k: row[k] for k in _ROW_COLUMNS}
-            clean["provenance"] = list(clean["provenance"] or [])
-            self.rows[s] = clean
-            self.alive[s] = True
-            for f in SCOPE_FIELDS:
-                self.codes[f][s] = self.vocab[f].setdefault(row[f] or "", len(self.vocab[f]))
-            if vectors is not None:
-                self.vectors[s] = vectors[i]
-
-    def remove(self, ids: Iterable[str]) -> None:
-        for i in ids:
-            s = self.slot.pop(i, None)
-            if s is not None:
-                self.alive[s] = False
-                self.rows[s] = None
-                self.dead += 1
-        if self.dead > 1024 and self.dead > self.n // 2:  # squeeze out tombstones
-            keep = np.flatnonzero(self.alive[: self.n])
-            rows = [self.rows[s] for s in keep]
-            vecs = self.vectors[keep].copy()
-            fresh = _Mirror(self.dim, self.version)
-            fresh.put_many(rows, vecs)
-            self.__dict__.update(fresh.__dict__)
-
-    def get(self, memory_id: str) -> dict | None:
-        s = self.slot.get(memory_id)
-        return None if s is None else self.rows[s]
-
-    def mask(self, scope: Scope) -> np.ndarray:
-        m = self.alive[: self.n].copy()
-        for f in SCOPE_FIELDS:
-            value = getattr(scope, f)
-            if value:
-                code = self.vocab[f].get(value)
-                if code is None:
-                    return np.zeros(self.n, bool)
-                m &= self.codes[f][: self.n] == code
-        return m
-
-    def top_k(self, queries: np.ndarray, scope: Scope, k: int) -> list[list[tuple[dict, float]]]:
-        idx = np.flatnonzero(self.mask(scope))
-        if idx.size == 0 or k <= 0:
-            return [[] for _ in range(len(queries))]
-        # (candidates, queries). einsum, not `@`: multi-threaded OpenBLAS took ~8 ms for this product on a busy
-        # 2-core machine, einsum's single-threaded loop 0.4 ms (10k rows, 1/7 of them in scope).
-        sims = np.einsum("ij,kj->ik", self.vectors[idx], queries)
-        out = []
-        for j in range(sims.shape[1]):
-            s = sims[:, j]
-            if idx.size > k:
-                part = np.argpartition(-s, k - 1)[:k]
-                order = part[np.argsort(-s[part], kind="stable")]
-            else:
-                order = np.argsort(-s, kind="stable")
-            out.append([(self.rows[idx[o]], float(s[o])) for o in order])
-        return out
-
-    def select(self, scope: Scope) -> list[dict]:
-        return [self.rows[s] for s in np.flatnonzero(self.mask(scope))]
-
-
-def _grow_rows(a: np.ndarray, n: int) -> np.ndarray:
-    out = np.zeros((n, a.shape[1]), a.dtype)
-    out[: len(a)] = a
-    return out
-
-
-def _normalise(v: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(v, axis=1, keepdims=True)
-    return (v / np.where(norms > 0, norms, 1.0)).astype(np.float32, copy=False)
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
@@ -319,8 +115,8 @@ class MemoryStore:
         self._since_compact = 0
         self._last_seq = 0
         self._db = lancedb.connect(self.uri)
-        self._schema = self._memory_schema()
-        self._history_schema = self._make_history_schema()
+        meta = schema_meta(self.embedder_id, self.dim)
+        self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
         self._table = self._open_or_create(self.table_name, self._schema, check=True)
         self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
         # The version this handle is at. It only moves when this store writes (lancedb.connect() without a
@@ -333,87 +129,19 @@ class MemoryStore:
         if self.history_flush_every > 1:
             atexit.register(_flush_at_exit, weakref.ref(self))
 
-    # -- schemas / opening ----------------------------------------------------------------------------------------
-    def _meta(self) -> dict[bytes, bytes]:
-        return {META_EMBEDDER: self.embedder_id.encode(), META_DIM: str(self.dim).encode()}
-
-    def _memory_schema(self) -> pa.Schema:
-        s = pa.string()
-        return pa.schema([
-            pa.field("id", s), pa.field("text", s), pa.field("vector", pa.list_(pa.float32(), self.dim)),
-            pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
-            pa.field("provenance", pa.list_(s)), pa.field("timestamp", s), pa.field("created_at", s),
-            pa.field("updated_at", s), pa.field("metadata", s), pa.field("embedder_id", s),
-        ], metadata=self._meta())
-
-    def _make_history_schema(self) -> pa.Schema:
-        s = pa.string()
-        return pa.schema([
-            pa.field("memory_id", s), pa.field("op", s), pa.field("old_text", s), pa.field("new_text", s),
-            pa.field("time", s), pa.field("seq", pa.int64()), pa.field("provenance", pa.list_(s)),
-            pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s), pa.field("metadata", s),
-        ], metadata=self._meta())
-
+    # -- opening --------------------------------------------------------------------------------------------------
     def _open_or_create(self, name: str, schema: pa.Schema, check: bool):
         try:
             tbl = self._db.open_table(name)
         except ValueError:  # "Table '...' was not found"
             return self._db.create_table(name, schema=schema)
         if check:
-            self._check_compatible(tbl)
+            check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
         return tbl
 
-    def _check_compatible(self, tbl) -> None:
-        meta = tbl.schema.metadata or {}
-        field = tbl.schema.field("vector") if "vector" in tbl.schema.names else None
-        stored_dim = getattr(field.type, "list_size", None) if field is not None else None
-        stored_id = meta.get(META_EMBEDDER, b"").decode() or "<unknown: not written by memtune>"
-        if stored_id != self.embedder_id or stored_dim != self.dim:
-            raise ValueError(
-                f"memory store {self.uri!r} (table {self.table_name!r}) was written with embedder "
-                f"{stored_id!r} (dim {stored_dim}), but it was opened with embedder {self.embedder_id!r} "
-                f"(dim {self.dim}). Vectors from different embedders cannot be compared: open it with embedder "
-                f"{stored_id!r}, or re-embed the memories into a new store (use a new store uri, or delete this one)."
-            )
-
     # -- validation helpers ---------------------------------------------------------------------------------------
-    def _vectors(self, vectors: Any, what: str) -> np.ndarray:
-        v = np.asarray(vectors, dtype=np.float32)
-        if v.ndim == 1:
-            v = v[None, :]
-        if v.ndim != 2 or v.shape[1] != self.dim:
-            raise ValueError(f"{what}: expected vectors of dim {self.dim} (embedder {self.embedder_id!r}), "
-                             f"got shape {tuple(np.shape(vectors))}")
-        if not np.isfinite(v).all():
-            raise ValueError(f"{what}: vector contains NaN or inf")
-        if (np.linalg.norm(v, axis=1) == 0).any():
-            raise ValueError(f"{what}: zero vector (cosine similarity is undefined)")
-        return _normalise(v)
-
-    def _validate(self, c: Change, i: int) -> np.ndarray | None:
-        where = f"change {i} ({getattr(c, 'op', '?')})"
-        if not isinstance(c, Change):
-            raise TypeError(f"change {i}: expected a Change, got {type(c).__name__}")
-        if c.op not in OPS:
-            raise ValueError(f"{where}: op must be one of {OPS}")
-        _check_scope(c.scope)
-        if not all(isinstance(p, str) for p in c.provenance):
-            raise TypeError(f"{where}: provenance must be strings, got {c.provenance!r}")
-        if c.metadata is not None and not isinstance(c.metadata, dict):
-            raise TypeError(f"{where}: metadata must be a dict or None")
-        if c.op == "ADD" and c.memory_id is not None:
-            raise ValueError(f"{where}: ADD takes no memory_id (the store assigns one), got {c.memory_id!r}")
-        if c.op != "ADD":
-            if not c.memory_id:
-                raise ValueError(f"{where}: memory_id is required")
-            _check_text(c.memory_id, "memory_id")
-        if c.op in ("ADD", "UPDATE"):
-            if not isinstance(c.text, str) or not c.text.strip():
-                raise ValueError(f"{where}: text is required")
-            if c.vector is None:
-                raise ValueError(f"{where}: vector is required")
-            return self._vectors(c.vector, where)[0]
-        return None
+    def _vectors(self, vectors, what: str) -> np.ndarray:
+        return check_vectors(vectors, what, self.dim, self.embedder_id)
 
     # -- reads: the mirror or LanceDB -----------------------------------------------------------------------------
     def _view(self) -> _Mirror | None:
@@ -465,66 +193,9 @@ class MemoryStore:
 
     def _plan(self, changes: Sequence[Change]) -> _Plan:
         """Validate the whole batch and work out its effect, in order, without writing anything."""
-        vectors = [self._validate(c, i) for i, c in enumerate(changes)]
+        vectors = [validate_change(c, i, self.dim, self.embedder_id) for i, c in enumerate(changes)]
         before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD"}))
-        state: dict[str, dict | None] = dict(before)
-        dirty: dict[str, None] = {}  # ids added/updated, in order
-        results, history = [], []
-        now = _now()
-        for i, (c, vec) in enumerate(zip(changes, vectors)):
-            if c.op == "ADD":
-                mid = str(uuid.uuid4())
-                row = {"id": mid, "text": c.text, "vector": vec, "user_id": c.scope.user_id,
-                       "agent_id": c.scope.agent_id, "run_id": c.scope.run_id, "provenance": list(c.provenance),
-                       "timestamp": c.timestamp, "created_at": now, "updated_at": now,
-                       "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
-                       "embedder_id": self.embedder_id}
-                state[mid] = row
-                dirty[mid] = None
-                old_text, new_text = "", c.text
-            else:
-                mid = c.memory_id
-                row = state.get(mid)
-                if row is None:
-                    gone = " (deleted earlier in this batch)" if mid in before else ""
-                    raise KeyError(f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; "
-                                   "nothing from this batch was written")
-                if not _in_scope(row, c.scope):
-                    raise KeyError(f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; "
-                                   "nothing from this batch was written")
-                old_text = row["text"]
-                new_text = c.text
-                if c.op == "UPDATE":
-                    old_prov = list(row["provenance"] or [])
-                    meta = json.loads(row["metadata"]) if row["metadata"] else {}
-                    if c.metadata:
-                        meta.update(c.metadata)
-                    row = {**row, "text": c.text, "vector": vec,
-                           "provenance": old_prov + [p for p in dict.fromkeys(c.provenance) if p not in old_prov],
-                           "timestamp": c.timestamp or row["timestamp"], "updated_at": now,
-                           "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False)}
-                    state[mid] = row
-                    dirty[mid] = None
-                elif c.op == "DELETE":
-                    state[mid] = None
-                    dirty.pop(mid, None)
-                    new_text = ""
-            results.append((c.op, mid, old_text))
-            history.append({"memory_id": mid, "op": c.op, "old_text": old_text, "new_text": new_text,
-                            "time": now, "seq": self._next_seq(), "provenance": list(c.provenance),
-                            "user_id": row["user_id"], "agent_id": row["agent_id"], "run_id": row["run_id"],
-                            "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False)})
-        inserts = [state[i] for i in dirty if i not in before]
-        updates = [state[i] for i in dirty if i in before]
-        deletes = [i for i in before if state[i] is None]
-        after = {i: state[i] for i in [*dirty, *deletes]}
-        return _Plan(results, inserts, updates, deletes, history, after)
-
-    def _arrow(self, rows: list[dict]) -> pa.Table:
-        cols = {name: [r[name] for r in rows] for name in self._schema.names if name != "vector"}
-        flat = np.concatenate([r["vector"] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
-        cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim)
-        return pa.table({n: cols[n] for n in self._schema.names}, schema=self._schema)
+        return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq)
 
     def _write_memories(self, plan: _Plan) -> int | None:
         """One LanceDB write for the whole batch; returns the new table version (None: nothing written)."""
@@ -532,7 +203,7 @@ class MemoryStore:
         if not upserts and not plan.deletes:
             return None
         if not plan.updates and not plan.deletes:
-            return self._table.add(self._arrow(plan.inserts)).version
+            return self._table.add(rows_to_arrow(plan.inserts, self._schema, self.dim)).version
         if not upserts:
             return self._table.delete(sql_where(ids=plan.deletes)).version
         merge = self._table.merge_insert("id").when_matched_update_all()
@@ -540,7 +211,7 @@ class MemoryStore:
             merge = merge.when_not_matched_insert_all()
         if plan.deletes:
             merge = merge.when_not_matched_by_source_delete(sql_where(ids=plan.deletes))
-        return merge.execute(self._arrow(upserts)).version
+        return merge.execute(rows_to_arrow(upserts, self._schema, self.dim)).version
 
     def _write_history(self, rows: list[dict]) -> None:
         if rows:
@@ -743,7 +414,7 @@ class MemoryStore:
                 warnings.filterwarnings("ignore", message=r".*removes every version.*")
                 for tbl in (self._table, self._history):
                     tbl.optimize(cleanup_older_than=self.keep_versions)
-            self._maybe_index()
+            maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
             self._vector_indexed = self._has_vector_index()
             self._version, self._hversion = self._table.version, self._history.version
             if in_sync:
@@ -759,21 +430,7 @@ class MemoryStore:
             self._vector_indexed = self._has_vector_index()
 
     def _has_vector_index(self) -> bool:
-        return any("vector" in idx.columns for idx in self._table.list_indices())
-
-    def _maybe_index(self) -> None:
-        rows = self._table.count_rows()
-        if rows < self.index_min_rows or rows < 256:  # PQ training needs 256 rows
-            return
-        meta = self._table.schema.field("vector").metadata or {}
-        trained = int(meta.get(META_TRAINED, b"0"))
-        if self._has_vector_index() and rows < self.reindex_growth * trained:
-            return
-        self._table.create_index(
-            "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(self.dim)), replace=True)
-        for col in ("id", "user_id"):  # merge_insert joins, id look-ups and scope prefilters on a big table
-            self._table.create_index(col, config=BTree(), replace=True)
-        self._table.update_field_metadata({"path": "vector", "metadata": {META_TRAINED.decode(): str(rows)}})
+        return has_vector_index(self._table)
 
     @property
     def version(self) -> int:
@@ -826,11 +483,3 @@ def _quiet_result(future) -> None:
         future.result()
     except BaseException:
         pass
-
-
-def _num_sub_vectors(dim: int) -> int:
-    """PQ sub-vectors of 8 dims when dim allows it (384 -> 48: 48 bytes a vector), else of 4, 2 or 1."""
-    for width in (8, 4, 2, 1):
-        if dim % width == 0:
-            return dim // width
-    return 1

@@ -16,11 +16,7 @@ CMD=("$PY" -m memtune.optimize.sweep search_space=retrieval_only sweep.study_nam
      "sweep.storage=$STORAGE" "tracking.tracking_uri=$MLFLOW" "tracking.artifact_location=$WORK/mlartifacts"
      tracking.experiment=two-workers)
 echo "work dir: $WORK"
-# create the study and the MLflow tables first, so the two workers do not race to create the schema
-"$PY" - "$STORAGE" <<'PYEOF'
-import sys, optuna
-optuna.storages.RDBStorage(sys.argv[1])
-PYEOF
+# nothing is created beforehand: the two workers race to create the Optuna and MLflow tables and the study
 "${CMD[@]}" hydra.run.dir="$WORK/w1" > "$WORK/w1.log" 2>&1 &
 P1=$!
 "${CMD[@]}" hydra.run.dir="$WORK/w2" > "$WORK/w2.log" 2>&1 &

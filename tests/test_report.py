@@ -47,9 +47,9 @@ def test_seeded_results_are_reproducible():
 
 def test_resampling_in_blocks_keeps_memory_bounded(monkeypatch):
     """Many resamples of a large sample are drawn block by block; the result is still deterministic."""
-    import memtune.optimize.report as report
+    import memtune.optimize.stats as stats
 
-    monkeypatch.setattr(report, "_MAX_ELEMENTS", 1000)  # forces blocks of 2 rows for n=400
+    monkeypatch.setattr(stats, "_MAX_ELEMENTS", 1000)  # forces blocks of 2 rows for n=400
     values = np.random.default_rng(0).random(400)
     means = resample_means(values, resamples=101, seed=5)
     assert means.shape == (101,) and np.all((means > 0.3) & (means < 0.7))

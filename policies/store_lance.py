@@ -1,0 +1,88 @@
+"""The LanceDB tables of the memory store: their schemas (with the embedder id and dim in the schema metadata),
+the embedder check on reopening, rows to Arrow, and the vector (IVF_PQ) and scalar (BTree) indices."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+from lancedb.index import BTree, IvfPq
+
+META_EMBEDDER = b"memtune.embedder_id"
+META_DIM = b"memtune.dim"
+META_TRAINED = b"memtune.index_trained_rows"  # vector-field metadata: rows the ANN index was trained on
+_ROW_COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "provenance", "timestamp", "created_at",
+                "updated_at", "metadata", "embedder_id")
+
+
+def schema_meta(embedder_id: str, dim: int) -> dict[bytes, bytes]:
+    return {META_EMBEDDER: embedder_id.encode(), META_DIM: str(dim).encode()}
+
+
+def memory_schema(dim: int, meta: dict[bytes, bytes]) -> pa.Schema:
+    s = pa.string()
+    return pa.schema([
+        pa.field("id", s), pa.field("text", s), pa.field("vector", pa.list_(pa.float32(), dim)),
+        pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
+        pa.field("provenance", pa.list_(s)), pa.field("timestamp", s), pa.field("created_at", s),
+        pa.field("updated_at", s), pa.field("metadata", s), pa.field("embedder_id", s),
+    ], metadata=meta)
+
+
+def history_schema(meta: dict[bytes, bytes]) -> pa.Schema:
+    s = pa.string()
+    return pa.schema([
+        pa.field("memory_id", s), pa.field("op", s), pa.field("old_text", s), pa.field("new_text", s),
+        pa.field("time", s), pa.field("seq", pa.int64()), pa.field("provenance", pa.list_(s)),
+        pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s), pa.field("metadata", s),
+    ], metadata=meta)
+
+
+def check_compatible(tbl, uri: str, table_name: str, embedder_id: str, dim: int) -> None:
+    """Refuse a memories table written with another embedder or dim (their vectors are not comparable)."""
+    meta = tbl.schema.metadata or {}
+    field = tbl.schema.field("vector") if "vector" in tbl.schema.names else None
+    stored_dim = getattr(field.type, "list_size", None) if field is not None else None
+    stored_id = meta.get(META_EMBEDDER, b"").decode() or "<unknown: not written by memtune>"
+    if stored_id != embedder_id or stored_dim != dim:
+        raise ValueError(
+            f"memory store {uri!r} (table {table_name!r}) was written with embedder "
+            f"{stored_id!r} (dim {stored_dim}), but it was opened with embedder {embedder_id!r} "
+            f"(dim {dim}). Vectors from different embedders cannot be compared: open it with embedder "
+            f"{stored_id!r}, or re-embed the memories into a new store (use a new store uri, or delete this one)."
+        )
+
+
+def rows_to_arrow(rows: list[dict], schema: pa.Schema, dim: int) -> pa.Table:
+    cols = {name: [r[name] for r in rows] for name in schema.names if name != "vector"}
+    flat = np.concatenate([r["vector"] for r in rows]).astype(np.float32) if rows else np.zeros(0, np.float32)
+    cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), dim)
+    return pa.table({n: cols[n] for n in schema.names}, schema=schema)
+
+
+def has_vector_index(table) -> bool:
+    return any("vector" in idx.columns for idx in table.list_indices())
+
+
+def maybe_index(table, index_min_rows: int, reindex_growth: float, dim: int) -> None:
+    """Build the ANN index once the table has index_min_rows rows; rebuild it when the table has grown
+    reindex_growth-fold past the rows it was trained on."""
+    rows = table.count_rows()
+    if rows < index_min_rows or rows < 256:  # PQ training needs 256 rows
+        return
+    meta = table.schema.field("vector").metadata or {}
+    trained = int(meta.get(META_TRAINED, b"0"))
+    if has_vector_index(table) and rows < reindex_growth * trained:
+        return
+    table.create_index(
+        "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(dim)), replace=True)
+    for col in ("id", "user_id"):  # merge_insert joins, id look-ups and scope prefilters on a big table
+        table.create_index(col, config=BTree(), replace=True)
+    table.update_field_metadata({"path": "vector", "metadata": {META_TRAINED.decode(): str(rows)}})
+
+
+def _num_sub_vectors(dim: int) -> int:
+    """PQ sub-vectors of 8 dims when dim allows it (384 -> 48: 48 bytes a vector), else of 4, 2 or 1."""
+    for width in (8, 4, 2, 1):
+        if dim % width == 0:
+            return dim // width
+    return 1
