@@ -182,6 +182,7 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "turns": sum(f["turns"] for f in facts), "message_pairs": pairs, "seconds": round(seconds, 3),
         "turns_per_s": round(sum(f["turns"] for f in facts) / seconds, 2) if seconds else None,
         "memories_stored": sum(f["memories_stored"] for f in facts), "ops": ops,
+        "rejected_ops": sum(f.get("rejected_ops", 0) for f in facts),
         "lm_requests_per_message_pair": {p: round(phases.get(p, {}).get("calls", 0) / pairs, 3) if pairs else None
                                          for p in ("extract", "summarize", "decide")},
         "cost": {"phases": phases, "failures": [x for f in facts for x in f["cost"].get("failures", [])]},

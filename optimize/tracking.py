@@ -67,6 +67,7 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             put(f"{category}.{name}", value)
     cost = summary.get("cost", {})
     put("cost.memories_stored", cost.get("memories_stored"))
+    put("cost.rejected_ops", cost.get("rejected_ops"))
     for op, n in (cost.get("ops") or {}).items():
         put(f"cost.ops.{op}", n)
     for part in ("ingest", "answer", "judge"):
@@ -107,12 +108,10 @@ class MlflowTracker(NullTracker):
     enabled = True
 
     def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None):
-        from mlflow import MlflowClient
-
         self.tracking_uri, self.experiment_name = tracking_uri, experiment
-        self.client = MlflowClient(tracking_uri=tracking_uri)
-        # the first call creates/migrates the tables; workers starting together race for that: retry
-        found = retrying(lambda: self.client.get_experiment_by_name(experiment), "open the MLflow tracking store")
+        # opening the store creates/migrates its tables; workers starting together race for that: retry
+        self.client = retrying(lambda: _open(tracking_uri), "open the MLflow tracking store")
+        found = self.client.get_experiment_by_name(experiment)
         if found is None:
             location = Path(artifact_location).resolve().as_uri() if artifact_location else None
             try:
@@ -233,6 +232,14 @@ class MlflowTracker(NullTracker):
     def ui_hint(self) -> str:
         return (f"MLflow UI: LITELLM_LOCAL_MODEL_COST_MAP=True uv run mlflow ui --backend-store-uri "
                 f"{self.tracking_uri}  (experiment {self.experiment_name!r}, then http://127.0.0.1:5000)")
+
+
+def _open(tracking_uri: str):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=tracking_uri)
+    client.search_experiments(max_results=1)  # forces the store (and its schema migration) now
+    return client
 
 
 def retrying(fn, what: str, attempts: int = 5, wait: float = 2.0):

@@ -15,13 +15,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# Click every collapsed row expander of the runs table (MLflow marks nested-run toggles with this test id;
-# fall back to buttons labelled "expand").
+# Click the run-name cell's expander of each parent run (MLflow 3.17: a button whose data-component-id names
+# runnamecellrenderer; leaf runs have none), and close the assistant side panel if it is open.
 EXPAND_JS = """
 (() => {
-  const sel = '[data-testid="runs-table-expander"], button[aria-label*="xpand" i], [data-test-id="runs-table-expander"]';
-  const els = Array.from(document.querySelectorAll(sel));
+  const els = Array.from(document.querySelectorAll('button[data-component-id*="runnamecellrenderer"]'));
   els.forEach(e => e.click());
+  document.querySelectorAll('button[aria-label="Close"]').forEach(b => b.click());
   return els.length;
 })()
 """

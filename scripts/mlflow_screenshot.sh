@@ -29,9 +29,10 @@ print(exp.experiment_id)
 PYEOF
 )
 LOG=$(mktemp /tmp/mlflow-ui.XXXX.log)
-.venv/bin/mlflow ui --backend-store-uri "$URI" --host 127.0.0.1 --port "$PORT" > "$LOG" 2>&1 &
+# its own process group: `mlflow ui` starts job consumers (huey) that outlive it unless the group is ended
+setsid .venv/bin/mlflow ui --backend-store-uri "$URI" --host 127.0.0.1 --port "$PORT" > "$LOG" 2>&1 &
 UI_PID=$!
-cleanup() { kill "$UI_PID" 2>/dev/null || true; wait "$UI_PID" 2>/dev/null || true; }
+cleanup() { kill -- "-$UI_PID" 2>/dev/null || true; wait "$UI_PID" 2>/dev/null || true; }
 trap cleanup EXIT
 for _ in $(seq 1 120); do
   curl -sf "http://127.0.0.1:$PORT/health" > /dev/null && break

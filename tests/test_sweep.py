@@ -260,3 +260,22 @@ def test_cli_runs_as_a_hydra_app(tmp_path):
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2/2 finished" in proc.stdout and (tmp_path / "run" / "trials.parquet").exists()
+
+
+def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
+    """Two workers racing for the last slot: the trial with the higher number gives way."""
+    from hydra import compose, initialize_config_dir
+
+    from memtune.optimize.sweep import Surplus, Sweep
+
+    base = [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
+            "sweep.tune_conversations=null", "sweep.holdout_conversations=null", "tracking=none",
+            "sweep.n_trials=1", "sweep.enqueue=[]"]
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        sweep_ = Sweep(compose(config_name="sweep", overrides=base), tmp_path / "run", base)
+        first = sweep_.study.ask()  # another (live) worker holds the only slot ...
+        first.set_user_attr("worker", worker_id())
+        second = sweep_.study.ask()  # ... when this one starts
+        with pytest.raises(Surplus):
+            sweep_.objective(second)
+        assert second.user_attrs["surplus"] is True and "overrides" not in second.user_attrs  # nothing ran
