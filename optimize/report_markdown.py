@@ -167,8 +167,8 @@ def render_markdown(runs: list[Run], table: pl.DataFrame, paired: list[pl.DataFr
     lines += _md_table(["run", "memories stored", "ops", "context tokens/query (all questions)",
                         "ingest turns/s", "answer step p50/p95 ms", "whole query p50/p95 ms"], rows)
     phase_cols = [c.removeprefix("lm_calls_") for c in costs.columns if c.startswith("lm_calls_")]
-    lines += ["", "LM calls per phase (prompt + completion tokens in parentheses); cached calls count what the "
-                  "original call cost:", ""]
+    lines += ["", "LM calls per phase (billed prompt + completion tokens in parentheses; calls answered from the "
+                  "DSPy cache bill 0 tokens):", ""]
     rows = [[c["run"], *(f"{c[f'lm_calls_{p}'] or 0} ({c[f'lm_tokens_{p}'] or 0})" for p in phase_cols)]
             for c in costs.iter_rows(named=True)]
     lines += _md_table(["run", *phase_cols], rows)

@@ -73,8 +73,9 @@ class Failure:
 
 
 class CostMeter:
-    """Per-phase LM usage and latency. Token counts come from the LM's own usage reports (DSPy history),
-    so cache hits still count the tokens the original call cost: re-runs report the same cost."""
+    """Per-phase LM usage and latency. Token counts come from the LM's own usage reports (DSPy history).
+    A call answered from DSPy's cache counts in `calls` and `cached_calls` but reports 0 tokens (measured with
+    dspy 3.4.1): tokens are what this run billed; report the cost of a config from a run with a cold cache."""
 
     def __init__(self, max_consecutive_failures: int = 20):
         self.phases: dict[str, PhaseCost] = defaultdict(PhaseCost)
@@ -125,7 +126,7 @@ class CostMeter:
         self._consecutive = 0
 
     def as_dict(self) -> dict:
-        """Per phase: LM calls (cached ones included: they count what the original call cost), tokens,
+        """Per phase: LM calls (cached ones included, and counted apart in `cached_calls`), billed tokens,
         failures, and wall time per step (p50/p95/total seconds)."""
         phases = {}
         for name, c in sorted(self.phases.items()):
