@@ -9,6 +9,7 @@ Every LLM call of a policy goes through `call_predictor`, which
 from __future__ import annotations
 
 import os
+import re
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -164,6 +165,19 @@ def _entries_after(history: list, marker) -> list:
     return list(history)  # the marker was evicted: everything now in history is new
 
 
+# DSPy's ChatAdapter finds field headers only on a line of their own; a small model that writes the closing
+# marker on the answer's line ("Pixel [[ ## completed ## ]]", seen with Qwen2.5-1.5B) leaks it into the field.
+_END_MARKER = re.compile(r"\s*\[\[\s*##\s*completed\s*##\s*\]\]\s*$")
+
+
+def _strip_end_marker(result):
+    """Drop a leaked trailing `[[ ## completed ## ]]` from the string outputs of a prediction."""
+    for name, value in list(result.items()):
+        if isinstance(value, str) and _END_MARKER.search(value):
+            result[name] = _END_MARKER.sub("", value)
+    return result
+
+
 def call_predictor(predictor, meter: CostMeter, phase: str, item: str, retries: int = 2, **inputs):
     """Run a DSPy predictor; retry malformed output; on final failure record it and return None."""
     lm = dspy.settings.lm
@@ -177,7 +191,7 @@ def call_predictor(predictor, meter: CostMeter, phase: str, item: str, retries: 
             with meter.lm_calls(phase, lm):
                 result = predictor(**inputs, config=config)
             meter.record_success()
-            return result
+            return _strip_end_marker(result)
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # malformed output, schema violations, transient endpoint errors
