@@ -109,5 +109,8 @@ class LLMDecider(dspy.Module):
             if op.event == "UPDATE" and not op.text.strip():
                 self.rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "empty text"})
                 continue
-            decisions.append(Decision(op.event, op.text.strip() or target.text, target.id, provenance, timestamp))
+            event = op.event
+            if event == "UPDATE" and op.text.strip() == target.text.strip():
+                event = "NOOP"  # an "update" to the same text changes nothing (small models often answer this way)
+            decisions.append(Decision(event, op.text.strip() or target.text, target.id, provenance, timestamp))
         return decisions

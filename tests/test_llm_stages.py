@@ -99,6 +99,21 @@ def test_llm_decider_applies_every_op_and_ignores_hallucinated_ids(store, embedd
     assert policy.op_counts == {"ADD": 4, "UPDATE": 1, "DELETE": 1, "NOOP": 1}
 
 
+def test_update_to_the_same_text_is_a_noop(store, embedder):
+    policy, _ = make_policy(store, embedder, [
+        {"facts": json.dumps(["Caroline lives in Boston"])},
+        ops({"event": "ADD", "text": "Caroline lives in Boston"}),
+        {"facts": json.dumps(["Caroline lives in Boston"])},
+        ops({"event": "UPDATE", "id": 0, "text": " Caroline lives in Boston "}),
+    ])
+    policy.add([Message("Caroline", "I live in Boston.", "D1:1")], ALICE)
+    events = policy.add([Message("Caroline", "Still in Boston!", "D2:1")], ALICE)
+    (memory,) = store.get_all(ALICE)
+    assert [e.op for e in events] == ["NOOP"]
+    assert memory.provenance == ("D1:1",)  # a same-text "update" neither rewrites the memory nor widens its provenance
+    assert [h["op"] for h in store.history(memory.id)] == ["ADD", "NOOP"]
+
+
 def test_malformed_output_is_retried_then_recorded_and_skipped(store, embedder):
     policy, lm = make_policy(store, embedder, [
         {"facts": "not a list"}, {"facts": "not a list"},  # attempt 1 (chat adapter + JSON fallback)
