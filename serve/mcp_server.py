@@ -1,0 +1,129 @@
+"""MCP server over the runtime Memory API (official `mcp` SDK 2.x, `MCPServer`): memory as tools for an agent.
+
+Tools: add_memory (after each turn), search_memories (before each answer), list_memories, get_memory,
+memory_history, delete_memory. Arguments go through the REST server's request models, so both servers enforce the
+same limits and scope rules; a refused call returns an MCP tool error (is_error) whose text names the field and the
+fix, and never touches the store.
+
+Transports: stdio (`create_mcp_server(memory).run("stdio")`, for a client that launches the server) and
+streamable HTTP (`mcp_http_app(...)` -> an ASGI app serving /mcp, behind the same bearer auth and body limit as
+the REST server, plus an unauthenticated /healthz).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import Field, ValidationError
+
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.server.transport_security import TransportSecuritySettings
+
+from memtune.policies.memory import MemoryNotFound
+from memtune.serve import schemas as s
+from memtune.serve.middleware import LOOPBACK, BearerAuth, BodyLimit
+from memtune.serve.service import MemoryService
+
+INSTRUCTIONS = (
+    "Long-term memory for a conversation agent. After each turn call add_memory with the new messages and the "
+    "user's user_id; before answering call search_memories with the question and the same user_id, and use the "
+    "returned memories (with their timestamps) as context. Memories of different user_ids never mix."
+)
+
+UserId = Annotated[str, Field(description="whose memories (at least one of user_id, agent_id, run_id)")]
+MemoryId = Annotated[str, Field(description="a memory id from add_memory, search_memories or list_memories",
+                                min_length=1, max_length=s.MAX_ID_CHARS)]
+
+
+def _checked(model, **values):
+    """Validate tool arguments with the REST request model; a refusal becomes a ToolError naming the field."""
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        parts = []
+        for e in exc.errors():
+            field = ".".join(str(p) for p in e.get("loc", ())) or "arguments"
+            parts.append(f"{field}: {str(e.get('msg', '')).removeprefix('Value error, ')}")
+        raise ToolError("; ".join(parts)) from None
+
+
+def _call(fn, *args, **kwargs):
+    """Run a Memory API call; unknown ids and refused input become ToolErrors (the store is unchanged)."""
+    try:
+        return fn(*args, **kwargs)
+    except MemoryNotFound as exc:
+        raise ToolError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) from None
+    except ValueError as exc:
+        raise ToolError(str(exc)) from None
+
+
+def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
+    service = MemoryService(memory)
+    server = MCPServer(name=name, instructions=INSTRUCTIONS, version=str(getattr(memory, "bundle_version", "")))
+
+    @server.tool()
+    def add_memory(messages: str | list[dict[str, str]], user_id: UserId = "", agent_id: str = "",
+                   run_id: str = "", metadata: dict[str, Any] | None = None, infer: bool = True) -> list[dict]:
+        """Remember new conversation messages. `messages` is a string (one user message) or a list of
+        {"role": "user"|"assistant"|<name>, "content": <text>}. Returns what changed: ADD / UPDATE / DELETE / NOOP
+        events with memory ids."""
+        req = _checked(s.AddRequest, messages=messages, user_id=user_id, agent_id=agent_id, run_id=run_id,
+                       metadata=metadata, infer=infer)
+        return _call(service.add, req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())
+
+    @server.tool()
+    def search_memories(query: str, user_id: UserId = "", agent_id: str = "", run_id: str = "",
+                        top_k: int | None = None, threshold: float | None = None) -> list[dict]:
+        """The memories most relevant to `query` in one scope, best first, each with a similarity score."""
+        req = _checked(s.SearchRequest, query=query, user_id=user_id, agent_id=agent_id, run_id=run_id,
+                       top_k=top_k, threshold=threshold)
+        return _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.scope())
+
+    @server.tool()
+    def list_memories(user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100) -> list[dict]:
+        """All memories of one scope, oldest first (at most `limit`)."""
+        req = _checked(s.ScopeIn, user_id=user_id, agent_id=agent_id, run_id=run_id)
+        _call(req.require_scope)
+        if not 1 <= limit <= s.MAX_LIMIT:
+            raise ToolError(f"limit: must be between 1 and {s.MAX_LIMIT}, got {limit}")
+        return _call(service.get_all, limit=limit, **req.scope())
+
+    @server.tool()
+    def get_memory(memory_id: MemoryId) -> dict:
+        """One memory by id."""
+        return _call(service.get, memory_id)
+
+    @server.tool()
+    def memory_history(memory_id: MemoryId) -> list[dict]:
+        """Every change to one memory (ADD, UPDATE, DELETE, NOOP), oldest first, with old and new text."""
+        return _call(service.history, memory_id)
+
+    @server.tool()
+    def delete_memory(memory_id: MemoryId) -> dict:
+        """Delete one memory by id (its history is kept)."""
+        return _call(service.delete, memory_id)
+
+    @server.custom_route("/healthz", methods=["GET"])
+    async def healthz(request):
+        from starlette.responses import JSONResponse
+
+        import anyio.to_thread
+
+        return JSONResponse(await anyio.to_thread.run_sync(service.info))
+
+    return server
+
+
+def mcp_http_app(memory, token: str | None, *, host: str = "127.0.0.1", path: str = "/mcp",
+                 max_body_bytes: int = s.MAX_BODY_BYTES):
+    """Streamable-HTTP MCP app at `path`, behind bearer auth (when `token`) and the body limit.
+
+    DNS-rebinding protection (Host/Origin checks) stays on for loopback hosts, as the SDK defaults; on other hosts
+    the bearer token is the guard (a browser page cannot attach it)."""
+    server = create_mcp_server(memory)
+    security = None if host in LOOPBACK else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    app = server.streamable_http_app(streamable_http_path=path, host=host, max_request_body_size=max_body_bytes,
+                                     transport_security=security)
+    app = BodyLimit(app, max_body_bytes)
+    return BearerAuth(app, token, open_paths={"/healthz"}) if token else app

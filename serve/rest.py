@@ -1,0 +1,189 @@
+"""REST server over the runtime Memory API (mem0-like routes): `create_app(memory, token)`.
+
+Routes (all but /healthz and the docs need `Authorization: Bearer <token>`):
+
+    POST   /v1/memories                 add messages to a scope       -> {"results": [event, ...]}
+    POST   /v1/memories/search          top-k memories for a query    -> {"results": [memory, ...]}
+    GET    /v1/memories?user_id=..      list a scope (limit)          -> {"results": [memory, ...]}
+    DELETE /v1/memories?user_id=..      delete a scope (never empty)  -> {"deleted": n}
+    GET    /v1/memories/{id}            one memory                    -> memory
+    PUT    /v1/memories/{id}            replace its text              -> event
+    DELETE /v1/memories/{id}            delete it                     -> event
+    GET    /v1/memories/{id}/history    its changes, oldest first     -> {"results": [change, ...]}
+    POST   /v1/reset                    wipe the store (allow_reset=true and a confirm phrase)
+    GET    /healthz                     bundle version, embedder, memory count (no auth)
+    GET    /docs                        OpenAPI UI (no auth)
+
+Errors are JSON `{"error": <kind>, "detail": <what and how to fix>}`: 401 missing/wrong token, 403 reset
+disabled, 404 unknown id, 413 body over the limit, 422 invalid request (the detail names the field), 400 input
+the Memory API refused (ValueError). Endpoints are sync `def`s: FastAPI runs them in its thread pool, and
+`MemoryService` lets one write run at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Body, FastAPI, Path, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from memtune.policies.memory import MemoryNotFound
+from memtune.serve import schemas as s
+from memtune.serve.middleware import BearerAuth, BodyLimit
+from memtune.serve.service import MemoryService
+
+MemoryId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_CHARS, description="memory id")]
+
+
+class ScopeQuery(s.ScopeIn):
+    @model_validator(mode="after")
+    def _scoped(self):
+        return self.require_scope()
+
+
+class ListQuery(ScopeQuery):
+    limit: int = Field(100, ge=1, le=s.MAX_LIMIT)
+
+
+class MemoryOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    memory: str
+    user_id: str = ""
+    agent_id: str = ""
+    run_id: str = ""
+    score: float | None = None
+
+
+class EventOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    event: str = Field(description="ADD | UPDATE | DELETE | NOOP")
+    id: str | None
+    memory: str = ""
+    previous_memory: str = ""
+
+
+class Results(BaseModel):
+    results: list[dict[str, Any]]
+
+
+class MemoryList(BaseModel):
+    results: list[MemoryOut]
+
+
+class EventList(BaseModel):
+    results: list[EventOut]
+
+
+def _error(status: int, kind: str, detail: str) -> JSONResponse:
+    return JSONResponse({"error": kind, "detail": detail}, status_code=status)
+
+
+def _described(error: dict) -> dict:
+    """One validation error as {field, message}: the field path without the `body` prefix, pydantic's message
+    without its "Value error, " prefix."""
+    loc = error.get("loc", ())
+    if error.get("type") == "json_invalid":
+        where = f" at character {loc[-1]}" if loc and isinstance(loc[-1], int) else ""
+        return {"field": "body", "message": f"invalid JSON{where}: {error.get('ctx', {}).get('error', '')}".strip()}
+    field = ".".join(str(p) for p in loc if p != "body") or "body"
+    return {"field": field, "message": str(error.get("msg", "")).removeprefix("Value error, ")}
+
+
+def create_app(memory, token: str | None, *, allow_reset: bool = False,
+               max_body_bytes: int = s.MAX_BODY_BYTES) -> FastAPI:
+    """The REST app over `memory` (a `memtune.policies.memory.Memory`).
+
+    token None means no auth: callers decide that (see `memtune.serve.auth.resolve_token`, which only allows it on
+    loopback). allow_reset enables POST /v1/reset (off by default: it deletes every scope's memories).
+    """
+    service = MemoryService(memory)
+    app = FastAPI(title="memtune memory server", version=str(getattr(memory, "bundle_version", "") or "0"),
+                  description="Mem0-style memory of an exported memtune policy. Authorize with the bearer token.")
+    app.state.service = service
+    bearer = [Security(HTTPBearer(auto_error=False, description="the server's MEMTUNE_API_TOKEN"))]
+
+    @app.exception_handler(MemoryNotFound)
+    def _not_found(request: Request, exc: MemoryNotFound):
+        detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
+        return _error(404, "not_found", detail)
+
+    @app.exception_handler(ValueError)
+    def _bad_input(request: Request, exc: ValueError):
+        return _error(400, "bad_request", str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(request: Request, exc: RequestValidationError):
+        # Field names and messages only: echoing the rejected input back could return megabytes of it.
+        errors = [_described(e) for e in exc.errors()]
+        detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+        return JSONResponse({"error": "validation_error", "detail": detail, "errors": errors}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    def _http(request: Request, exc: StarletteHTTPException):
+        kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "error")
+        return JSONResponse({"error": kind, "detail": exc.detail}, status_code=exc.status_code,
+                            headers=getattr(exc, "headers", None))
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict:
+        """Liveness plus which policy is live: bundle version, embedder id, number of stored memories."""
+        return service.info()
+
+    @app.post("/v1/memories", response_model=EventList, tags=["memories"], dependencies=bearer)
+    def add(req: s.AddRequest):
+        """Add messages (call after each turn); returns what changed: ADD / UPDATE / DELETE / NOOP events."""
+        return {"results": service.add(req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())}
+
+    @app.post("/v1/memories/search", response_model=MemoryList, tags=["memories"], dependencies=bearer)
+    def search(req: s.SearchRequest):
+        """Top-k memories of a scope for a query (call before each answer), best first."""
+        return {"results": service.search(req.query, top_k=req.top_k, filters=req.filters,
+                                          threshold=req.threshold, **req.scope())}
+
+    @app.get("/v1/memories", response_model=MemoryList, tags=["memories"], dependencies=bearer)
+    def list_memories(q: Annotated[ListQuery, Query()]):
+        """Memories of a scope, oldest first, at most `limit`."""
+        return {"results": service.get_all(limit=q.limit, **q.scope())}
+
+    @app.delete("/v1/memories", tags=["memories"], dependencies=bearer)
+    def delete_scope(q: Annotated[ScopeQuery, Query()]) -> dict:
+        """Delete every memory of a scope (at least one of user_id, agent_id, run_id)."""
+        return {"deleted": service.delete_all(**q.scope())}
+
+    @app.get("/v1/memories/{memory_id}", response_model=MemoryOut, tags=["memories"], dependencies=bearer)
+    def get(memory_id: MemoryId):
+        return service.get(memory_id)
+
+    @app.put("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
+    def update(memory_id: MemoryId, req: s.UpdateRequest):
+        """Replace a memory's text (re-embedded); the old text stays in its history."""
+        return service.update(memory_id, req.text, req.metadata)
+
+    @app.delete("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
+    def delete(memory_id: MemoryId):
+        return service.delete(memory_id)
+
+    @app.get("/v1/memories/{memory_id}/history", response_model=Results, tags=["memories"], dependencies=bearer)
+    def history(memory_id: MemoryId):
+        """Every change to a memory (ADD, UPDATE, DELETE, NOOP), oldest first."""
+        return {"results": service.history(memory_id)}
+
+    @app.post("/v1/reset", tags=["ops"], dependencies=bearer)
+    def reset(req: Annotated[s.ResetRequest, Body()]) -> dict:
+        """Delete every memory of every scope. Disabled unless the server runs with allow_reset=true."""
+        if not allow_reset:
+            return _error(403, "forbidden", "reset is disabled on this server: restart it with allow_reset=true")
+        service.reset()
+        return {"reset": True}
+
+    # add_middleware puts the newest outermost: auth runs first, then the body limit.
+    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
+                       on_overflow=lambda detail: StarletteHTTPException(413, detail))
+    if token:
+        app.add_middleware(BearerAuth, token=token)
+    return app
