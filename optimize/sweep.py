@@ -372,6 +372,9 @@ class Sweep:
         t0 = time.perf_counter()
         overrides = self.space.suggest(trial)
         trial.set_user_attr("overrides", overrides)
+        # memtune-export re-composes the trial's config from these exactly as compose() does
+        trial.set_user_attr("base_overrides", list(self.base_overrides))
+        trial.set_user_attr("config_name", self.config_name)
         run_id = self.tracker.start_trial(trial.number, {**trial.params, "overrides": " ".join(overrides)})
         trial.set_user_attr("mlflow_run_id", run_id)
         trial_dir = self.out_dir / "trials" / f"{trial.number:04d}"

@@ -1,0 +1,272 @@
+"""Policy bundles: export (plain config, Optuna study), load, and identical behaviour after the round trip;
+refusals (unknown schema, missing/corrupt files, wrong embedder, secrets, the oracle extractor)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import dspy
+import pytest
+from dspy.utils.dummies import DummyLM
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from memtune.optimize.data import load_locomo
+from memtune.optimize.export import CONF_DIR, ExportError, export_from_overrides, split_overrides
+from memtune.policies.build import STAGES, build_policy
+from memtune.policies.bundle import BundleError, bundle_config, load_policy, read_bundle, save_bundle
+from memtune.policies.policy import MemoryPolicy
+from memtune.policies.types import Message, Scope
+
+FIXTURE = Path(__file__).resolve().parent.parent / "data" / "fixture" / "fixture.json"
+
+
+def composed(*overrides):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="export", overrides=list(overrides))
+
+
+def ingest(policy, conversation):
+    """Every message pair of the conversation -> the events the policy returned (ids dropped: they are uuids)."""
+    scope, events = Scope(user_id=conversation.sample_id), []
+    for session in conversation.sessions:
+        messages = [t.as_message() for t in session.turns]
+        for start in range(0, len(messages), 2):
+            events += [(e.op, e.text, e.old_text) for e in policy.add(messages[start : start + 2], scope)]
+    return events
+
+
+def behaviour(policy, conversation):
+    """Everything observable: ingestion events, the stored memories, search results and answers per question."""
+    events = ingest(policy, conversation)
+    scope = Scope(user_id=conversation.sample_id)
+    stored = sorted((m.text, m.provenance, m.timestamp) for m in policy.store.get_all(scope))
+    searches = []
+    for q in conversation.questions:
+        answer, memories = policy.answer(q.question, scope)
+        searches.append((answer, [(m.text, m.provenance, round(m.score, 6)) for m in memories]))
+    return events, stored, searches
+
+
+def test_offline_default_round_trip_behaves_identically(tmp_path):
+    result = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
+    info = read_bundle(result["bundle"])
+    assert info.version.startswith("mem0_offline-") and len(info.version) == len("mem0_offline-") + 8
+    assert info.embedder_id == "minilm-l6-v2-onnx-int8" and info.embedder_dim == 384
+    assert info.source == {"kind": "config", "overrides": ["policy=mem0_offline"]}  # out= is not a policy override
+    assert info.scores["tune"] is None and "no scores" in info.scores["note"]
+    conversation = load_locomo(FIXTURE).conversations[0]
+
+    original = build_policy(composed("policy=mem0_offline"), tmp_path / "a", cache_dir=tmp_path / "cache")
+    loaded, loaded_info = load_policy(result["bundle"], tmp_path / "b", cache_dir=tmp_path / "cache")
+    assert loaded_info == info
+    expected, actual = behaviour(original, conversation), behaviour(loaded, conversation)
+    assert expected == actual
+    events, stored, searches = actual
+    assert len(stored) > 5 and {op for op, *_ in events} >= {"ADD"} and all(hits for _, hits in searches)
+    if hasattr(loaded.store, "policy_version"):  # MemoryStore(policy_version=...) is being added in parallel
+        assert loaded.store.policy_version == info.version
+    # same config -> same version: the version names the behaviour
+    again = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'again'}"])
+    assert again["version"] == info.version
+
+
+def optimised_llm_policy(cfg, store_uri, embedder, lm):
+    """mem0_llm stages with changed instructions and demos, as a DSPy optimiser would leave them."""
+    stages = {name: instantiate(cfg.policy[name]) for name in STAGES}
+    extractor = stages["extractor"].predict
+    extractor.signature = extractor.signature.with_instructions("TUNED: extract durable personal facts only.")
+    extractor.demos = [dspy.Example(new_messages=["[1 May 2023] Ann: I moved to Oslo."], recent_messages=[],
+                                    summary="", facts=["Ann moved to Oslo in May 2023"])]
+    decider = stages["decider"].predict
+    decider.signature = decider.signature.with_instructions("TUNED: prefer UPDATE over ADD for the same topic.")
+    stages["answerer"].predict.demos = [dspy.Example(question="Where does Ann live?", memories=[],
+                                                     answer="Oslo (demo)")]
+    from memtune.policies.store import MemoryStore
+
+    store = MemoryStore(store_uri, dim=embedder.dim, embedder_id=embedder.id)
+    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm)
+
+
+def script():
+    """The LM's answers for two message pairs and one question (DummyLM replays them in order)."""
+    return [
+        {"facts": json.dumps(["Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"])},
+        {"operations": json.dumps([{"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
+                                   {"event": "ADD", "text": "Caroline lives in Boston"}])},
+        {"facts": json.dumps(["Caroline moved to Denver"])},
+        {"operations": json.dumps([{"event": "UPDATE", "id": 0, "text": "Caroline lives in Denver"}])},
+        {"answer": "Denver"},
+    ]
+
+
+PAIRS = [[Message("Melanie", "I ran a charity race for mental health last Saturday.", "D1:1", "20 May 2023"),
+          Message("Caroline", "That's great! I live in Boston now.", "D1:2", "20 May 2023")],
+         [Message("Caroline", "Big news: I moved to Denver.", "D2:1", "9 Jun 2023")]]
+
+
+def run_llm(policy):
+    scope = Scope(user_id="caroline")
+    events = [(e.op, e.text, e.old_text) for pair in PAIRS for e in policy.add(pair, scope)]
+    answer, memories = policy.answer("Where does Caroline live?", scope)
+    prompts = [entry["messages"] for entry in policy.lm.history]
+    return events, sorted((m.text, m.provenance) for m in policy.store.get_all(scope)), answer, \
+        [m.text for m in memories], prompts
+
+
+def test_llm_policy_with_tuned_prompts_round_trips(tmp_path, embedder):
+    cfg = composed("policy=mem0_llm", "lm=openai")
+    original = optimised_llm_policy(cfg, tmp_path / "a", embedder, DummyLM(script()))
+    info = save_bundle(tmp_path / "bundle", bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim,
+                       stages=original.stages(), scores={"chosen_on": None}, source={"kind": "test"})
+    assert sorted(info.modules) == ["answerer", "decider", "extractor", "summarizer"]
+    saved = json.loads((tmp_path / "bundle" / "modules" / "extractor.json").read_text())
+    assert saved["predict"]["signature"]["instructions"].startswith("TUNED: extract")
+    assert saved["predict"]["demos"][0]["facts"] == ["Ann moved to Oslo in May 2023"]
+
+    expected = run_llm(original)
+    loaded, _ = load_policy(tmp_path / "bundle", tmp_path / "b", lm=DummyLM(script()), embedder=embedder)
+    assert loaded.extractor.predict.signature.instructions == "TUNED: extract durable personal facts only."
+    actual = run_llm(loaded)
+    assert actual == expected  # same events, memories, answer, retrieved memories and the very same prompts
+    events, stored, answer, _, prompts = actual
+    assert [op for op, *_ in events] == ["ADD", "ADD", "UPDATE"] and answer == "Denver"
+    assert ("Caroline lives in Denver", ("D1:1", "D1:2", "D2:1")) in stored
+    first = json.dumps(prompts[0])
+    assert "TUNED: extract durable personal facts only." in first and "I moved to Oslo." in first
+    assert "TUNED: prefer UPDATE" in json.dumps(prompts[1]) and "Oslo (demo)" in json.dumps(prompts[-1])
+
+    # a changed prompt is a different policy: another version
+    other = optimised_llm_policy(cfg, tmp_path / "c", embedder, DummyLM([]))
+    other.answerer.predict.demos = []
+    info2 = save_bundle(tmp_path / "bundle2", bundle_config(cfg), embedder_id=embedder.id,
+                        embedder_dim=embedder.dim, stages=other.stages())
+    assert info2.version != info.version
+
+
+@pytest.fixture
+def offline_bundle(tmp_path, embedder):
+    cfg = composed("policy=mem0_offline")
+    return save_bundle(tmp_path / "bundle", bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
+
+
+def test_unknown_schema_version_is_refused(offline_bundle, tmp_path, embedder):
+    path = Path(offline_bundle.path) / "bundle.json"
+    doc = json.loads(path.read_text())
+    doc["schema_version"] = 99
+    path.write_text(json.dumps(doc))
+    with pytest.raises(BundleError, match=r"schema_version 99 is not supported .*supports \[1\]"):
+        load_policy(offline_bundle.path, tmp_path / "s", embedder=embedder)
+
+
+def test_missing_or_corrupt_files_are_named(tmp_path, embedder):
+    cfg = composed("policy=mem0_llm", "lm=openai")
+    root = tmp_path / "llm"
+    save_bundle(root, bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
+    lm = DummyLM([])
+    module = root / "modules" / "decider.json"
+    module.write_text(module.read_text().replace("\"instructions\": \"", "\"instructions\": \"Edited. ", 1))
+    with pytest.raises(BundleError, match=r"decider\.json does not match the sha256"):
+        load_policy(root, tmp_path / "s", lm=lm, embedder=embedder)
+    module.unlink()
+    with pytest.raises(BundleError, match=r"decider\.json is missing"):
+        load_policy(root, tmp_path / "s", lm=lm, embedder=embedder)
+    (root / "bundle.json").write_text("{ not json")
+    with pytest.raises(BundleError, match=r"bundle\.json is corrupt"):
+        load_policy(root, tmp_path / "s", lm=lm, embedder=embedder)
+    (root / "bundle.json").unlink()
+    with pytest.raises(BundleError, match=r"bundle\.json is missing"):
+        load_policy(root, tmp_path / "s", lm=lm, embedder=embedder)
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())  # nothing was created
+
+
+def test_embedder_mismatch_is_refused(offline_bundle, tmp_path):
+    class OtherEmbedder:
+        id, dim = "other-model", 64
+
+    with pytest.raises(BundleError, match="'test-hash-64'.*'other-model'.*not comparable"):
+        load_policy(offline_bundle.path, tmp_path / "s", embedder=OtherEmbedder())
+
+
+def test_existing_bundle_is_not_overwritten(offline_bundle, tmp_path, embedder):
+    cfg = composed("policy=rag")
+    with pytest.raises(FileExistsError, match="not empty"):
+        save_bundle(offline_bundle.path, bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
+    assert read_bundle(offline_bundle.path).name == "mem0_offline"
+    replaced = save_bundle(offline_bundle.path, bundle_config(cfg), embedder_id=embedder.id,
+                           embedder_dim=embedder.dim, overwrite=True)
+    assert replaced.name == "rag" and not list(Path(offline_bundle.path).parent.glob(".bundle.*"))
+
+
+def test_no_secrets_in_the_bundle(tmp_path, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-SECRET-0123456789")
+    monkeypatch.setenv("OPENAI_BASE_URL", "http://user:hunter2@llm.internal:8000/v1")
+    result = export_from_overrides(["policy=mem0_llm", "lm=openai", f"out={tmp_path / 'b'}"])
+    text = "".join(p.read_text() for p in Path(result["bundle"]).rglob("*.json"))
+    assert "SECRET" not in text and "hunter2" not in text and "llm.internal" not in text
+    lm = json.loads((Path(result["bundle"]) / "bundle.json").read_text())["config"]["lm"]
+    assert lm["api_key_env"] == "OPENAI_API_KEY" and lm["api_base"] == "${oc.env:OPENAI_BASE_URL,null}"
+    assert lm["model"] == "openai/gpt-4o-mini"  # the tuned model is pinned; the endpoint is the deployment's
+    with pytest.raises(ValueError, match=r"config\.lm\.api_key holds a literal secret"):
+        bundle_config(composed("policy=mem0_llm", "lm=openai", "+lm.api_key=sk-literal"))
+    with pytest.raises(ValueError, match="secret"):
+        bundle_config(composed("policy=mem0_llm", "lm=openai", "lm.model=sk-test-SECRET-0123456789"))
+
+
+def test_oracle_extractor_is_not_exportable(tmp_path, embedder):
+    cfg = composed("policy/extractor=observations")
+    with pytest.raises(ValueError, match="ORACLE"):
+        save_bundle(tmp_path / "b", bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
+    assert not (tmp_path / "b").exists()
+
+
+def test_split_overrides_keeps_lists_whole():
+    assert split_overrides("dataset=fixture 'x=[a, b]' y={k: 1}  z=2") == ["dataset=fixture", "'x=[a, b]'",
+                                                                           "y={k: 1}", "z=2"]
+
+
+def make_study(tmp_path):
+    """A finished two-objective study as memtune-sweep leaves it (user attrs included), without running trials."""
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
+    study.set_user_attr("signature", {"objectives": [
+        {"name": "evidence_recall", "metric": "scores.overall.evidence_recall", "direction": "maximize"},
+        {"name": "context_tokens", "metric": "scores.overall.context_tokens", "direction": "minimize"}],
+        "tune": ["conv-26"]})
+    dist = {"policy.retriever.top_k": optuna.distributions.IntDistribution(1, 50)}
+    for top_k, values in ((5, [0.4, 100.0]), (20, [0.7, 400.0]), (30, [0.6, 500.0])):  # 30 is dominated
+        study.add_trial(optuna.trial.create_trial(
+            params={"policy.retriever.top_k": top_k}, distributions=dist, values=values,
+            user_attrs={"overrides": [f"policy.retriever.top_k={top_k}"], "base_overrides": ["policy=rag"],
+                        "config_name": "sweep", "metrics": {"scores.overall.f1": 0.1}}))
+    return storage
+
+
+def test_export_from_a_study_composes_the_trial_like_the_sweep(tmp_path):
+    storage = make_study(tmp_path)
+    result = export_from_overrides(["study=s", f"storage={storage}", "pick=pareto:evidence_recall",
+                                    f"out={tmp_path / 'best_recall'}"])
+    info = read_bundle(result["bundle"])
+    policy = info.config["policy"]
+    assert policy["name"] == "rag" and policy["retriever"]["top_k"] == 20  # base overrides + the trial's own
+    assert info.source["trial"] == 1 and info.source["overrides"] == ["policy.retriever.top_k=20"]
+    assert info.scores["chosen_on"] == "tune" and info.scores["heldout"] is None
+    assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.7, "context_tokens": 400.0}
+    assert info.scores["tune"]["conversations"] == ["conv-26"] and "no held-out score" in info.scores["note"]
+
+    cheap = export_from_overrides(["study=s", f"storage={storage}", "pick=pareto:context_tokens",
+                                   f"out={tmp_path / 'cheap'}"])
+    assert read_bundle(cheap["bundle"]).config["policy"]["retriever"]["top_k"] == 5
+    chosen = export_from_overrides(["study=s", f"storage={storage}", "pick=trial:2", f"out={tmp_path / 't2'}"])
+    assert read_bundle(chosen["bundle"]).config["policy"]["retriever"]["top_k"] == 30
+    with pytest.raises(ExportError, match="'best' is ambiguous"):
+        export_from_overrides(["study=s", f"storage={storage}", f"out={tmp_path / 'x'}"])
+    with pytest.raises(ExportError, match="no objective 'f1'"):
+        export_from_overrides(["study=s", f"storage={storage}", "pick=pareto:f1", f"out={tmp_path / 'x'}"])
+    with pytest.raises(ExportError, match="trial 7 .* is missing"):
+        export_from_overrides(["study=s", f"storage={storage}", "pick=trial:7", f"out={tmp_path / 'x'}"])
+    with pytest.raises(ExportError, match="study 'nope' is not in"):
+        export_from_overrides(["study=nope", f"storage={storage}", f"out={tmp_path / 'x'}"])
