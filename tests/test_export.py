@@ -270,3 +270,56 @@ def test_export_from_a_study_composes_the_trial_like_the_sweep(tmp_path):
         export_from_overrides(["study=s", f"storage={storage}", "pick=trial:7", f"out={tmp_path / 'x'}"])
     with pytest.raises(ExportError, match="study 'nope' is not in"):
         export_from_overrides(["study=nope", f"storage={storage}", f"out={tmp_path / 'x'}"])
+
+
+def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, monkeypatch):
+    """One test for everything MLflow (its import is slow): a sweep-like trial run -> bundle -> registered pyfunc
+    model -> mlflow.pyfunc.load_model("models:/...") adds and searches memories."""
+    monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+    import mlflow
+    from omegaconf import OmegaConf
+
+    from memtune.optimize.tracking import MlflowTracker
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    tracker = MlflowTracker(uri, "memtune-sweep", str(tmp_path / "artifacts"))
+    tracker.start_study("key", "s", {"base_overrides": "policy=rag dataset.conversations=[conv-26, conv-30]",
+                                      "tune_conversations": "conv-26", "holdout_conversations": "conv-30"},
+                        {"memtune.study": "s"})
+    ran = composed("policy=rag", "policy.retriever.top_k=7")
+    run_id = tracker.start_trial(3, {"overrides": "policy.retriever.top_k=7"})
+    tracker.end_trial(run_id, "FINISHED", metrics={"overall.evidence_recall": 0.5, "objective.evidence_recall": 0.5},
+                      dicts={"policy.json": OmegaConf.to_container(ran.policy, resolve=True)})
+    tracker.end_study(metrics={"heldout.trial-3.evidence_recall": 0.42})
+    with pytest.raises(ExportError, match="not a memtune-sweep trial run"):
+        export_from_overrides([f"run_id={tracker.parent_run_id}", f"tracking.tracking_uri={uri}"])
+
+    result = export_from_overrides([
+        f"run_id={run_id}", f"tracking.tracking_uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
+        f"out={tmp_path / 'bundle'}", "register=memtune-policy", f"cache_dir={tmp_path / 'cache'}"])
+    info = read_bundle(result["bundle"])
+    assert info.config["policy"]["name"] == "rag" and info.config["policy"]["retriever"]["top_k"] == 7
+    assert info.source["kind"] == "mlflow_run" and info.source["trial"] == 3 and info.source["study"] == "s"
+    assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.5}
+    assert info.scores["heldout"] == {"conversations": ["conv-30"],
+                                      "metrics": {"scores.overall.evidence_recall": 0.42}}
+    reg = result["registered"]
+    assert reg["model_uri"] == "models:/memtune-policy/1" and reg["bundle_version"] == info.version
+
+    mlflow.set_tracking_uri(uri)
+    model = mlflow.pyfunc.load_model(reg["model_uri"])
+    added, found = model.predict([
+        {"op": "add", "user_id": "alice", "messages": [
+            {"role": "Caroline", "content": "I adopted a golden retriever puppy named Rex last week."},
+            {"role": "Melanie", "content": "I ran a charity race for mental health on Saturday."}]},
+        {"op": "search", "user_id": "alice", "query": "What pet did Caroline adopt?", "top_k": 1},
+    ])
+    assert [e["event"] for e in added["result"]] == ["ADD", "ADD"]
+    [hit] = found["result"]
+    assert "golden retriever" in hit["memory"] and hit["policy_version"] == info.version
+    assert hit["embedder_id"] == info.embedder_id and hit["user_id"] == "alice"
+    import pandas as pd
+
+    [everything] = model.predict(pd.DataFrame([{"op": "get_all", "user_id": "alice"}]))
+    assert len(everything["result"]) == 2
+    assert model.predict([{"op": "get_all", "user_id": "bob"}])[0]["result"] == []
