@@ -11,10 +11,12 @@ from tqdm.auto import tqdm
 from memtune.optimize.data import CATEGORY_NAMES, Conversation, Dataset
 from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad, recall_at_budget
 from memtune.policies.answerers import memory_context
+from memtune.policies.graph_retrieve import is_graph_record
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.types import Scope
 
 BUDGETS = (500, 1000, 2000)  # tokens of retrieved memory text: recall at a fixed budget compares policies fairly
+GRAPH_METRICS = ("graph_evidence_recall", "graph_context_tokens")  # only when policy.graph is on/only
 METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", *(f"recall_at_{b}" for b in BUDGETS), "judge", "abstained")
 _ABSTAIN = re.compile(r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
                       r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b", re.IGNORECASE)
@@ -30,9 +32,9 @@ def conversation_scope(conversation: Conversation) -> Scope:
 
 
 def ingest(policy: MemoryPolicy, conversation: Conversation, pair_size: int = 2,
-           progress: bool = True) -> tuple[int, int]:
+           progress: bool = True, after_session=None) -> tuple[int, int]:
     """Feed a conversation to the policy one message pair at a time (pairs never span two sessions).
-    Returns (turns, message pairs) ingested."""
+    Returns (turns, message pairs) ingested. `after_session()` is called after each session (graph growth)."""
     scope = conversation_scope(conversation)
     if getattr(policy.extractor, "oracle", False):  # the observation replay needs the annotations
         policy.extractor.observations = observations_by_turn(conversation)
@@ -46,6 +48,8 @@ def ingest(policy: MemoryPolicy, conversation: Conversation, pair_size: int = 2,
             policy.add(messages[start : start + pair_size], scope)
             bar.update(len(messages[start : start + pair_size]))
             pairs += 1
+        if after_session is not None:
+            after_session()
     bar.close()
     return len(turns), pairs
 
@@ -71,6 +75,7 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
         prediction, memories = policy.answer(q.question, scope)
         seconds = time.perf_counter() - t0
         retrieved = [(m.text, m.provenance) for m in memories]
+        graph = [m for m in memories if is_graph_record(m)]
         gold = q.answer
         rows.append({
             "qid": q.qid,
@@ -97,6 +102,10 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
             "n_retrieved": len(memories),
             "context_tokens": count_tokens(str(memory_context(memories))),
             "seconds": seconds,
+            # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
+            **({"graph_context_tokens": count_tokens(str(memory_context(graph))) if graph else 0,
+                "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
+                "n_graph": len(graph)} if policy.graph is not None else {}),
         })
     return rows
 
@@ -104,11 +113,18 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
 def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) -> dict:
     """Ingest every conversation; returns what ingestion did and cost (saved with a cached store)."""
     turns = pairs = 0
+    growth: list[dict] = []  # graph size after each session (store size / invalid edges over sessions)
+
+    def graph_growth() -> None:
+        growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
+
     t0 = time.perf_counter()
     for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-        n_turns, n_pairs = ingest(policy, conversation, progress=progress)
+        n_turns, n_pairs = ingest(policy, conversation, progress=progress,
+                                  after_session=graph_growth if policy.graph is not None else None)
         turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
+    graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
     phases = policy.meter.phases
     return {
         "turns": turns, "message_pairs": pairs, "seconds": round(seconds, 3),
@@ -121,6 +137,7 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
         "lm_requests_per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
                                          for p in ("extract", "summarize", "decide")},
         "cost": policy.meter.as_dict(),
+        **graph,
     }
 
 
@@ -137,7 +154,7 @@ def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.Data
     aggs = [pl.len().alias("n")] + [pl.col(m).mean().alias(m) for m in METRICS] + [
         pl.col("evidence_recall").is_not_null().sum().alias("n_with_evidence"),
         pl.col("context_tokens").mean().alias("context_tokens"),
-    ]
+    ] + [pl.col(m).cast(pl.Float64).mean().alias(m) for m in GRAPH_METRICS if m in frame.columns]
     per_cat = (frame.group_by("category", "category_name").agg(aggs).sort("category")
                .with_columns(pl.col("category").cast(pl.String)))
     overall = (frame.filter(pl.col("category").is_in(list(overall_categories))).select(aggs)

@@ -60,6 +60,10 @@ def build_summary(cfg: DictConfig, dataset, frame: pl.DataFrame, table: pl.DataF
         "ingest": {k: ingested.get(k) for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit",
                                                  "key", "store")},
         "embedder": embedder_id,
+        # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per
+        # session; graph context tokens and graph-only evidence recall per category are in `scores`
+        **({"graph": ingested["graph"], "graph_growth": ingested.get("graph_growth", [])}
+           if ingested.get("graph") else {}),
         "wall_seconds": round(wall_seconds, 2),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }

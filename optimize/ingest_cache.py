@@ -7,6 +7,7 @@ concurrent workers never read a half-written one, and a killed run leaves only a
 from __future__ import annotations
 
 import hashlib
+import importlib
 import inspect
 import json
 import os
@@ -20,11 +21,12 @@ from omegaconf import DictConfig, OmegaConf
 from memtune.optimize.data import Dataset
 from memtune.optimize.evaluate import ingest_all
 from memtune.policies import embed, policy, store
-from memtune.policies.build import build_embedder, build_policy
+from memtune.policies.build import build_embedder, build_policy, graph_mode
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 
 INGEST_STAGES = ("extractor", "summarizer", "decider")
+GRAPH_MODULES = tuple(f"memtune.policies.graph{m}" for m in ("", "_store", "_types", "_update", "_extract"))
 
 
 def ingestion_key(cfg: DictConfig, dataset: Dataset) -> str:
@@ -42,6 +44,12 @@ def ingestion_key(cfg: DictConfig, dataset: Dataset) -> str:
                  "max_sessions": ds.get("max_sessions")},
         "code": hashlib.sha256("".join(sorted(set(code))).encode()).hexdigest(),
     }
+    if graph_mode(cfg) != "off":  # the graph tables live in the cached store: its ingestion knobs and code count
+        graph = OmegaConf.to_container(cfg.policy.graph, resolve=True)
+        parts["graph"] = {k: v for k, v in graph.items() if k not in ("mode", "retrieval")}  # on/only share it
+        parts["graph_code"] = hashlib.sha256("".join(inspect.getsource(importlib.import_module(m)) for m in (
+            *GRAPH_MODULES, *sorted({graph[s]["_target_"].rsplit(".", 1)[0] for s in ("entities", "relations", "resolver")})
+        )).encode()).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 

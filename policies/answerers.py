@@ -28,8 +28,19 @@ class AnswerKnobs:
 
 
 def memory_context(memories: list[MemoryRecord]) -> list[dict]:
-    """What the answerer is shown: each memory with the time it was said."""
-    return [{"said_at": m.timestamp, "memory": m.text} for m in memories]
+    """What the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
+    when it held: valid_from, and invalid_since when a later triplet superseded it."""
+    return [_graph_context(m) if m.metadata.get("kind") == "graph" else {"said_at": m.timestamp, "memory": m.text}
+            for m in memories]
+
+
+def _graph_context(m: MemoryRecord) -> dict:
+    meta = m.metadata
+    item = {"said_at": m.timestamp, "memory": f"{meta['source']} -- {meta['relation']} -- {meta['destination']}",
+            "valid_from": meta.get("valid_from", "")}
+    if meta.get("invalidated_at"):
+        item["invalid_since"] = meta["invalidated_at"]
+    return item
 
 
 _WORD = re.compile(r"[A-Za-z0-9']+")

@@ -11,7 +11,7 @@ from memtune.policies.embed import CachedEmbedder
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 
-STAGES = ("extractor", "summarizer", "decider", "retriever", "answerer")
+STAGES = ("extractor", "summarizer", "decider", "retriever", "answerer")  # + the optional graph (build_graph)
 
 
 def build_embedder(cfg: DictConfig, cache_dir: str | Path | None):
@@ -25,4 +25,19 @@ def build_policy(cfg: DictConfig, store_uri: str | Path, cache_dir: str | Path |
     store = instantiate(cfg.store, uri=str(store_uri), dim=embedder.dim, embedder_id=embedder.id)
     lm = instantiate(cfg.lm) if cfg.get("lm") else None
     stages = {name: instantiate(cfg.policy[name]) for name in STAGES}
-    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm, meter=meter)
+    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm, meter=meter,
+                        graph=build_graph(cfg, store_uri, embedder))
+
+
+def graph_mode(cfg: DictConfig) -> str:
+    """policy.graph.mode: off (Mem0, also when the preset has no graph group), on (Mem0g) or only."""
+    graph = cfg.policy.get("graph")
+    mode = graph.get("mode", "off") if graph is not None else "off"
+    return {True: "on", False: "off"}.get(mode, mode)  # YAML 1.1 reads a bare on/off as a bool
+
+
+def build_graph(cfg: DictConfig, store_uri: str | Path, embedder):
+    """The graph stage (in the same LanceDB directory as the memories), or None when policy.graph is off."""
+    if graph_mode(cfg) == "off":
+        return None
+    return instantiate(cfg.policy.graph, mode=graph_mode(cfg), uri=str(store_uri), embedder=embedder)

@@ -2,8 +2,11 @@
 
 add(messages, scope)      extraction (pair + summary + last m messages) -> facts -> s similar memories per fact
                           -> decider -> store writes; returns what changed (ADD/UPDATE/DELETE/NOOP events)
-search(query, scope)      the retriever's top-k memories
+search(query, scope)      the retriever's top-k memories (+ graph triplets when policy.graph is on; only them
+                          when it is "only")
 answer(question, scope)   search + answerer
+
+The optional `graph` stage (policies/graph.py, Mem0g) is fed every message pair after the vector path.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ class _ScopeState:
 
 class MemoryPolicy:
     def __init__(self, extractor, summarizer, decider, retriever, answerer, embedder, store: MemoryStore,
-                 lm: dspy.LM | None = None, meter: CostMeter | None = None):
+                 lm: dspy.LM | None = None, meter: CostMeter | None = None, graph=None):
         self.extractor, self.summarizer, self.decider = extractor, summarizer, decider
         self.retriever, self.answerer = retriever, answerer
         self.embedder, self.store, self.lm = embedder, store, lm
+        self.graph = graph  # GraphMemory (policy.graph on/only) or None (off: Mem0)
         self.meter = meter or CostMeter()
         self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
+        missing += list(graph.llm_stages()) if graph is not None else []
         if missing and lm is None:
             raise ValueError(
                 f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
@@ -58,6 +63,8 @@ class MemoryPolicy:
             raise ValueError("add() got no messages: pass at least one Message")
         state = self._state.setdefault(scope, _ScopeState())
         with self._lm():
+            if self.graph is not None:
+                self.graph.add(list(messages), scope, self.meter)
             facts = self.extractor.extract(messages, state.recent, state.summary, self.meter)
             state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
             state.pending += messages
@@ -102,7 +109,12 @@ class MemoryPolicy:
     # ---- read ---------------------------------------------------------------------------------------------
     def search(self, query: str, scope: Scope) -> list[MemoryRecord]:
         vector = self._embed([query])[0]
-        return self.retriever.retrieve(query, vector, self.store, scope, self.meter)
+        if self.graph is not None and self.graph.mode == "only":
+            return self.graph.search(query, vector, scope, self.meter)
+        memories = self.retriever.retrieve(query, vector, self.store, scope, self.meter)
+        if self.graph is not None:
+            memories = memories + self.graph.search(query, vector, scope, self.meter)
+        return memories
 
     def answer(self, question: str, scope: Scope) -> tuple[str, list[MemoryRecord]]:
         memories = self.search(question, scope)
