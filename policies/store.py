@@ -4,9 +4,15 @@ Two LanceDB tables live under `uri`:
 
 * `<table>`: one row per live memory: id, text, vector (fixed_size_list<float32>[dim], unit length), user_id,
   agent_id, run_id, provenance (list<string>: the dia_ids the fact came from), timestamp (when the fact was said),
-  created_at / updated_at (ISO UTC wall clock), metadata (JSON string), embedder_id.
+  created_at / updated_at (ISO UTC wall clock), metadata (JSON string), embedder_id, policy_version (the bundle
+  version of the policy that last wrote the row, the `policy_version` knob; "" for eval runs).
 * `<table>_history`: one row per applied change (ADD / UPDATE / DELETE / NOOP) with old and new text, the change's
-  provenance, the memory's scope and a monotonic `seq`.
+  provenance, the memory's scope, the writing policy_version and a monotonic `seq`.
+
+A store written before `policy_version` existed is upgraded when opened (one metadata-only commit adds the
+column; its old rows read as ""). Versions: every commit makes a LanceDB version; `versions_list()`,
+`as_of(version)` (a read-only store at that version) and `restore(version)` (roll back; the history records it)
+work on the versions compaction kept (`keep_versions_seconds`, `keep_last_versions`; see store_versions.py).
 
 The embedder id and vector dim are kept in the memories table's schema metadata, so reopening a store with another
 embedder fails loudly even when the table is empty (vectors of two embedders are not comparable).
@@ -33,7 +39,8 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   `reindex_growth`-fold since) for wide scopes, by exact prefiltered flat search for scopes of at most
   `index_min_rows` rows.
 
-One writer process per store: compaction drops old versions (`keep_versions_seconds`, default 0).
+One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
+default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
 """
 
 from __future__ import annotations
@@ -43,11 +50,8 @@ import json
 import os
 import threading
 import time
-import warnings
 import weakref
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
-from pathlib import Path
 from typing import Sequence
 
 import lancedb
@@ -57,23 +61,24 @@ import pyarrow as pa
 from memtune.policies.store_cache import _Mirror
 from memtune.policies.store_changes import Change, _now, _Plan, check_vectors, plan_changes, validate_change
 from memtune.policies.store_lance import (
-    _ROW_COLUMNS,
+    add_missing_columns,
     check_compatible,
     has_vector_index,
     history_schema,
-    maybe_index,
     memory_schema,
+    present_columns,
     rows_to_arrow,
     schema_meta,
 )
 from memtune.policies.store_sql import _check_scope, _check_text, sql_where
+from memtune.policies.store_versions import VersionsMixin
 from memtune.policies.types import MemoryRecord, Scope
 
 __all__ = ["Change", "MemoryStore", "sql_where"]
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
-class MemoryStore:
+class MemoryStore(VersionsMixin):
     """Memories of many scopes in one LanceDB table, plus the history of every change.
 
     index_min_rows  build an ANN index (IVF_PQ, cosine) once the table has this many rows; rebuild it when the table
@@ -81,6 +86,9 @@ class MemoryStore:
     compact_every   compact (merge fragments, drop old versions, refresh indices) every N apply() calls; 0 = never.
     cache           serve reads from the version-keyed in-process mirror (see the module docstring).
     cache_max_rows  drop the mirror past this many rows (default: index_min_rows).
+    keep_versions_seconds, keep_last_versions  compaction keeps versions newer than this many seconds, and the last
+                    this many versions (a union; both 0: only the latest). Kept versions are restorable.
+    policy_version  stamped on every row this handle writes (memories and history): the policy bundle version.
     history_flush_every  1 (default): every apply() appends its history rows in the same call. N > 1: group commit,
                     history rows are appended once every N applies (and by flush(), history(), compact(),
                     delete_all(), close(), and at interpreter exit); a crash loses at most the last N-1 batches'
@@ -91,8 +99,8 @@ class MemoryStore:
     def __init__(self, uri: str | os.PathLike, dim: int, embedder_id: str, table: str = "memories",
                  index_min_rows: int = 50_000, compact_every: int = 50, *, cache: bool = True,
                  cache_max_rows: int | None = None, history_flush_every: int = 1,
-                 keep_versions_seconds: float = 0.0, reindex_growth: float = 2.0, nprobes: int = 20,
-                 refine_factor: int = 10):
+                 keep_versions_seconds: float = 0.0, keep_last_versions: int = 0, reindex_growth: float = 2.0,
+                 nprobes: int = 20, refine_factor: int = 10, policy_version: str = ""):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if not embedder_id or not isinstance(embedder_id, str):
@@ -107,27 +115,48 @@ class MemoryStore:
         if int(history_flush_every) < 1:
             raise ValueError(f"history_flush_every must be >= 1, got {history_flush_every!r}")
         self.history_flush_every = int(history_flush_every)
-        self.keep_versions = timedelta(seconds=keep_versions_seconds)
+        if float(keep_versions_seconds) < 0 or int(keep_last_versions) < 0:
+            raise ValueError(f"keep_versions_seconds and keep_last_versions must be >= 0, got "
+                             f"{keep_versions_seconds!r} and {keep_last_versions!r}")
+        self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
-        self._lock = threading.RLock()
-        self._mirror: _Mirror | None = None
-        self._too_big_at: int | None = None  # table version at which the mirror was found too big
-        self._since_compact = 0
-        self._last_seq = 0
+        self.policy_version = policy_version
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(self.embedder_id, self.dim)
         self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
         self._table = self._open_or_create(self.table_name, self._schema, check=True)
         self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
+        self._init_state()
+        if self.history_flush_every > 1:
+            atexit.register(_flush_at_exit, weakref.ref(self))
+
+    def _init_state(self) -> None:
+        self._lock = threading.RLock()
+        self._mirror: _Mirror | None = None
+        self._too_big_at: int | None = None  # table version at which the mirror was found too big
+        self._since_compact = 0
+        self._last_seq = 0
+        self._history_until: int | None = None  # read-only views: history rows with seq <= this
         # The version this handle is at. It only moves when this store writes (lancedb.connect() without a
         # read_consistency_interval does not follow other writers), so reads need not ask LanceDB for it
         # (about 0.2 ms a call); refresh() follows other writers.
         self._version, self._hversion = self._table.version, self._history.version
+        self._columns = present_columns(self._table)
         self._vector_indexed = self._has_vector_index()
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memtune-history")
         self._pending_history: list[list[dict]] = []  # history rows of applied batches not yet written
-        if self.history_flush_every > 1:
-            atexit.register(_flush_at_exit, weakref.ref(self))
+
+    @property
+    def policy_version(self) -> str:
+        """The bundle version stamped on every row this handle writes ("" for eval runs)."""
+        return self._policy_version
+
+    @policy_version.setter
+    def policy_version(self, value: str) -> None:
+        if not isinstance(value, str):
+            raise TypeError(f"policy_version must be a str, got {type(value).__name__}: {value!r}")
+        _check_text(value, "policy_version")
+        self._policy_version = value
 
     # -- opening --------------------------------------------------------------------------------------------------
     def _open_or_create(self, name: str, schema: pa.Schema, check: bool):
@@ -137,6 +166,10 @@ class MemoryStore:
             return self._db.create_table(name, schema=schema)
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
+        try:
+            add_missing_columns(tbl, schema)
+        except ValueError as e:
+            raise ValueError(f"memory store {self.uri!r}, table {name!r}: {e}") from None
         return tbl
 
     # -- validation helpers ---------------------------------------------------------------------------------------
@@ -166,7 +199,7 @@ class MemoryStore:
         q = self._table.search()
         if where:
             q = q.where(where)
-        return q.select(list(_ROW_COLUMNS)).to_arrow().to_pylist()
+        return q.select(list(self._columns)).to_arrow().to_pylist()
 
     def _rows_by_id(self, ids: Sequence[str]) -> dict[str, dict]:
         if not ids:
@@ -184,6 +217,7 @@ class MemoryStore:
             provenance=tuple(row["provenance"] or ()), timestamp=row["timestamp"] or "",
             created_at=row["created_at"] or "", updated_at=row["updated_at"] or "",
             metadata=json.loads(row["metadata"]) if row["metadata"] else {}, score=score,
+            policy_version=row.get("policy_version") or "", embedder_id=row.get("embedder_id") or "",
         )
 
     # -- writes ---------------------------------------------------------------------------------------------------
@@ -195,7 +229,7 @@ class MemoryStore:
         """Validate the whole batch and work out its effect, in order, without writing anything."""
         vectors = [validate_change(c, i, self.dim, self.embedder_id) for i, c in enumerate(changes)]
         before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD"}))
-        return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq)
+        return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq, self.policy_version)
 
     def _write_memories(self, plan: _Plan) -> int | None:
         """One LanceDB write for the whole batch; returns the new table version (None: nothing written)."""
@@ -328,7 +362,7 @@ class MemoryStore:
                 query = query.bypass_vector_index()  # a small scope: exact flat search over it
             else:
                 query = query.nprobes(self.nprobes).refine_factor(self.refine_factor)
-        data = query.select([*_ROW_COLUMNS, "_distance"]).limit(top_k).to_arrow()
+        data = query.select([*self._columns, "_distance"]).limit(top_k).to_arrow()
         qi = data["query_index"].to_pylist() if "query_index" in data.column_names else [0] * data.num_rows
         out: list[list[MemoryRecord]] = [[] for _ in range(len(q))]
         for j, row in zip(qi, data.to_pylist()):
@@ -348,12 +382,15 @@ class MemoryStore:
         """Every change to `memory_id`, oldest first: {memory_id, op, old_text, new_text, time, seq, provenance,
         user_id, agent_id, run_id, metadata}. NOOP rows carry the redundant candidate fact in new_text."""
         where = sql_where(ids=[memory_id], id_column="memory_id")
+        if self._history_until is not None:
+            where += f" AND seq <= {int(self._history_until)}"
         with self._lock:
             self.flush()
             rows = self._history.search().where(where).to_arrow().to_pylist()
         rows.sort(key=lambda r: r["seq"])
         for r in rows:
             r["metadata"] = json.loads(r["metadata"]) if r["metadata"] else {}
+            r["policy_version"] = r.get("policy_version") or ""
         return rows
 
     def count(self, scope: Scope = Scope()) -> int:
@@ -381,7 +418,8 @@ class MemoryStore:
             hist = [{"memory_id": r["id"], "op": "DELETE", "old_text": r["text"], "new_text": "", "time": now,
                      "seq": self._next_seq(), "provenance": [], "user_id": r["user_id"],
                      "agent_id": r["agent_id"], "run_id": r["run_id"],
-                     "metadata": json.dumps({"reason": "delete_all"})} for r in rows]
+                     "metadata": json.dumps({"reason": "delete_all"}), "policy_version": self.policy_version}
+                    for r in rows]
             v1 = self._write(lambda: self._table.delete(where).version,
                              [r for batch in self._pending_history for r in batch] + hist)
             self._pending_history.clear()
@@ -401,25 +439,8 @@ class MemoryStore:
             self._history = self._db.create_table(self.history_name, schema=self._history_schema)
             self._mirror, self._too_big_at, self._since_compact = None, None, 0
             self._version, self._hversion = self._table.version, self._history.version
-            self._vector_indexed = False
+            self._columns, self._vector_indexed = present_columns(self._table), False
             self._pending_history.clear()
-
-    def compact(self) -> None:
-        """Merge small fragments, drop old versions and refresh indices (both tables); build or rebuild the ANN index
-        when the table has passed index_min_rows."""
-        with self._lock:
-            self.flush()
-            in_sync = self._mirror is not None and self._mirror.version == self._version
-            with warnings.catch_warnings():
-                warnings.filterwarnings("ignore", message=r".*removes every version.*")
-                for tbl in (self._table, self._history):
-                    tbl.optimize(cleanup_older_than=self.keep_versions)
-            maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
-            self._vector_indexed = self._has_vector_index()
-            self._version, self._hversion = self._table.version, self._history.version
-            if in_sync:
-                self._mirror.version = self._version  # compaction and indexing keep the rows as they were
-            self._since_compact = 0
 
     def refresh(self) -> None:
         """Follow writes made by other processes or handles (the mirror reloads if the table moved)."""
@@ -427,6 +448,7 @@ class MemoryStore:
             self._table.checkout_latest()
             self._history.checkout_latest()
             self._version, self._hversion = self._table.version, self._history.version
+            self._columns = present_columns(self._table)
             self._vector_indexed = self._has_vector_index()
 
     def _has_vector_index(self) -> bool:
@@ -436,25 +458,6 @@ class MemoryStore:
     def version(self) -> int:
         """The LanceDB version of the memories table (every write makes one)."""
         return self._table.version
-
-    def versions(self) -> int:
-        """How many versions of the memories table are kept on disk (compact() drops old ones)."""
-        return len(self._table.list_versions())
-
-    def disk_bytes(self) -> int:
-        """Bytes on disk of both tables, old versions included (local stores only)."""
-        total = 0
-        for name in (self.table_name, self.history_name):
-            for root, _, files in os.walk(Path(self.uri) / f"{name}.lance"):
-                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-        return total
-
-    def stats(self) -> dict:
-        """Rows, versions, fragments and indices of the memories table (for logging)."""
-        s = self._table.stats()
-        return {"rows": s["num_rows"], "version": self.version, "versions_kept": self.versions(),
-                "fragments": s["fragment_stats"]["num_fragments"], "indices": s["num_indices"],
-                "disk_bytes": self.disk_bytes()}
 
     def close(self) -> None:
         """Write pending history (group commit) and stop the history writer thread."""

@@ -11,7 +11,7 @@ from typing import Iterable
 
 import numpy as np
 
-from memtune.policies.store_lance import _ROW_COLUMNS
+from memtune.policies.store_lance import _ROW_COLUMNS, present_columns
 from memtune.policies.store_sql import SCOPE_FIELDS
 from memtune.policies.types import Scope
 
@@ -38,7 +38,7 @@ class _Mirror:
         if data.num_rows:
             vecs = np.asarray(data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
                               np.float32).reshape(-1, dim)
-            rows = data.select(list(_ROW_COLUMNS)).to_pylist()
+            rows = data.select(list(present_columns(table))).to_pylist()
             m.put_many(rows, _normalise(vecs))
         return m
 
@@ -65,7 +65,7 @@ class _Mirror:
                 self.n += 1
                 self.rows.append(None)
                 self.slot[row["id"]] = s
-            clean = {k: row[k] for k in _ROW_COLUMNS}
+            clean = {k: row.get(k) for k in _ROW_COLUMNS}  # a column an old version lacks reads as None
             clean["provenance"] = list(clean["provenance"] or [])
             self.rows[s] = clean
             self.alive[s] = True

@@ -92,10 +92,11 @@ def validate_change(c: Change, i: int, dim: int, embedder_id: str) -> np.ndarray
 
 
 def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], before: dict[str, dict],
-                 embedder_id: str, next_seq: Callable[[], int]) -> _Plan:
+                 embedder_id: str, next_seq: Callable[[], int], policy_version: str = "") -> _Plan:
     """The effect of a validated batch, in order: `vectors[i]` is change i's normalised vector, `before` the
-    stored rows of the ids the batch names, `next_seq()` the next history seq. Raises KeyError on an unknown id or
-    one outside the change's scope."""
+    stored rows of the ids the batch names, `next_seq()` the next history seq. Rows added or updated, and every
+    history row, are stamped with `policy_version`. Raises KeyError on an unknown id or one outside the change's
+    scope."""
     state: dict[str, dict | None] = dict(before)
     dirty: dict[str, None] = {}  # ids added/updated, in order
     results, history = [], []
@@ -107,7 +108,7 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
                    "agent_id": c.scope.agent_id, "run_id": c.scope.run_id, "provenance": list(c.provenance),
                    "timestamp": c.timestamp, "created_at": now, "updated_at": now,
                    "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
-                   "embedder_id": embedder_id}
+                   "embedder_id": embedder_id, "policy_version": policy_version}
             state[mid] = row
             dirty[mid] = None
             old_text, new_text = "", c.text
@@ -131,7 +132,8 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
                 row = {**row, "text": c.text, "vector": vec,
                        "provenance": old_prov + [p for p in dict.fromkeys(c.provenance) if p not in old_prov],
                        "timestamp": c.timestamp or row["timestamp"], "updated_at": now,
-                       "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False)}
+                       "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False),
+                       "embedder_id": embedder_id, "policy_version": policy_version}
                 state[mid] = row
                 dirty[mid] = None
             elif c.op == "DELETE":
@@ -142,7 +144,8 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
         history.append({"memory_id": mid, "op": c.op, "old_text": old_text, "new_text": new_text,
                         "time": now, "seq": next_seq(), "provenance": list(c.provenance),
                         "user_id": row["user_id"], "agent_id": row["agent_id"], "run_id": row["run_id"],
-                        "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False)})
+                        "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
+                        "policy_version": policy_version})
     inserts = [state[i] for i in dirty if i not in before]
     updates = [state[i] for i in dirty if i in before]
     deletes = [i for i in before if state[i] is None]

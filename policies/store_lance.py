@@ -1,5 +1,6 @@
 """The LanceDB tables of the memory store: their schemas (with the embedder id and dim in the schema metadata),
-the embedder check on reopening, rows to Arrow, and the vector (IVF_PQ) and scalar (BTree) indices."""
+the embedder check on reopening, the upgrade of tables written before a column existed, rows to Arrow, and the
+vector (IVF_PQ) and scalar (BTree) indices."""
 
 from __future__ import annotations
 
@@ -11,7 +12,10 @@ META_EMBEDDER = b"memtune.embedder_id"
 META_DIM = b"memtune.dim"
 META_TRAINED = b"memtune.index_trained_rows"  # vector-field metadata: rows the ANN index was trained on
 _ROW_COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "provenance", "timestamp", "created_at",
-                "updated_at", "metadata", "embedder_id")
+                "updated_at", "metadata", "embedder_id", "policy_version")
+# Columns added after the first release, appended at the end of both tables (nullable: an upgraded table holds
+# nulls in old rows, read as ""). Stores written before them are upgraded on open by add_missing_columns().
+_ADDED_COLUMNS = ("policy_version",)
 
 
 def schema_meta(embedder_id: str, dim: int) -> dict[bytes, bytes]:
@@ -25,6 +29,7 @@ def memory_schema(dim: int, meta: dict[bytes, bytes]) -> pa.Schema:
         pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
         pa.field("provenance", pa.list_(s)), pa.field("timestamp", s), pa.field("created_at", s),
         pa.field("updated_at", s), pa.field("metadata", s), pa.field("embedder_id", s),
+        pa.field("policy_version", s),  # the policy bundle version that last wrote the row ("" for eval runs)
     ], metadata=meta)
 
 
@@ -34,7 +39,29 @@ def history_schema(meta: dict[bytes, bytes]) -> pa.Schema:
         pa.field("memory_id", s), pa.field("op", s), pa.field("old_text", s), pa.field("new_text", s),
         pa.field("time", s), pa.field("seq", pa.int64()), pa.field("provenance", pa.list_(s)),
         pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s), pa.field("metadata", s),
+        pa.field("policy_version", s),
     ], metadata=meta)
+
+
+def add_missing_columns(tbl, schema: pa.Schema) -> list[str]:
+    """Upgrade a table written by an older memtune in place: add the columns of `_ADDED_COLUMNS` it lacks (null
+    in existing rows, which read as ""). One metadata-only commit; rows and vectors are untouched. Any other
+    difference from `schema` is an error that names the table and the missing columns."""
+    names = set(tbl.schema.names)
+    added = [c for c in _ADDED_COLUMNS if c in schema.names and c not in names]
+    other = [c for c in schema.names if c not in names and c not in added]
+    if other:
+        raise ValueError(f"LanceDB table at version {tbl.version} lacks columns {other}: it was not written by "
+                         "memtune's MemoryStore (or by an incompatible version); use a new store uri")
+    if added:
+        tbl.add_columns([schema.field(c) for c in added])
+    return added
+
+
+def present_columns(tbl) -> tuple[str, ...]:
+    """The row columns this table (at its checked-out version) has: an old version may predate a column."""
+    names = set(tbl.schema.names)
+    return tuple(c for c in _ROW_COLUMNS if c in names)
 
 
 def check_compatible(tbl, uri: str, table_name: str, embedder_id: str, dim: int) -> None:

@@ -50,6 +50,8 @@ class MemoryRecord:
     updated_at: str = ""
     metadata: dict = field(default_factory=dict)
     score: float | None = None  # similarity to the query, when it came from a search
+    policy_version: str = ""  # the policy bundle version that last wrote it ("" for eval runs and old stores)
+    embedder_id: str = ""  # the embedder its vector came from
 
 
 @dataclass(frozen=True)
