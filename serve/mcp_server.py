@@ -64,7 +64,7 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
 
     @server.tool()
     def add_memory(messages: str | list[dict[str, str]], user_id: UserId = "", agent_id: str = "",
-                   run_id: str = "", metadata: dict[str, Any] | None = None, infer: bool = True) -> list[dict]:
+                   run_id: str = "", metadata: dict[str, Any] | None = None, infer: bool = True) -> list[dict[str, Any]]:
         """Remember new conversation messages. `messages` is a string (one user message) or a list of
         {"role": "user"|"assistant"|<name>, "content": <text>}. Returns what changed: ADD / UPDATE / DELETE / NOOP
         events with memory ids."""
@@ -74,14 +74,15 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
 
     @server.tool()
     def search_memories(query: str, user_id: UserId = "", agent_id: str = "", run_id: str = "",
-                        top_k: int | None = None, threshold: float | None = None) -> list[dict]:
+                        top_k: int | None = None, threshold: float | None = None) -> list[dict[str, Any]]:
         """The memories most relevant to `query` in one scope, best first, each with a similarity score."""
         req = _checked(s.SearchRequest, query=query, user_id=user_id, agent_id=agent_id, run_id=run_id,
                        top_k=top_k, threshold=threshold)
         return _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.scope())
 
     @server.tool()
-    def list_memories(user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100) -> list[dict]:
+    def list_memories(user_id: UserId = "", agent_id: str = "", run_id: str = "",
+                      limit: int = 100) -> list[dict[str, Any]]:
         """All memories of one scope, oldest first (at most `limit`)."""
         req = _checked(s.ScopeIn, user_id=user_id, agent_id=agent_id, run_id=run_id)
         _call(req.require_scope)
@@ -90,17 +91,17 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         return _call(service.get_all, limit=limit, **req.scope())
 
     @server.tool()
-    def get_memory(memory_id: MemoryId) -> dict:
+    def get_memory(memory_id: MemoryId) -> dict[str, Any]:
         """One memory by id."""
         return _call(service.get, memory_id)
 
     @server.tool()
-    def memory_history(memory_id: MemoryId) -> list[dict]:
+    def memory_history(memory_id: MemoryId) -> list[dict[str, Any]]:
         """Every change to one memory (ADD, UPDATE, DELETE, NOOP), oldest first, with old and new text."""
         return _call(service.history, memory_id)
 
     @server.tool()
-    def delete_memory(memory_id: MemoryId) -> dict:
+    def delete_memory(memory_id: MemoryId) -> dict[str, Any]:
         """Delete one memory by id (its history is kept)."""
         return _call(service.delete, memory_id)
 

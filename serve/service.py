@@ -50,7 +50,13 @@ class MemoryService:
         return self.memory.get_all(**kwargs)
 
     def history(self, memory_id: str) -> list[dict]:
-        return self.memory.history(memory_id)
+        """A deleted memory keeps its history; an id with none was never written: 404 like any unknown id."""
+        from memtune.policies.memory import MemoryNotFound
+
+        changes = self.memory.history(memory_id)
+        if not changes:
+            raise MemoryNotFound(f"no memory with id {memory_id!r} was ever written")
+        return changes
 
     def info(self) -> dict[str, Any]:
         """Bundle version, embedder and memory count: enough for a health check to tell which policy is live."""

@@ -1,0 +1,81 @@
+"""Shared by tests/test_rest.py and tests/test_mcp.py: a real `Memory` over the offline policy (HashEmbedder, fresh
+LanceDB store) with the fixture conversation ingested, and a real uvicorn server on a free localhost port."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+TOKEN = "test-token-0123456789abcdef"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+FIXTURE_USER = "conv-fixture"  # the scope the fixture conversation is ingested under
+
+
+def offline_cfg():
+    from hydra import compose, initialize_config_module
+
+    with initialize_config_module("memtune.conf", version_base="1.3"):
+        return compose("eval", overrides=["policy=mem0_offline", "lm=none"])
+
+
+def make_memory(store_uri: Path, embedder, version: str = "test-v1"):
+    from memtune.policies.build import build_policy
+    from memtune.policies.memory import Memory
+
+    return Memory(build_policy(offline_cfg(), store_uri, embedder=embedder), bundle_version=version)
+
+
+def fixture_conversation():
+    from memtune.optimize.data import fixture_path, load_locomo
+
+    return load_locomo(fixture_path()).conversations[0]
+
+
+def ingest_fixture(memory) -> list[str]:
+    """Ingest the fixture conversation (pairs of turns) under FIXTURE_USER; returns its questions."""
+    conv = fixture_conversation()
+    for session in conv.sessions:  # pairs of turns, never across two sessions (as memtune-eval ingests)
+        for i in range(0, len(session.turns), 2):
+            pair = [{"role": t.speaker, "content": t.text, "dia_id": t.dia_id, "timestamp": t.timestamp}
+                    for t in session.turns[i:i + 2]]
+            memory.add(pair, user_id=FIXTURE_USER)
+    return [q.question for q in conv.questions]
+
+
+def snapshot(memory) -> list[tuple]:
+    """Everything stored for FIXTURE_USER (id, text): what bad requests must leave untouched."""
+    return sorted((m["id"], m["memory"]) for m in memory.get_all(user_id=FIXTURE_USER))
+
+
+def ranked(results: list[dict]) -> list[tuple]:
+    return [(m["id"], m["memory"], round(m["score"], 5) if m.get("score") is not None else None) for m in results]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def uvicorn_thread(app):
+    """Serve `app` with a real uvicorn on 127.0.0.1:<free port> in a thread; yields the base URL."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.time() + 30
+    while not server.started:
+        if not thread.is_alive() or time.time() > deadline:
+            raise RuntimeError(f"uvicorn did not start on port {port}")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

@@ -1,0 +1,117 @@
+"""MCP server (serve/mcp_server.py) with the official SDK's client: in-process, and over real streamable HTTP on
+localhost; the tools return what the in-process Memory API returns, and refused calls change nothing."""
+
+from __future__ import annotations
+
+import anyio
+import httpx
+import pytest
+
+from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, ingest_fixture, make_memory, ranked,
+                           snapshot, uvicorn_thread)
+
+from mcp import Client
+from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
+
+TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "memory_history", "delete_memory"}
+PAIR = [{"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
+        {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."}]
+
+
+@pytest.fixture
+def memory(tmp_path, embedder):
+    memory = make_memory(tmp_path / "store", embedder)
+    ingest_fixture(memory)
+    yield memory
+    memory.close()
+
+
+async def call(client, tool, **args):
+    result = await client.call_tool(tool, args)
+    assert not result.is_error, result.content[0].text
+    out = result.structured_content  # lists come wrapped as {"result": [...]}, dicts as they are
+    return out["result"] if set(out) == {"result"} else out
+
+
+async def refused(client, tool, **args) -> str:
+    result = await client.call_tool(tool, args)
+    assert result.is_error, (tool, args)
+    return result.content[0].text
+
+
+def test_tools_in_process_match_memory_api(memory):
+    questions = [q.question for q in fixture_conversation().questions]
+
+    async def main():
+        async with Client(create_mcp_server(memory)) as client:
+            tools = {t.name for t in (await client.list_tools()).tools}
+            assert TOOLS <= tools
+            for question in questions:
+                hits = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
+                assert ranked(hits) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+            events = await call(client, "add_memory", messages=PAIR, user_id=FIXTURE_USER)
+            added = [e["id"] for e in events if e["event"] == "ADD"]
+            assert added and (await call(client, "get_memory", memory_id=added[0])) == memory.get(added[0])
+            query = "which grey cat Caroline adopted from the shelter"
+            hits = await call(client, "search_memories", query=query, user_id=FIXTURE_USER)
+            assert ranked(hits) == ranked(memory.search(query, user_id=FIXTURE_USER))
+            assert "Pixel" in hits[0]["memory"]
+            listed = await call(client, "list_memories", user_id=FIXTURE_USER, limit=1000)
+            assert [m["id"] for m in listed] == [m["id"] for m in memory.get_all(user_id=FIXTURE_USER, limit=1000)]
+            assert (await call(client, "memory_history", memory_id=added[0])) == memory.history(added[0])
+            assert (await call(client, "delete_memory", memory_id=added[0]))["event"] == "DELETE"
+            assert added[0] not in dict(snapshot(memory))
+
+    anyio.run(main)
+
+
+def test_refused_tool_calls_name_the_problem_and_change_nothing(memory):
+    before = snapshot(memory)
+
+    async def main():
+        async with Client(create_mcp_server(memory)) as client:
+            assert "messages" in await refused(client, "add_memory", messages=[], user_id=FIXTURE_USER)
+            assert "user_id" in await refused(client, "add_memory", messages="I like green tea a lot")
+            assert "content" in await refused(client, "add_memory", messages=[{"role": "u", "content": "x" * 20_001}],
+                                              user_id=FIXTURE_USER)
+            assert "user_id" in await refused(client, "add_memory", messages=PAIR, user_id="a\x00b")
+            assert "top_k" in await refused(client, "search_memories", query="tea", user_id=FIXTURE_USER, top_k=0)
+            assert "user_id" in await refused(client, "list_memories")
+            for tool in ("get_memory", "memory_history", "delete_memory"):
+                assert "no-such-id" in await refused(client, tool, memory_id="no-such-id")
+            hostile = "x' OR '1'='1"
+            await call(client, "add_memory", messages=PAIR, user_id=hostile)
+            mine = await call(client, "list_memories", user_id=hostile)
+            assert mine and {m["user_id"] for m in mine} == {hostile}
+
+    anyio.run(main)
+    assert snapshot(memory) == before
+
+
+def test_streamable_http_with_auth(memory):
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    count = memory.policy.store.count()
+    with uvicorn_thread(mcp_http_app(memory, TOKEN)) as base:
+        # Without the token: 401 before the MCP layer, nothing stored.
+        r = httpx.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
+                                            "params": {"name": "add_memory",
+                                                       "arguments": {"messages": PAIR, "user_id": "u"}}})
+        assert r.status_code == 401 and memory.policy.store.count() == count
+        health = httpx.get(f"{base}/healthz").json()
+        assert health["memories"] == count and health["bundle_version"] == "test-v1"
+
+        async def session():
+            # The SDK's HTTP transport takes a pre-configured (httpx2) client for headers such as the token.
+            transport = streamable_http_client(f"{base}/mcp", http_client=create_mcp_http_client(headers=AUTH))
+            async with Client(transport) as client:
+                events = await call(client, "add_memory", messages=PAIR, user_id=FIXTURE_USER)
+                assert any(e["event"] == "ADD" for e in events)
+                for question in ["which grey cat Caroline adopted from the shelter", *[q.question for q in
+                                                                  fixture_conversation().questions[:5]]]:
+                    hits = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
+                    assert ranked(hits) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+
+        anyio.run(session)
+    assert memory.policy.store.count() > count

@@ -1,0 +1,294 @@
+"""REST server (serve/rest.py) against a real Memory over the offline policy: same answers as in-process calls,
+auth, limits, bad and hostile input that never loses stored data, and memtune-serve end to end."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from omegaconf import OmegaConf
+
+from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, free_port, ingest_fixture, make_memory,
+                           ranked, snapshot, uvicorn_thread)
+
+from memtune.serve.middleware import resolve_token
+from memtune.serve.rest import create_app
+
+
+@pytest.fixture
+def memory(tmp_path, embedder):
+    memory = make_memory(tmp_path / "store", embedder)
+    ingest_fixture(memory)
+    yield memory
+    memory.close()
+
+
+@pytest.fixture
+def questions():
+    return [q.question for q in fixture_conversation().questions]
+
+
+@pytest.fixture
+def client(memory):
+    with TestClient(create_app(memory, TOKEN)) as c:
+        yield c
+
+
+PAIR = [{"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
+        {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."}]
+
+
+def test_search_over_http_equals_in_process(client, memory, questions):
+    assert len(questions) >= 5 and len(snapshot(memory)) >= 5
+    for question in questions:
+        for top_k in (None, 3):
+            r = client.post("/v1/memories/search", json={"query": question, "user_id": FIXTURE_USER, "top_k": top_k},
+                            headers=AUTH)
+            assert r.status_code == 200, r.text
+            expected = memory.search(question, user_id=FIXTURE_USER, top_k=top_k)
+            assert ranked(r.json()["results"]) == ranked(expected)
+            assert r.json()["results"] == expected  # every field, not just ids and order
+
+
+def test_add_over_http_equals_in_process(tmp_path, embedder, client, memory):
+    twin = make_memory(tmp_path / "twin", embedder)  # the same history, added in-process
+    ingest_fixture(twin)
+    r = client.post("/v1/memories", json={"messages": PAIR, "user_id": FIXTURE_USER, "metadata": {"src": "t"}},
+                    headers=AUTH)
+    assert r.status_code == 200, r.text
+    events = r.json()["results"]
+    expected = twin.add(PAIR, user_id=FIXTURE_USER, metadata={"src": "t"})
+    strip = lambda evs: [(e["event"], e["memory"], e["previous_memory"]) for e in evs]  # noqa: E731 (ids: uuid4)
+    assert strip(events) == strip(expected) and any(e["event"] == "ADD" for e in events)
+    for e in events:
+        if e["event"] == "ADD":
+            stored = client.get(f"/v1/memories/{e['id']}", headers=AUTH).json()
+            assert stored == memory.get(e["id"]) and stored["memory"] == e["memory"]
+            assert stored["metadata"].get("src") == "t" and stored["policy_version"] == "test-v1"
+    query = "which grey cat Caroline adopted from the shelter"
+    over_http = client.post("/v1/memories/search", json={"query": query, "user_id": FIXTURE_USER, "top_k": 5},
+                            headers=AUTH).json()["results"]
+    assert ranked(over_http) == ranked(memory.search(query, user_id=FIXTURE_USER, top_k=5))
+    assert "Pixel" in over_http[0]["memory"]
+    assert [m["memory"] for m in over_http] == [m["memory"] for m in twin.search(query, user_id=FIXTURE_USER,
+                                                                                  top_k=5)]
+    twin.close()
+
+
+def test_round_trip_over_real_uvicorn(memory, questions):
+    with uvicorn_thread(create_app(memory, TOKEN)) as base, httpx.Client(base_url=base, headers=AUTH) as http:
+        health = http.get("/healthz").json()
+        assert health["bundle_version"] == "test-v1" and health["memories"] == len(snapshot(memory))
+        assert health["embedder_id"] == "test-hash-64"
+        events = http.post("/v1/memories", json={"messages": PAIR, "user_id": FIXTURE_USER}).json()["results"]
+        added = [e["id"] for e in events if e["event"] == "ADD"]
+        assert added and all(memory.get(i)["memory"] for i in added)
+        for question in questions[:5] + ["which grey cat Caroline adopted from the shelter"]:
+            r = http.post("/v1/memories/search", json={"query": question, "user_id": FIXTURE_USER, "top_k": 5})
+            assert ranked(r.json()["results"]) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+        listed = http.get("/v1/memories", params={"user_id": FIXTURE_USER, "limit": 1000}).json()["results"]
+        assert [m["id"] for m in listed] == [m["id"] for m in memory.get_all(user_id=FIXTURE_USER, limit=1000)]
+
+
+def test_auth_required_and_nothing_changes_without_it(memory):
+    app = create_app(memory, TOKEN, allow_reset=True)
+    before, count = snapshot(memory), memory.policy.store.count()
+    some_id = before[0][0]
+    calls = [("post", "/v1/memories", {"json": {"messages": PAIR, "user_id": FIXTURE_USER}}),
+             ("post", "/v1/memories/search", {"json": {"query": "cat", "user_id": FIXTURE_USER}}),
+             ("get", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
+             ("delete", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
+             ("get", f"/v1/memories/{some_id}", {}),
+             ("put", f"/v1/memories/{some_id}", {"json": {"text": "hijacked"}}),
+             ("delete", f"/v1/memories/{some_id}", {}),
+             ("get", f"/v1/memories/{some_id}/history", {}),
+             ("post", "/v1/reset", {"json": {"confirm": "delete all memories"}}),
+             ("post", "/v1/memories", {"content": b"{not json"})]
+    with TestClient(app) as c:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN},
+                        {"Authorization": f"Basic {TOKEN}"}):
+            for method, path, kwargs in calls:
+                r = getattr(c, method)(path, headers=headers, **kwargs)
+                assert r.status_code == 401, (method, path, headers, r.text)
+                assert r.json()["error"] == "unauthorized" and r.headers["www-authenticate"].startswith("Bearer")
+        assert c.get("/healthz").status_code == 200
+        assert c.get("/docs").status_code == 200 and "/v1/memories/search" in c.get("/openapi.json").json()["paths"]
+    assert snapshot(memory) == before and memory.policy.store.count() == count
+
+
+def test_bad_input_is_refused_and_loses_nothing(client, memory):
+    before = snapshot(memory)
+    known = before[0][0]
+
+    def refused(status, method, path, field=None, **kwargs):
+        r = getattr(client, method)(path, headers=dict(AUTH, **kwargs.pop("headers", {})), **kwargs)
+        assert r.status_code == status, (path, r.text)
+        body = r.json()
+        assert body["detail"] and body["error"]
+        if field:
+            assert field in body["detail"], body
+        return body
+
+    refused(422, "post", "/v1/memories", "messages", json={"messages": [], "user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "messages", json={"messages": "   ", "user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "messages", json={"user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "content", json={"messages": [{"role": "u", "content": ""}],
+                                                          "user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "messages", json={"messages": [{"role": "u", "content": "hi"}] * 101,
+                                                           "user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "content", json={"messages": [{"role": "u", "content": "x" * 20_001}],
+                                                          "user_id": FIXTURE_USER})
+    refused(422, "post", "/v1/memories", "user_id", json={"messages": "I like tea very much"})  # no scope
+    refused(422, "post", "/v1/memories", "usr_id", json={"messages": "I like tea", "usr_id": "x"})  # typo
+    refused(422, "post", "/v1/memories", "body", content=b'{"messages": ', headers={"content-type": "application/json"})
+    refused(422, "post", "/v1/memories/search", "top_k", json={"query": "tea", "user_id": FIXTURE_USER, "top_k": 0})
+    refused(422, "post", "/v1/memories/search", "query", json={"query": "", "user_id": FIXTURE_USER})
+    refused(422, "get", "/v1/memories", "user_id")
+    refused(422, "get", "/v1/memories", "limit", params={"user_id": FIXTURE_USER, "limit": 0})
+    refused(422, "delete", "/v1/memories", "user_id")  # delete_all of everything: refused
+    refused(422, "put", f"/v1/memories/{known}", "text", json={"text": ""})
+    # Oversized bodies: 413 by Content-Length, and while streaming a chunked body that has none.
+    big = b'{"messages": "' + b"x" * 1_100_000 + b'", "user_id": "' + FIXTURE_USER.encode() + b'"}'
+    refused(413, "post", "/v1/memories", content=big, headers={"content-type": "application/json"})
+    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+    refused(413, "post", "/v1/memories", content=chunks, headers={"content-type": "application/json"})
+    # Unknown ids: 404 everywhere, and a control character in an id is a clear 4xx, not a 500.
+    for method, path, kwargs in (("get", "/v1/memories/no-such-id", {}),
+                                 ("put", "/v1/memories/no-such-id", {"json": {"text": "new text"}}),
+                                 ("delete", "/v1/memories/no-such-id", {}),
+                                 ("get", "/v1/memories/no-such-id/history", {})):
+        assert "no-such-id" in refused(404, method, path, **kwargs)["detail"]
+    assert client.get("/v1/memories/a%00b", headers=AUTH).status_code in (400, 404, 422)
+    assert snapshot(memory) == before
+
+
+@pytest.mark.parametrize("hostile", ["x' OR '1'='1", 'a"b', "a\\b", "Zoë 🙂 用户", "%' --", "*", "user_id = ''"])
+def test_hostile_user_ids_are_isolated(client, memory, hostile):
+    before = snapshot(memory)
+    r = client.post("/v1/memories", json={"messages": PAIR, "user_id": hostile}, headers=AUTH)
+    assert r.status_code == 200, r.text
+    mine = client.get("/v1/memories", params={"user_id": hostile}, headers=AUTH).json()["results"]
+    assert mine and {m["user_id"] for m in mine} == {hostile}
+    hits = client.post("/v1/memories/search", json={"query": "Pixel the cat", "user_id": hostile},
+                       headers=AUTH).json()["results"]
+    assert hits and {m["user_id"] for m in hits} == {hostile}
+    assert client.delete("/v1/memories", params={"user_id": hostile}, headers=AUTH).json() == {"deleted": len(mine)}
+    assert client.get("/v1/memories", params={"user_id": hostile}, headers=AUTH).json()["results"] == []
+    assert snapshot(memory) == before  # the fixture user's memories were never matched
+
+
+def test_control_characters_in_scope_are_refused(client, memory):
+    before = snapshot(memory)
+    for bad in ("a\x00b", "line\nbreak"):
+        r = client.post("/v1/memories", json={"messages": PAIR, "user_id": bad}, headers=AUTH)
+        assert r.status_code == 422 and "user_id" in r.json()["detail"]
+        r = client.get("/v1/memories", params={"user_id": bad}, headers=AUTH)
+        assert r.status_code == 422 and "user_id" in r.json()["detail"]
+    assert snapshot(memory) == before
+
+
+def test_update_delete_history_and_scoped_delete(client, memory):
+    other = client.post("/v1/memories", json={"messages": PAIR, "user_id": "someone-else"}, headers=AUTH)
+    target = snapshot(memory)[0][0]
+    r = client.put(f"/v1/memories/{target}", json={"text": "Caroline moved to Lisbon in 2024"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["event"] == "UPDATE"
+    assert client.get(f"/v1/memories/{target}", headers=AUTH).json()["memory"] == "Caroline moved to Lisbon in 2024"
+    history = client.get(f"/v1/memories/{target}/history", headers=AUTH).json()["results"]
+    assert history == memory.history(target) and len(history) >= 2
+    assert client.delete(f"/v1/memories/{target}", headers=AUTH).json()["event"] == "DELETE"
+    assert client.get(f"/v1/memories/{target}", headers=AUTH).status_code == 404
+    n = len(snapshot(memory))
+    assert client.delete("/v1/memories", params={"user_id": FIXTURE_USER}, headers=AUTH).json() == {"deleted": n}
+    assert memory.get_all(user_id="someone-else")  # other scopes untouched
+    assert other.status_code == 200
+
+
+def test_reset_is_guarded(memory):
+    count = memory.policy.store.count()
+    with TestClient(create_app(memory, TOKEN)) as c:
+        r = c.post("/v1/reset", json={"confirm": "delete all memories"}, headers=AUTH)
+        assert r.status_code == 403 and "allow_reset=true" in r.json()["detail"]
+    with TestClient(create_app(memory, TOKEN, allow_reset=True)) as c:
+        assert c.post("/v1/reset", json={"confirm": "yes"}, headers=AUTH).status_code == 422
+        assert memory.policy.store.count() == count > 0
+        assert c.post("/v1/reset", json={"confirm": "delete all memories"}, headers=AUTH).json() == {"reset": True}
+    assert memory.policy.store.count() == 0
+
+
+def test_no_token_only_when_allowed_and_on_loopback(monkeypatch, memory):
+    monkeypatch.delenv("MEMTUNE_API_TOKEN", raising=False)
+    with pytest.raises(ValueError, match="MEMTUNE_API_TOKEN"):
+        resolve_token(None, allow_no_auth=False, host="127.0.0.1")
+    with pytest.raises(ValueError, match="loopback"):
+        resolve_token(None, allow_no_auth=True, host="0.0.0.0")
+    with pytest.raises(ValueError, match="at least 16"):
+        resolve_token("short", allow_no_auth=False, host="0.0.0.0")
+    assert resolve_token(None, allow_no_auth=True, host="127.0.0.1") is None
+    monkeypatch.setenv("MEMTUNE_API_TOKEN", TOKEN)
+    assert resolve_token(None, allow_no_auth=False, host="0.0.0.0") == TOKEN
+    with TestClient(create_app(memory, None)) as c:  # open server: no header needed
+        assert c.get("/v1/memories", params={"user_id": FIXTURE_USER}).status_code == 200
+
+
+def test_memtune_serve_refuses_to_start_without_bundle_or_token(tmp_path, monkeypatch, capsys):
+    from memtune.serve.cli import ServeConfigError, check_config, main
+
+    monkeypatch.delenv("MEMTUNE_API_TOKEN", raising=False)
+    cfg = lambda **kw: OmegaConf.create({"bundle": None, "transport": "rest", "host": "127.0.0.1",  # noqa: E731
+                                         "allow_no_auth": False} | kw)
+    with pytest.raises(ServeConfigError, match="bundle=path/to/bundle"):
+        check_config(cfg())
+    with pytest.raises(ServeConfigError, match="MEMTUNE_API_TOKEN"):
+        check_config(cfg(bundle=str(tmp_path)))
+    with pytest.raises(ServeConfigError, match="mcp-stdio"):
+        check_config(cfg(bundle=str(tmp_path), transport="grpc"))
+    assert check_config(cfg(bundle=str(tmp_path), transport="mcp-stdio")) is None  # stdio needs no token
+    # The command line (Hydra app, in this process): an empty directory is not a bundle -> one line, exit code 2.
+    monkeypatch.setattr(sys, "argv", ["memtune-serve", f"bundle={tmp_path}", "allow_no_auth=true",
+                                      f"store_uri={tmp_path / 'store'}"])
+    with pytest.raises(SystemExit) as exit_:
+        main()
+    assert exit_.value.code == 2 and "bundle.json" in capsys.readouterr().err
+    assert not (tmp_path / "store").exists()  # nothing was created
+
+
+def test_export_then_memtune_serve_end_to_end(tmp_path):
+    """The issue's check: memtune-export an offline policy, start the real `memtune-serve bundle=...` process,
+    then add and search over HTTP (MiniLM embeddings, as in production)."""
+    from memtune.optimize.export import export_from_overrides
+
+    bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
+    port = free_port()
+    env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
+    server = subprocess.Popen([sys.executable, "-m", "memtune.serve.cli", f"bundle={bundle['bundle']}",
+                               f"store_uri={tmp_path / 'store'}", f"port={port}", "log_level=warning"],
+                              env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60) as http:
+            deadline = time.time() + 120
+            while True:
+                try:
+                    health = http.get("/healthz")
+                    if health.status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert server.poll() is None, server.stderr.read()
+                assert time.time() < deadline, "memtune-serve did not come up in 120 s"
+                time.sleep(0.25)
+            assert health.json()["bundle_version"] == bundle["version"] and health.json()["memories"] == 0
+            assert http.post("/v1/memories", json={"messages": PAIR, "user_id": "u1"}).status_code == 200
+            hits = http.post("/v1/memories/search", json={"query": "What is the name of the cat?",
+                                                          "user_id": "u1", "top_k": 3}).json()["results"]
+            assert "Pixel" in hits[0]["memory"] and hits[0]["policy_version"] == bundle["version"]
+            assert http.post("/v1/memories/search", json={"query": "cat", "user_id": "u2"}).json()["results"] == []
+            assert http.get("/v1/memories", params={"user_id": "u1"},
+                            headers={"Authorization": "Bearer nope"}).status_code == 401
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
