@@ -5,8 +5,8 @@ Every LanceDB commit makes a version of the memories table; a version stays rest
 `MemoryStore.as_of`) until compaction drops it. The keep policy is a union: a version survives compaction when it
 is newer than `keep_versions_seconds`, or among the `keep_last_versions` newest versions that existed when the
 compaction started (the compaction's own versions, which hold the same rows as the one before them, come on top).
-LanceDB cleans up by age only, so "the last N" is turned into an age that falls between the N-th and the
-(N+1)-th newest version's commit times.
+LanceDB cleans up by age only, so "the last N" is turned into an age whose cut-off falls midway between the N-th
+and the (N+1)-th newest version's commit times.
 
 Rollback (`MemoryStore.restore(v)`) restores the memories table to version v as a new version and *appends* to
 the history what that did to each memory (DELETE for memories v did not have, ADD for memories it brings back,
@@ -69,9 +69,9 @@ def check_version(table, version, what: str) -> int:
     return version
 
 
-def cleanup_age(table, keep_seconds: float, keep_last: int, before_version: int, now: datetime) -> timedelta:
+def cleanup_age(table, keep_seconds: float, keep_last: int, before_version: int) -> timedelta:
     """The `cleanup_older_than` age that keeps versions newer than keep_seconds plus the keep_last newest versions
-    <= before_version (the last version before this compaction). `now`: local naive time, as LanceDB's."""
+    <= before_version (the last version before this compaction). Call it right before the cleanup."""
     age = timedelta(seconds=max(float(keep_seconds), 0.0))
     if keep_last <= 0:
         return age
@@ -80,10 +80,11 @@ def cleanup_age(table, keep_seconds: float, keep_last: int, before_version: int,
     if len(older) <= keep_last:
         return _NEVER  # nothing past the last N yet
     oldest_kept, first_dropped = older[keep_last - 1]["timestamp"], older[keep_last]["timestamp"]
-    # An age that lands between the two commit times: LanceDB drops versions older than (its now - age), and its
-    # now is a little later than ours, so aim near first_dropped's end of the gap.
-    gap = oldest_kept - first_dropped
-    return max(age, now - oldest_kept + gap * 0.99)
+    # An age whose cut-off lands midway between the two commit times: LanceDB drops versions older than (its own
+    # now - age), rounds the age to ms, and its clock reads a little differently from ours; half the gap between
+    # two commits (each takes a few ms) absorbs that.
+    now = datetime.now()  # naive local time, like LanceDB's version timestamps
+    return max(age, now - oldest_kept + (oldest_kept - first_dropped) / 2)
 
 
 def restore_history(current: dict[str, dict], target: dict[str, dict], version: int, now: str,
@@ -137,7 +138,7 @@ class VersionsMixin:
                     maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
                     # the age is computed right before the cleanup it drives (see cleanup_age)
                     self._table.optimize(cleanup_older_than=cleanup_age(
-                        self._table, self.keep_versions_seconds, self.keep_last_versions, before, datetime.now()))
+                        self._table, self.keep_versions_seconds, self.keep_last_versions, before))
                     # history versions are never restored (restore() appends to the history): keep them only
                     # as long as readers of old versions may need them
                     self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
