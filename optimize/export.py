@@ -29,7 +29,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from memtune.policies.bundle import build_stages, bundle_config, module_states, policy_hash, save_bundle
+from memtune.policies.bundle import build_stages, bundle_config, graph_stages, module_states, policy_hash, save_bundle
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _USERINFO = re.compile(r"://[^/@\s]+@")
@@ -168,12 +168,12 @@ def from_run(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
     _same_policy(composed, json.loads(Path(local).read_text()), f"the policy.json artifact of run {cfg.run_id}")
     metrics = run.data.metrics
     tune = {"conversations": _csv(pparams.get("tune_conversations")),
-            "metrics": {f"scores.overall.{k.removeprefix('overall.')}": v for k, v in metrics.items()
+            "metrics": {_metric_path(k.removeprefix("overall.")): v for k, v in metrics.items()
                         if k.startswith("overall.")} | {k: v for k, v in metrics.items() if k.startswith("cost.")},
             "objectives": {k.removeprefix("objective."): v for k, v in metrics.items() if k.startswith("objective.")}}
     trial = tags.get("memtune.trial")
     prefix = f"heldout.trial-{trial}."
-    held = {f"scores.overall.{k[len(prefix):]}": v for k, v in (parent.data.metrics if parent else {}).items()
+    held = {_metric_path(k[len(prefix):]): v for k, v in (parent.data.metrics if parent else {}).items()
             if k.startswith(prefix)}
     heldout = {"conversations": _csv(pparams.get("holdout_conversations")), "metrics": held} if held else None
     source = {"kind": "mlflow_run", "run_id": run.info.run_id, "tracking_uri": redact(uri),
@@ -232,6 +232,11 @@ def split_overrides(text: str) -> list[str]:
     return out + ([cur] if cur else [])
 
 
+def _metric_path(name: str) -> str:
+    """An MLflow metric name of memtune-sweep back to its summary.json path (overall scores, or cost.*)."""
+    return name if name.startswith("cost.") else f"scores.overall.{name}"
+
+
 def redact(url: str) -> str:
     """Drop a user:password@ part from a URL before it is written anywhere."""
     return _USERINFO.sub("://***@", url)
@@ -270,7 +275,7 @@ def run_export(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
     config = bundle_config(composed)
     embedder = instantiate(composed.embedder)  # id and dim only: MiniLM loads its weights on first use
     name = str(cfg.name) if cfg.name else None
-    stages = build_stages(config)
+    stages = build_stages(config) | graph_stages(config)
     version = str(cfg.version) if cfg.version else None
     target = Path(str(cfg.out)) if cfg.out else None
     if target is None:

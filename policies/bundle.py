@@ -41,7 +41,7 @@ import dspy
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from memtune.policies.build import STAGES
+from memtune.policies.build import STAGES, build_graph, graph_mode
 from memtune.policies.embed import CachedEmbedder
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
@@ -170,12 +170,33 @@ def build_stages(config: Mapping[str, Any]) -> dict[str, Any]:
     return {name: instantiate(OmegaConf.create(dict(policy[name]))) for name in STAGES}
 
 
+def _graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
+    """The configs of the graph's own stages ("graph.entities", ...); none when the graph is off."""
+    if graph_mode(OmegaConf.create({"policy": dict(config["policy"])})) == "off":
+        return {}
+    graph = config["policy"]["graph"]
+    return {f"graph.{part}": graph[part] for part in ("entities", "relations", "resolver")
+            if isinstance(graph.get(part), Mapping) and graph[part].get("_target_")}
+
+
+def graph_stages(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The graph's own stages built from config.policy.graph, without a graph store (to export their states)."""
+    return {name: instantiate(OmegaConf.create(dict(node))) for name, node in _graph_parts(config).items()}
+
+
+def policy_modules(policy: MemoryPolicy) -> dict[str, Any]:
+    """A live policy's stages, plus its graph's stages when it has a graph: what `save_bundle(stages=...)` takes."""
+    graph = getattr(policy, "graph", None)
+    extra = graph.llm_stages() if graph is not None and hasattr(graph, "llm_stages") else {}
+    return policy.stages() | extra
+
+
 def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedder_id: str, embedder_dim: int,
                 stages: Mapping[str, Any] | None = None, name: str | None = None, version: str | None = None,
                 scores: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None,
                 overwrite: bool = False) -> BundleInfo:
     """Write a bundle. `config` comes from `bundle_config`; `stages` are the policy's live stage objects (their
-    DSPy module states are saved; built fresh from the config when None). `embedder_id` / `embedder_dim` come
+    DSPy module states are saved; `policy_modules(policy)`; built fresh from the config when None). `embedder_id` / `embedder_dim` come
     from the embedder the policy was scored with.
 
     Writes into a temporary sibling and renames it into place, so a failed export leaves no half bundle; an
@@ -191,7 +212,7 @@ def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedd
     if str(extractor.get("_target_", "")).endswith("ObservationExtractor"):
         raise ValueError("policy.extractor is the ObservationExtractor ORACLE (replays LOCOMO annotations that "
                          "production never has): it is not a policy and cannot be exported")
-    stages = dict(stages) if stages is not None else build_stages(config)
+    stages = dict(stages) if stages is not None else build_stages(config) | graph_stages(config)
     states = module_states(stages)
     name = name or str((config.get("policy") or {}).get("name") or "policy")
     version = version or f"{name}-{policy_hash(config, states)}"
@@ -280,14 +301,17 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
     info = read_bundle(bundle_dir)
     root = Path(info.path)
     config = info.config
+    for stage_name, entry in info.modules.items():  # every file is checked before anything touches the store
+        _module_file(root, stage_name, entry)
     stages = build_stages(config)
+    expected = {n for n, s in stages.items() if isinstance(s, dspy.Module)} | {
+        n for n, node in _graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)}
+    if set(info.modules) != expected:
+        raise BundleError(f"{root / BUNDLE_FILE}: module states for {sorted(info.modules)}, but config.policy has "
+                          f"DSPy-module stages {sorted(expected)}: the bundle is inconsistent; re-export it")
     for stage_name, stage in stages.items():
         if isinstance(stage, dspy.Module):
             _load_module(stage, stage_name, root, info.modules)
-    unknown = sorted(set(info.modules) - {n for n, s in stages.items() if isinstance(s, dspy.Module)})
-    if unknown:
-        raise BundleError(f"{root / BUNDLE_FILE}: module state for {unknown}, but those stages are not DSPy "
-                          "modules in config.policy: the bundle is inconsistent; re-export it")
     if embedder is None:
         if not config.get("embedder"):
             raise BundleError(f"{root / BUNDLE_FILE}: config.embedder is missing")
@@ -299,19 +323,23 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
             f"bundle {info.version} was exported with embedder {info.embedder_id!r} ({info.embedder_dim}-d) but the "
             f"runtime embedder is {embedder.id!r} ({embedder.dim}-d): vectors of two embedders are not comparable. "
             "Use the bundle's embedder (config.embedder in bundle.json), or re-export the policy with this one")
-    if lm is None and config.get("lm") and any(isinstance(s, dspy.Module) for s in stages.values()):
+    if lm is None and config.get("lm") and expected:
         lm = instantiate(OmegaConf.create(config["lm"]))
     store_cfg = OmegaConf.create(config["store"])
     extra = {"policy_version": info.version} if _accepts(store_cfg, "policy_version") else {}
     store = instantiate(store_cfg, uri=str(store_uri), dim=int(embedder.dim), embedder_id=embedder.id, **extra)
-    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm, meter=meter), info
+    graph = build_graph(OmegaConf.create({"policy": config["policy"]}), store_uri, embedder)
+    if graph is not None:
+        for stage_name, stage in graph.llm_stages().items():
+            _load_module(stage, stage_name, root, info.modules)
+    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm, meter=meter, graph=graph), info
 
 
-def _load_module(stage: dspy.Module, stage_name: str, root: Path, modules: Mapping[str, Any]) -> None:
-    entry = modules.get(stage_name)
+def _module_file(root: Path, stage_name: str, entry: Any) -> Path:
+    """The module file of a stage, checked: inside the bundle, present, and with the sha256 bundle.json records."""
     if not isinstance(entry, dict) or not entry.get("path"):
-        raise BundleError(f"{root / BUNDLE_FILE}: stage {stage_name!r} is a DSPy module but the bundle has no module "
-                          "state for it (modules.<stage>.path): re-export the bundle")
+        raise BundleError(f"{root / BUNDLE_FILE}: modules.{stage_name} must be {{path, sha256}}, got {entry!r}: "
+                          "re-export the bundle")
     path = (root / entry["path"]).resolve()
     if root.resolve() not in path.parents:
         raise BundleError(f"{root / BUNDLE_FILE}: module path {entry['path']!r} points outside the bundle")
@@ -320,6 +348,11 @@ def _load_module(stage: dspy.Module, stage_name: str, root: Path, modules: Mappi
     if entry.get("sha256") and _sha256(path) != entry["sha256"]:
         raise BundleError(f"{path} does not match the sha256 in bundle.json (changed or corrupt): re-export the "
                           "bundle")
+    return path
+
+
+def _load_module(stage: dspy.Module, stage_name: str, root: Path, modules: Mapping[str, Any]) -> None:
+    path = _module_file(root, stage_name, modules.get(stage_name))
     try:
         stage.load(str(path))  # JSON only; warns on a dspy version mismatch; drops unsafe LM endpoint keys
     except Exception as err:  # JSON errors, or a state that does not fit the module's predictors
