@@ -1,7 +1,8 @@
 """Graph memory (Mem0g) as an optional stage of MemoryPolicy: `policy.graph` = off | on | only.
 
 off   Mem0: no graph (MemoryPolicy gets graph=None; build.py never builds this class).
-on    Mem0g: every message pair also feeds the graph; search returns the vector memories followed by triplets.
+on    Mem0g: every message pair also feeds the graph; search returns the vector memories and the triplets
+      (appended after the vector top-k, or ranked together by cosine: policy.graph.retrieval.merge).
 only  graph-only retrieval: ingestion as `on` (the same cached store), search returns triplets only.
 
 add(): entities -> nodes (merged into an existing node of the same scope when the matching key is equal, or the
@@ -18,7 +19,7 @@ from typing import Mapping
 
 import dspy
 
-from memtune.policies.graph_retrieve import GraphRetriever
+from memtune.policies.graph_retrieve import GraphRetriever, merge
 from memtune.policies.graph_store import GraphStore, scope_key
 from memtune.policies.graph_types import THING, Entity, display_name, node_key, triplet_text
 from memtune.policies.graph_update import UpdateKnobs, apply_conflicts, compact
@@ -50,7 +51,7 @@ class GraphMemory:
     """The graph stage: extraction, node merge, conflict handling, compaction, retrieval (see module docstring)."""
 
     def __init__(self, mode: str = "on", entities=None, relations=None, resolver=None,
-                 nodes: Mapping | None = None, update: Mapping | None = None, retrieval: Mapping | None = None,
+                 nodes: Mapping | None = None, edges: Mapping | None = None, retrieval: Mapping | None = None,
                  store: Mapping | None = None, *, uri: str | None = None, embedder=None,
                  graph_store: GraphStore | None = None):
         mode = {True: "on", False: "off"}.get(mode, mode)  # YAML 1.1 reads a bare on/off as a bool
@@ -64,7 +65,7 @@ class GraphMemory:
         if embedder is None:
             raise ValueError("GraphMemory needs the policy's embedder (node and triplet vectors)")
         self.mode, self.entities, self.relations, self.resolver = mode, entities, relations, resolver
-        self.node_knobs, self.update_knobs = _knobs(NodeKnobs, nodes), _knobs(UpdateKnobs, update)
+        self.node_knobs, self.update_knobs = _knobs(NodeKnobs, nodes), _knobs(UpdateKnobs, edges)
         self.store_knobs = _knobs(GraphStoreKnobs, store)
         self.retriever = GraphRetriever(**dict(retrieval or {}))
         self.embedder = embedder
@@ -114,12 +115,13 @@ class GraphMemory:
                 new_edges.append(self.store.add_edge(scope, src, t.relation, dst, text, vector, t.timestamp,
                                                      t.provenance))
             self.counts["edges_added"] += len(new_edges)
+        invalidated = 0
         if new_edges:
             conflicts = self.resolver.conflicts(new_edges, self.store, scope, meter)
             with meter.timed("graph_update"):
-                self.counts["edges_invalidated"] += apply_conflicts(self.store, new_edges, conflicts,
-                                                                    self.update_knobs)
-        self._maybe_compact(scope, messages, meter)
+                invalidated = apply_conflicts(self.store, new_edges, conflicts, self.update_knobs)
+            self.counts["edges_invalidated"] += invalidated
+        self._maybe_compact(scope, messages, invalidated, meter)
         self._adds += 1
         if self.store_knobs.flush_every and self._adds % self.store_knobs.flush_every == 0:
             with meter.timed("graph_write"):
@@ -158,20 +160,25 @@ class GraphMemory:
     def _compatible(self, a: str, b: str) -> bool:
         return not self.node_knobs.typed_merge or a == b or THING in (a, b)
 
-    def _maybe_compact(self, scope: Scope, messages: list[Message], meter: CostMeter) -> None:
-        """Compaction runs when the time said moves on (once per session in LOCOMO): ages only change then."""
-        if self.update_knobs.compaction == "keep_all":
-            return
+    def _maybe_compact(self, scope: Scope, messages: list[Message], invalidated: int, meter: CostMeter) -> None:
+        """Compaction runs only when its outcome can change: keep_last after an invalidation, max_age when the
+        time said moves on (once per session in LOCOMO) or after an invalidation."""
+        knob = self.update_knobs.compaction
         stamp = messages[-1].timestamp if messages else ""
-        if self._last_compaction.get(scope_key(scope)) == stamp and self.update_knobs.compaction == "max_age":
-            return
+        moved = self._last_compaction.get(scope_key(scope)) != stamp
         self._last_compaction[scope_key(scope)] = stamp
+        if knob == "keep_all" or not (invalidated or (knob == "max_age" and moved)):
+            return
         with meter.timed("graph_compact"):
             self.counts["edges_compacted"] += compact(self.store, scope, self.update_knobs)
 
     # ---- read ---------------------------------------------------------------------------------------------------
     def search(self, question: str, vector, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
         return self.retriever.retrieve(question, vector, self.store, scope, meter)
+
+    def merge(self, memories: list[MemoryRecord], triplets: list[MemoryRecord]) -> list[MemoryRecord]:
+        """Mode on: the vector memories and the triplets as one context (knob policy.graph.retrieval.merge)."""
+        return merge(memories, triplets, self.retriever.knobs.merge)
 
     # ---- maintenance --------------------------------------------------------------------------------------------
     def flush(self) -> None:

@@ -34,8 +34,11 @@ class GraphRetrievalKnobs:
     entity_threshold: float = 0.5  # min cosine(question, node name) for an embedding seed
     include_invalid: bool = False  # also return edges marked invalid (with their invalidated_at)
     max_walk: int = 2000  # cap on edges visited by the walk (speaker nodes touch most edges)
+    merge: str = "append"  # mode on: "append" triplets after the vector top-k, or "score": one list by cosine
 
     def __post_init__(self):
+        if self.merge not in ("append", "score"):
+            raise ValueError(f"policy.graph.retrieval.merge must be 'append' or 'score', got {self.merge!r}")
         for name in ("entity_top_k", "triplet_top_k", "hops", "seed_nodes", "max_walk"):
             if getattr(self, name) < 0:
                 raise ValueError(f"policy.graph.retrieval.{name} must be >= 0, got {getattr(self, name)!r}")
@@ -101,6 +104,14 @@ class GraphRetriever:
         return list(seen_edges.values())
 
 
+def merge(memories: list[MemoryRecord], triplets: list[MemoryRecord], how: str) -> list[MemoryRecord]:
+    """Vector memories and graph triplets as one context: appended (the vector top-k keeps its ranks), or
+    ranked together by cosine to the question (both come from the same embedder)."""
+    if how == "append":
+        return memories + triplets
+    return sorted(memories + triplets, key=lambda m: -(m.score if m.score is not None else -1.0))
+
+
 def _in(edge: dict, scope: Scope) -> bool:
     return all(not want or edge[f] == want for f, want in
                (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)))
@@ -123,4 +134,4 @@ def is_graph_record(memory: MemoryRecord) -> bool:
     return memory.metadata.get("kind") == GRAPH_KIND
 
 
-__all__ = ["GraphRetriever", "GraphRetrievalKnobs", "as_record", "is_graph_record", "named_nodes", "node_key"]
+__all__ = ["GraphRetriever", "GraphRetrievalKnobs", "as_record", "is_graph_record", "merge", "named_nodes", "node_key"]

@@ -113,7 +113,7 @@ class MemoryPolicy:
             return self.graph.search(query, vector, scope, self.meter)
         memories = self.retriever.retrieve(query, vector, self.store, scope, self.meter)
         if self.graph is not None:
-            memories = memories + self.graph.search(query, vector, scope, self.meter)
+            memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
         return memories
 
     def answer(self, question: str, scope: Scope) -> tuple[str, list[MemoryRecord]]:

@@ -109,7 +109,7 @@ def test_conflict_soft_invalidation_keeps_the_edge_marked_and_persists(tmp_path,
 
 def test_hard_invalidation_deletes_and_repeats_only_add_provenance(tmp_path, embedder):
     s = Scripted()
-    g = graph(tmp_path, embedder, s, update={"invalidation": "hard"})
+    g = graph(tmp_path, embedder, s, edges={"invalidation": "hard"})
     for m in _moves(s) + [say(s, "Still in Denver", "1:00 pm on 4 June, 2023", "D2:4",
                               ("Caroline", "live_in", "Denver"))]:
         g.add([m], ALICE, CostMeter())
@@ -161,15 +161,15 @@ def _flip_flop(s: Scripted) -> list[Message]:
             for i, (month, mood) in enumerate(zip(months, ["happy", "sad", "calm", "tired", "happy"]))]
 
 
-@pytest.mark.parametrize("update, kept_invalid", [
+@pytest.mark.parametrize("edges, kept_invalid", [
     ({"compaction": "keep_all"}, ["happy", "sad", "calm", "tired"]),
     ({"compaction": "keep_last", "keep_last": 1}, ["tired"]),
     ({"compaction": "keep_last", "keep_last": 0}, []),
     ({"compaction": "max_age", "max_age_days": 180}, ["calm", "tired"]),  # newest time said: 1 September
 ])
-def test_compaction(tmp_path, embedder, update, kept_invalid):
+def test_compaction(tmp_path, embedder, edges, kept_invalid):
     s = Scripted()
-    g = graph(tmp_path, embedder, s, update=update)
+    g = graph(tmp_path, embedder, s, edges=edges)
     for m in _flip_flop(s):
         g.add([m], ALICE, CostMeter())
     edges = g.store.scope_edges(ALICE, include_invalid=True)
@@ -267,7 +267,7 @@ def test_graph_knob_builds_and_keys_the_ingestion_cache(tmp_path):
     with initialize_config_module("memtune.conf", version_base="1.3"):
         cfgs = {o: compose("eval", overrides=["dataset=fixture", *o])
                 for o in [(), ("policy/graph=on",), ("policy/graph=only",), ("policy.graph.mode=off",),
-                          ("policy/graph=on", "policy.graph.update.invalidation=hard"),
+                          ("policy/graph=on", "policy.graph.edges.invalidation=hard"),
                           ("policy/graph=on", "policy.graph.retrieval.hops=2"), ("policy=rag",)]}
     assert [graph_mode(c) for c in cfgs.values()] == ["off", "on", "only", "off", "on", "on", "off"]
     dataset = load_locomo(resolve_path(cfgs[()].dataset.path))
@@ -276,7 +276,7 @@ def test_graph_knob_builds_and_keys_the_ingestion_cache(tmp_path):
     assert keys[("policy/graph=on",)] == keys[("policy/graph=only",)] == keys[
         ("policy/graph=on", "policy.graph.retrieval.hops=2")]  # retrieval knobs do not re-ingest
     assert len({keys[()], keys[("policy/graph=on",)], keys[("policy/graph=on",
-                                                              "policy.graph.update.invalidation=hard")]}) == 3
+                                                              "policy.graph.edges.invalidation=hard")]}) == 3
     assert build_graph(cfgs[()], tmp_path, None) is None
 
 
@@ -300,3 +300,42 @@ def test_eval_with_graph_reports_graph_metrics(tmp_path, embedder):
     overall = summary_dict(score_table(answer_all(policy, dataset, progress=False)))["overall"]
     assert 0 <= overall["graph_evidence_recall"] <= overall["evidence_recall"] <= 1
     assert 0 < overall["graph_context_tokens"] < overall["context_tokens"]
+
+
+def test_graph_search_space_composes_for_every_mode():
+    import optuna
+    from hydra import compose, initialize_config_module
+    from omegaconf import OmegaConf
+
+    from memtune.optimize.search_space import SearchSpace
+    from memtune.policies.build import graph_mode
+
+    space = SearchSpace.from_config(OmegaConf.load("conf/search_space/graph.yaml"))
+    base = {"policy/graph": "on", "policy.graph.edges.invalidation": "soft",
+            "policy.graph.edges.compaction": "keep_last", "policy.graph.edges.keep_last": 2,
+            "policy.graph.nodes.merge_threshold": 0.9, "policy.graph.retrieval.hops": 2,
+            "policy.graph.retrieval.entity_top_k": 5, "policy.graph.retrieval.triplet_top_k": 10,
+            "policy.graph.retrieval.merge": "score", "policy.graph.retrieval.include_invalid": True}
+    with initialize_config_module("memtune.conf", version_base="1.3"):
+        for mode in ("off", "on", "only"):
+            overrides = space.suggest(optuna.trial.FixedTrial(base | {"policy/graph": mode}))
+            cfg = compose("eval", overrides=overrides)
+            assert graph_mode(cfg) == mode
+            if mode == "off":
+                assert overrides == ["policy/graph=off"]
+            else:
+                assert cfg.policy.graph.edges.keep_last == 2 and cfg.policy.graph.retrieval.include_invalid is True
+
+
+def test_merge_appends_or_ranks_by_score():
+    from memtune.policies.graph_retrieve import merge
+    from memtune.policies.types import MemoryRecord
+
+    mems = [MemoryRecord("m1", "a", ALICE, score=0.9), MemoryRecord("m2", "b", ALICE, score=0.3)]
+    trips = [MemoryRecord("t1", "c", ALICE, score=0.5, metadata={"kind": "graph"})]
+    assert [m.id for m in merge(mems, trips, "append")] == ["m1", "m2", "t1"]
+    assert [m.id for m in merge(mems, trips, "score")] == ["m1", "t1", "m2"]
+    with pytest.raises(ValueError, match="merge"):
+        from memtune.policies.graph_retrieve import GraphRetriever
+
+        GraphRetriever(merge="interleave")
