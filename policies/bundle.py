@@ -38,10 +38,12 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import dspy
+from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from memtune.policies.build import STAGES, build_graph, graph_mode
+from memtune.policies.bundle_config import GROUPS, bundle_config, check_no_secrets  # noqa: F401 (re-exported)
 from memtune.policies.embed import CachedEmbedder
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
@@ -50,12 +52,7 @@ SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
 BUNDLE_FILE = "bundle.json"
 MODULES_DIR = "modules"
-GROUPS = ("policy", "embedder", "store", "lm")  # the config groups a policy is built from
 REQUIRED = ("schema_version", "version", "name", "created_at", "source", "scores", "embedder", "config", "modules")
-RUNTIME_ENV_KEYS = ("api_base", "base_url")  # kept as ${oc.env:...} when they were: the deployment decides them
-_SECRET_KEY = re.compile(r"(^|_)(api_?key|secret|password|passwd|token|credentials?)$", re.IGNORECASE)
-_URL_USERINFO = re.compile(r"://[^/@\s]+:[^/@\s]+@")
-_ENV_INTERPOLATION = re.compile(r"^\$\{oc\.env:[^}]+\}$")
 _VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
@@ -79,77 +76,6 @@ class BundleInfo:
 
 
 # ---- export side ------------------------------------------------------------------------------------------------
-def bundle_config(cfg: DictConfig | Mapping[str, Any]) -> dict:
-    """The groups a policy needs (policy, embedder, store, lm), resolved, as plain JSON-able dicts.
-
-    `api_base` / `base_url` values that are `${oc.env:...}` interpolations stay unresolved (the runtime
-    environment decides where the endpoint is); everything else is pinned. Raises on a literal secret."""
-    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
-    missing = [g for g in ("policy", "embedder", "store") if g not in cfg or cfg.get(g) is None]
-    if missing:
-        raise ValueError(f"config has no {missing} group(s): a bundle needs policy, embedder and store "
-                         "(compose it from conf/eval.yaml, e.g. memtune-export policy=mem0_offline)")
-    out: dict[str, Any] = {}
-    for group in GROUPS:
-        node = cfg.get(group)
-        if node is None:
-            out[group] = None
-            continue
-        resolved = OmegaConf.to_container(node, resolve=True)
-        raw = OmegaConf.to_container(node, resolve=False)
-        out[group] = _keep_runtime_env(resolved, raw)
-    check_no_secrets(out)
-    return out
-
-
-def _keep_runtime_env(resolved: Any, raw: Any) -> Any:
-    if isinstance(resolved, dict) and isinstance(raw, dict):
-        return {k: (raw[k] if k in RUNTIME_ENV_KEYS and isinstance(raw.get(k), str)
-                    and _ENV_INTERPOLATION.match(raw[k]) else _keep_runtime_env(v, raw.get(k)))
-                for k, v in resolved.items()}
-    return resolved
-
-
-def check_no_secrets(config: Mapping[str, Any], where: str = "config") -> None:
-    """Refuse a literal secret: a key named like one (api_key, token, password, ...; `*_env` names are fine), a URL
-    with user:password@, or any value equal to the current value of an env var that a `*_env` key names."""
-    env_names: set[str] = set()
-
-    def names(node: Any) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                if str(k).endswith("_env") and isinstance(v, str):
-                    env_names.add(v)
-                names(v)
-        elif isinstance(node, list):
-            for v in node:
-                names(v)
-
-    names(config)
-    secrets = {os.environ[n] for n in env_names | {"OPENAI_API_KEY"} if len(os.environ.get(n) or "") >= 8}
-
-    def walk(node: Any, path: str) -> None:
-        if isinstance(node, Mapping):
-            for k, v in node.items():
-                sub = f"{path}.{k}"
-                if _SECRET_KEY.search(str(k)) and v not in (None, "") and not isinstance(v, (dict, list)):
-                    raise ValueError(f"{sub} holds a literal secret: a bundle never stores secrets. Put it in an "
-                                     f"environment variable and name that variable instead (e.g. {k}_env: MY_VAR)")
-                walk(v, sub)
-        elif isinstance(node, list):
-            for i, v in enumerate(node):
-                walk(v, f"{path}[{i}]")
-        elif isinstance(node, str):
-            if _URL_USERINFO.search(node):
-                raise ValueError(f"{path} is a URL with a user:password part: a bundle never stores secrets; "
-                                 "pass credentials through environment variables")
-            if any(s in node for s in secrets):
-                raise ValueError(f"{path} contains the value of a secret environment variable: a bundle never "
-                                 "stores secrets; reference the variable by name (api_key_env)")
-
-    walk(config, where)
-
-
 def module_states(stages: Mapping[str, Any]) -> dict[str, dict]:
     """The JSON state (instructions, demos) of every DSPy-module stage."""
     return {name: stage.dump_state() for name, stage in stages.items() if isinstance(stage, dspy.Module)}
@@ -327,7 +253,12 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
         lm = instantiate(OmegaConf.create(config["lm"]))
     store_cfg = OmegaConf.create(config["store"])
     extra = {"policy_version": info.version} if _accepts(store_cfg, "policy_version") else {}
-    store = instantiate(store_cfg, uri=str(store_uri), dim=int(embedder.dim), embedder_id=embedder.id, **extra)
+    try:
+        store = instantiate(store_cfg, uri=str(store_uri), dim=int(embedder.dim), embedder_id=embedder.id, **extra)
+    except InstantiationException as err:  # Hydra wraps the store's own clear error (e.g. another embedder's store)
+        if isinstance(err.__cause__, ValueError):
+            raise err.__cause__ from None
+        raise
     graph = build_graph(OmegaConf.create({"policy": config["policy"]}), store_uri, embedder)
     if graph is not None:
         for stage_name, stage in graph.llm_stages().items():
