@@ -352,3 +352,14 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     [everything] = model.predict(pd.DataFrame([{"op": "get_all", "user_id": "alice"}]))
     assert len(everything["result"]) == 2
     assert model.predict([{"op": "get_all", "user_id": "bob"}])[0]["result"] == []
+
+
+def test_loading_a_bundle_needs_no_tuning_stack():
+    """A production service installs memtune without the tune extras: the bundle loader must not import them."""
+    import subprocess
+    import sys
+
+    code = ("import sys, memtune.policies.bundle; "
+            "print(sorted(m for m in ('optuna', 'mlflow', 'polars') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
