@@ -402,6 +402,22 @@ class MemoryStore(VersionsMixin):
             return self._table.count_rows(sql_where(scope))
 
     # -- bulk / maintenance ---------------------------------------------------------------------------------------
+    def bulk_load(self, rows: list[dict], history: list[dict]) -> None:
+        """Write complete memory rows (id, scope, times, metadata, embedder_id, policy_version and vector as given)
+        and history rows into an empty store, in one commit each: memtune-migrate copies a store this way (apply()
+        would assign new ids and times). Refuses a store that holds anything."""
+        with self._lock:
+            if self._table.count_rows() or self._history.count_rows() or self._pending_history:
+                raise ValueError(f"bulk_load() needs an empty store; {self.uri!r} already holds memories or history")
+            if rows:
+                vectors = self._vectors(np.stack([np.asarray(r["vector"], np.float32) for r in rows]), "bulk_load")
+                rows = [{**r, "vector": v} for r, v in zip(rows, vectors)]
+                if len({r["id"] for r in rows}) != len(rows):
+                    raise ValueError("bulk_load(): duplicate memory ids")
+            self._write(lambda: self._table.add(rows_to_arrow(rows, self._schema, self.dim)).version if rows else None,
+                        history)
+            self._mirror, self._too_big_at = None, None
+
     def delete_all(self, scope: Scope) -> int:
         """Delete every memory in `scope` (recorded in the history); returns how many. An all-empty scope is refused."""
         _check_scope(scope)
