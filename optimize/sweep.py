@@ -22,18 +22,19 @@ finished trials (a trial started past the cap is failed as `surplus` before it r
 
 Outputs (Hydra run dir): trials/<n>/{summary.json,questions.parquet,policy.json}, trials.parquet,
 pareto.parquet, heldout.json, sweep.json, plots/*.png; the same in MLflow (tracking=mlflow).
+
+Files: this one drives the study (Sweep, run_sweep, main); sweep_eval.py evaluates one trial (objectives, split,
+per-conversation loop), sweep_report.py writes the report, sweep_workers.py holds workers and the storage.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import time
 import traceback
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,228 +42,32 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow 
 
 import hydra
 import optuna
-import polars as pl
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from memtune.optimize.data import Dataset, load_locomo, resolve_path
-from memtune.optimize.evaluate import METRICS, answer_questions, score_table
-from memtune.optimize.evaluate_app import build_summary, configure_dspy_cache
-from memtune.optimize.ingest_cache import prepare_policy
+from memtune.optimize.data import load_locomo, resolve_path
+from memtune.optimize.evaluate_app import configure_dspy_cache
 from memtune.optimize.search_space import SearchSpace
-from memtune.optimize.tracking import COST_FIELDS, NullTracker, absolute_sqlite, flatten, make_tracker, retrying, \
-    sanitize, summary_metrics
-from memtune.policies.lm import CostMeter
+# re-exported: these lived here before the split (tests, benchmarks and notebooks import them from here)
+from memtune.optimize.sweep_eval import (Objective, evaluate_conversations, get_path, merge_ingest,  # noqa: F401
+                                         objectives_from, split_ids, subset, write_outputs)
+from memtune.optimize.sweep_report import (REPORT_METRICS, _maybe, make_plots, print_report,  # noqa: F401
+                                           trials_frame, write_report)
+from memtune.optimize.sweep_workers import (FINISHED, _start_ticks, make_storage, storage_label,  # noqa: F401
+                                            worker_alive, worker_id)
+from memtune.optimize.tracking import NullTracker, flatten, make_tracker, retrying, summary_metrics
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
-REPORT_METRICS = ("scores.overall.evidence_recall", "scores.overall.context_tokens", "scores.overall.recall_at_1000",
-                  "scores.overall.f1", "cost.memories_stored")
 
 
 class Surplus(RuntimeError):
     """This trial started after the study already had n_trials finished or running trials (another worker)."""
 
 
-# ------------------------------------------------------------------------------------------------ workers
-
-def _start_ticks(pid: int) -> str | None:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[19]  # field 22 (starttime), counted after the command name
-
-
-def worker_id() -> str:
-    """host:pid:starttime: names this process uniquely on this host (a reused pid has another start time)."""
-    pid = os.getpid()
-    return f"{socket.gethostname()}:{pid}:{_start_ticks(pid) or '?'}"
-
-
-def worker_alive(worker: str) -> bool | None:
-    """True/False for a worker on this host; None when that cannot be known (another host, no /proc)."""
-    try:
-        host, pid, ticks = worker.rsplit(":", 2)
-        pid_n = int(pid)
-    except ValueError:
-        return None
-    if host != socket.gethostname() or ticks == "?":
-        return None
-    if not Path("/proc").is_dir():
-        return None
-    return _start_ticks(pid_n) == ticks
-
-
-# ------------------------------------------------------------------------------------------------ config
-
-def get_path(summary: Mapping[str, Any], path: str) -> Any:
-    """`scores.overall.f1` -> summary["scores"]["overall"]["f1"]; a missing key fails loudly."""
-    node: Any = summary
-    for i, part in enumerate(path.split(".")):
-        if not isinstance(node, Mapping) or part not in node:
-            where = ".".join(path.split(".")[:i]) or "<summary>"
-            known = sorted(node) if isinstance(node, Mapping) else type(node).__name__
-            raise KeyError(f"metric {path!r}: no {part!r} under {where} (has: {known})")
-        node = node[part]
-    return node
-
-
-@dataclass(frozen=True)
-class Objective:
-    name: str
-    metric: str
-    direction: str
-
-    def value(self, summary: Mapping[str, Any]) -> float:
-        value = get_path(summary, self.metric)
-        if value is None:
-            raise ValueError(f"objective {self.name!r}: metric {self.metric} is null in this run "
-                             "(e.g. judge without a judge LM): pick another metric or configure it")
-        return float(value)
-
-
-def objectives_from(cfg: DictConfig) -> list[Objective]:
-    objectives = [Objective(str(o.name), str(o.metric), str(o.direction)) for o in cfg.sweep.objectives]
-    if not objectives:
-        raise ValueError("sweep.objectives is empty: name at least one metric path into summary.json")
-    for o in objectives:
-        if o.direction not in ("maximize", "minimize"):
-            raise ValueError(f"objective {o.name!r}: direction must be maximize or minimize, got {o.direction!r}")
-    return objectives
-
-
-def split_ids(cfg: DictConfig, dataset: Dataset) -> tuple[list[str], list[str]]:
-    """(tune, holdout) conversation ids; they never overlap."""
-    known = [c.sample_id for c in dataset.conversations]
-    holdout = list(cfg.sweep.holdout_conversations or [])
-    tune = list(cfg.sweep.tune_conversations) if cfg.sweep.tune_conversations else [c for c in known if c not in holdout]
-    for cid in tune + holdout:
-        if cid not in known:
-            raise ValueError(f"sweep: conversation {cid!r} is not in dataset {cfg.dataset.name!r} (has: {known})")
-    overlap = sorted(set(tune) & set(holdout))
-    if overlap:
-        raise ValueError(f"sweep: {overlap} are in both tune_conversations and holdout_conversations: a held-out "
-                         "score must come from conversations the sweep never tuned on")
-    if not tune:
-        raise ValueError("sweep: no tune conversations")
-    return tune, holdout
-
-
-def subset(dataset: Dataset, ids: Sequence[str]) -> Dataset:
-    return Dataset(conversations=[dataset.conversation(i) for i in ids], report=dataset.report, path=dataset.path,
-                   sha256=dataset.sha256)
-
-
-# ------------------------------------------------------------------------------------------------ evaluation
-
-def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
-    """Ingestion facts of several conversations (each ingested and cached on its own) as one."""
-    pairs = sum(f["message_pairs"] for f in facts)
-    seconds = sum(f["seconds"] for f in facts)
-    phases: dict[str, dict] = {}
-    for f in facts:
-        for name, row in f["cost"]["phases"].items():
-            merged = phases.setdefault(name, {k: 0 for k in COST_FIELDS})
-            for k in COST_FIELDS:
-                merged[k] += row.get(k) or 0
-    for name, row in phases.items():  # percentiles do not add up: exact for one conversation only
-        row["seconds_total"] = round(row["seconds_total"], 4)
-        row["seconds_p50"] = facts[0]["cost"]["phases"][name].get("seconds_p50") if len(facts) == 1 else None
-        row["seconds_p95"] = facts[0]["cost"]["phases"][name].get("seconds_p95") if len(facts) == 1 else None
-    ops: dict[str, int] = {}
-    for f in facts:
-        for op, n in f["ops"].items():
-            ops[op] = ops.get(op, 0) + n
-    hits = [bool(f.get("cache_hit")) for f in facts]
-    return {
-        "turns": sum(f["turns"] for f in facts), "message_pairs": pairs, "seconds": round(seconds, 3),
-        "turns_per_s": round(sum(f["turns"] for f in facts) / seconds, 2) if seconds else None,
-        "memories_stored": sum(f["memories_stored"] for f in facts), "ops": ops,
-        "rejected_ops": sum(f.get("rejected_ops", 0) for f in facts),
-        "lm_requests_per_message_pair": {p: round(phases.get(p, {}).get("calls", 0) / pairs, 3) if pairs else None
-                                         for p in ("extract", "summarize", "decide")},
-        "cost": {"phases": phases, "failures": [x for f in facts for x in f["cost"].get("failures", [])]},
-        "cache_hit": all(hits), "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
-        "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
-        "key": [f.get("key") for f in facts], "store": [f.get("store") for f in facts],
-        "per_conversation": [{"conversation": cid, "key": f.get("key"), "cache_hit": f.get("cache_hit"),
-                              "memories_stored": f["memories_stored"], "seconds": f["seconds"]}
-                             for cid, f in zip(ids, facts)],
-    }
-
-
-def evaluate_conversations(cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path,
-                           on_step=None) -> tuple[dict, pl.DataFrame]:
-    """Ingest (cached per conversation) + answer + score `ids`, one conversation at a time.
-
-    After conversation i, `on_step(i, summary_so_far)` runs (it may raise optuna.TrialPruned). Returns the
-    summary (summary.json layout of memtune-eval) and the per-question frame, both over all of `ids`."""
-    t0 = time.perf_counter()
-    out_dir.mkdir(parents=True, exist_ok=True)
-    judge = instantiate(cfg.judge) if cfg.get("judge") else None
-    answer_meter = CostMeter()
-    rows: list[dict] = []
-    facts: list[dict] = []
-    embedder_id = ""
-    summary: dict = {}
-    frame = pl.DataFrame()
-    for i, cid in enumerate(ids):
-        part = subset(dataset, [cid])
-        policy, ingested = prepare_policy(cfg, part, out_dir / cid, progress=cfg.progress,
-                                          use_cache=cfg.ingest_cache)
-        policy.meter = answer_meter  # the answer phase of every conversation on one meter
-        embedder_id = policy.embedder.id
-        try:
-            rows += answer_questions(policy, part.conversations[0], judge=judge, progress=cfg.progress)
-        finally:
-            policy.store.close()
-        facts.append(ingested)
-        frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
-        table = score_table(frame, tuple(cfg.overall_categories))
-        merged = merge_ingest(facts, ids[: i + 1])
-        summary = build_summary(cfg, subset(dataset, ids[: i + 1]), frame, table, merged, answer_meter.as_dict(),
-                                judge, embedder_id, time.perf_counter() - t0)
-        summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
-        if on_step is not None:
-            on_step(i, summary)
-    return summary, frame
-
-
-def write_outputs(out_dir: Path, summary: dict, frame: pl.DataFrame, cfg: DictConfig) -> list[Path]:
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
-    frame.write_parquet(out_dir / "questions.parquet")
-    (out_dir / "policy.json").write_text(json.dumps(OmegaConf.to_container(cfg.policy, resolve=True), indent=2))
-    return [out_dir / "summary.json", out_dir / "questions.parquet", out_dir / "policy.json"]
-
-
 # ------------------------------------------------------------------------------------------------ the sweep
-
-def make_storage(cfg: DictConfig, on_stale) -> optuna.storages.BaseStorage:
-    """An RDB storage (any SQLAlchemy URL; relative sqlite paths made absolute) with a heartbeat, or a journal
-    file (a path ending in .journal/.log, no heartbeat: dead local workers are still detected by pid)."""
-    url = str(cfg.storage)
-    if url.endswith((".journal", ".log")) and "://" not in url:
-        from optuna.storages.journal import JournalFileBackend, JournalStorage
-
-        path = Path(url).resolve()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return JournalStorage(JournalFileBackend(str(path)))
-    url = absolute_sqlite(url)
-    hb = cfg.heartbeat
-    return optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None,
-        heartbeat_interval=hb.interval, grace_period=hb.grace_period, heartbeat_stale_trial_callback=on_stale)
-
-
-def storage_label(cfg: DictConfig) -> str:
-    url = str(cfg.sweep.storage)
-    return str(Path(url).resolve()) if url.endswith((".journal", ".log")) and "://" not in url else absolute_sqlite(url)
-
 
 def signature(space: SearchSpace, objectives: Sequence[Objective], tune: Sequence[str], cfg: DictConfig) -> dict:
     """What must not change while a study is resumed (n_trials may)."""
@@ -523,82 +328,7 @@ class Sweep:
         return list(dict.fromkeys([o.metric for o in self.objectives] + list(REPORT_METRICS)))
 
     def report(self, reason: str, opt_seconds: float) -> dict:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
-        trials = trials_frame(self.study, self.objectives)
-        trials.write_parquet(self.out_dir / "trials.parquet")
-        c = self.counts()
-        finished = c["COMPLETE"] + c["PRUNED"]
-        heldout_cfg = self.cfg.sweep.heldout
-        metrics = self._report_metrics()
-        do_heldout = bool(heldout_cfg.enabled) and bool(self.holdout) and reason == "complete"
-        baselines = []
-        for baseline in heldout_cfg.baselines or []:
-            name, extra = str(baseline.name), list(baseline.overrides or [])
-            baselines.append({"name": name, "trial": None, "overrides": extra, "why": ["baseline"],
-                              "tune": self.score(f"{name}-tune", extra, self.tune),
-                              "heldout": self.score(name, extra, self.holdout) if do_heldout else None})
-        reference = next((b["tune"] for b in baselines if b["name"] == "defaults"), None)
-        front = self.front()
-        why = self.pick(front, reference)
-        rows, front_rows = [], []
-        for t in front:
-            overrides = t.user_attrs.get("overrides") or self.space.overrides_for(t.params)
-            tune_scores = t.user_attrs.get("metrics") or {}
-            tune_scores = {m: tune_scores.get(m) for m in metrics} | {o.metric: v for o, v in zip(self.objectives, t.values)}
-            row = {"name": f"trial-{t.number}", "trial": t.number, "overrides": overrides, "why": why.get(t.number, []),
-                   "tune": tune_scores,
-                   "heldout": self.score(f"trial-{t.number}", overrides, self.holdout)
-                   if do_heldout and t.number in why else None}
-            front_rows.append(row)
-            if t.number in why:
-                rows.append(row)
-        pareto = pl.DataFrame([{"trial": r["trial"], "overrides": " ".join(r["overrides"]), "why": "; ".join(r["why"]),
-                                **{f"tune.{k}": v for k, v in r["tune"].items()},
-                                **{f"heldout.{k}": (r["heldout"] or {}).get(k) for k in metrics}} for r in front_rows],
-                              infer_schema_length=None) if front_rows else pl.DataFrame()
-        pareto.write_parquet(self.out_dir / "pareto.parquet")
-        heldout = {
-            "study": self.study.study_name, "storage": storage_label(self.cfg),
-            "tune_conversations": self.tune, "holdout_conversations": self.holdout,
-            "note": ("'tune' scores come from the conversations the sweep tuned on (optimistic: selected on them); "
-                     "'heldout' scores come only from holdout_conversations, never tuned on."
-                     if do_heldout else "no held-out scores: " + (
-                         "no holdout_conversations configured" if not self.holdout else
-                         "heldout.enabled=false" if not heldout_cfg.enabled else f"the study did not finish ({reason})")),
-            "objectives": [o.__dict__ for o in self.objectives],
-            "selected": rows, "baselines": baselines,
-        }
-        (self.out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=str))
-        elapsed = opt_seconds  # the optimisation loop only (not the held-out re-scoring)
-        ran_here = [t for t in self.study.get_trials(deepcopy=False) if t.number in set(self.ran) and t.state in FINISHED]
-        span = _span_hours(self.study)
-        info = {"study": self.study.study_name, "storage": storage_label(self.cfg), "stopped": reason,
-                "n_trials": self.n_trials, "states": {k: v for k, v in c.items() if v},
-                "finished": finished, "this_worker": {"trials_finished": len(ran_here), "seconds": round(elapsed, 1),
-                                                      "trials_per_hour": round(len(ran_here) / elapsed * 3600, 1)
-                                                      if elapsed else None},
-                "study_trials_per_hour": round(finished / span, 1) if span else None,
-                "tune_conversations": self.tune, "holdout_conversations": self.holdout,
-                "mlflow": self.tracker.ui_hint()}
-        (self.out_dir / "sweep.json").write_text(json.dumps(info, indent=2))
-        plots = make_plots(self.study, self.objectives, self.out_dir / "plots")
-        print_report(info, heldout, self.objectives, metrics)
-        finished_study = reason == "complete"
-        parent_metrics = {}
-        for r in rows + baselines:
-            for split in ("tune", "heldout"):
-                for m, v in (r[split] or {}).items():
-                    parent_metrics[f"{split}.{r['name']}.{m.removeprefix('scores.overall.')}"] = v
-        parent_metrics |= {"trials.finished": finished, "trials.failed": c["FAIL"],
-                           "trials_per_hour": info["study_trials_per_hour"] or 0}
-        try:
-            self.tracker.end_study(metrics={sanitize(k): v for k, v in parent_metrics.items() if v is not None},
-                                   artifacts=[self.out_dir / f for f in ("trials.parquet", "pareto.parquet",
-                                                                          "heldout.json", "sweep.json")] + plots,
-                                   finished=finished_study)
-        except Exception as err:
-            print(f"[sweep] MLflow logging of the study failed: {type(err).__name__}: {err}", file=sys.stderr)
-        return info | {"heldout": heldout}
+        return write_report(self, reason, opt_seconds)
 
     def run(self) -> dict:
         t_start = time.perf_counter()
@@ -624,125 +354,10 @@ class Sweep:
         return self.report(reason, time.perf_counter() - t_start)
 
 
-# ------------------------------------------------------------------------------------------------ reporting
-
 def _digest(text: str) -> str:
     import hashlib
 
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _maybe(summary: Mapping[str, Any], path: str) -> Any:
-    try:
-        return get_path(summary, path)
-    except KeyError:
-        return None
-
-
-def _span_hours(study: optuna.Study) -> float | None:
-    done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.datetime_complete]
-    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
-    if not done or not starts:
-        return None
-    return (max(t.datetime_complete for t in done) - min(starts)).total_seconds() / 3600 or None
-
-
-def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.DataFrame:
-    """One row per trial: state, objective values, knobs (numeric where every value is), timing, errors."""
-    trials = study.get_trials(deepcopy=False)
-    names = sorted({p for t in trials for p in t.params})
-    numeric = {p: all(isinstance(t.params.get(p), (int, float)) for t in trials if p in t.params) for p in names}
-    rows = []
-    for t in trials:
-        values = t.values if t.values is not None else [None] * len(objectives)
-        if t.state == TrialState.PRUNED and t.intermediate_values:
-            values = [t.intermediate_values[max(t.intermediate_values)]] + [None] * (len(objectives) - 1)
-        row = {"number": t.number, "state": t.state.name,
-               **{f"value.{o.name}": (float(v) if v is not None else None) for o, v in zip(objectives, values)},
-               **{f"param.{p}": (float(t.params[p]) if numeric[p] else str(t.params[p])) if p in t.params else None
-                  for p in names},
-               "overrides": " ".join(t.user_attrs.get("overrides") or []),
-               "seconds": t.user_attrs.get("seconds"),
-               "cache_hit_rate": t.user_attrs.get("cache_hit_rate"),
-               "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
-               "worker": t.user_attrs.get("worker"), "error": t.user_attrs.get("error"),
-               "surplus": bool(t.user_attrs.get("surplus", False)), "retry_of": t.user_attrs.get("retry_of"),
-               "steps": len(t.intermediate_values)}
-        rows.append(row)
-    return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def make_plots(study: optuna.Study, objectives: Sequence[Objective], out: Path) -> list[Path]:
-    """Optimisation history, Pareto front (2+ objectives) and parameter importances as PNG (matplotlib)."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    out.mkdir(parents=True, exist_ok=True)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if len(complete) < 2:
-        return []
-    jobs = []
-    names = [o.name for o in objectives]
-    if len(objectives) >= 2:
-        jobs.append(("pareto_front.png", lambda: ovm.plot_pareto_front(study, target_names=names[:3])))
-    for i, o in enumerate(objectives):
-        target = (lambda t, i=i: t.values[i]) if len(objectives) > 1 else None
-        jobs.append((f"history_{o.name}.png",
-                     lambda target=target, o=o: ovm.plot_optimization_history(study, target=target, target_name=o.name)))
-        jobs.append((f"importances_{o.name}.png",
-                     lambda target=target, o=o: ovm.plot_param_importances(study, target=target, target_name=o.name)))
-    written = []
-    for name, job in jobs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = job()
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            fig.set_size_inches(9, 6)
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=80)
-            plt.close(fig)
-            written.append(out / name)
-        except Exception as err:  # e.g. importances need varying knobs
-            print(f"[sweep] plot {name} skipped: {type(err).__name__}: {err}")
-    return written
-
-
-def _fmt(v: Any) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, float):
-        return f"{v:.4f}" if abs(v) < 10 else f"{v:.1f}"
-    return str(v)
-
-
-def print_report(info: dict, heldout: dict, objectives: Sequence[Objective], metrics: Sequence[str]) -> None:
-    short = [m.removeprefix("scores.overall.").removeprefix("cost.") for m in metrics]
-    print(f"\n[sweep] study {info['study']!r}: {info['finished']}/{info['n_trials']} finished, states {info['states']}; "
-          f"stopped: {info['stopped']}")
-    print(f"[sweep] this worker: {info['this_worker']['trials_finished']} trials in {info['this_worker']['seconds']} s "
-          f"({info['this_worker']['trials_per_hour']} trials/hour); study: {info['study_trials_per_hour']} trials/hour")
-    print(f"[sweep] tuned on {heldout['tune_conversations']}; held out {heldout['holdout_conversations']}")
-    print(f"[sweep] {heldout['note']}")
-    kind = "Pareto front (re-scored members)" if len(objectives) > 1 else "best trial"
-    print(f"\n{kind}; objectives: " + ", ".join(f"{o.direction} {o.metric}" for o in objectives))
-    print("each cell: tune split / held-out split")
-    print("| row | " + " | ".join(short) + " |")
-    print("|---|" + "---|" * len(short))
-    for r in heldout["selected"] + heldout["baselines"]:
-        tune, held = r["tune"] or {}, r["heldout"] or {}
-        print(f"| {r['name']} | " + " | ".join(f"{_fmt(tune.get(m))} / {_fmt(held.get(m))}" for m in metrics) + " |")
-    print("\nknobs:")
-    for r in heldout["selected"]:
-        print(f"  {r['name']} ({'; '.join(r['why'])}): {' '.join(r['overrides'])}")
-    for r in heldout["baselines"]:
-        print(f"  {r['name']} (baseline): {' '.join(r['overrides']) or '(no overrides: the base config)'}")
-    print(f"\n[sweep] {info['mlflow']}")
 
 
 def run_sweep(cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str] = (), config_name: str = "sweep") -> dict:
