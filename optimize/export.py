@@ -303,7 +303,8 @@ def _score_line(scores: Mapping[str, Any]) -> str:
         return scores.get("note", "none")
     parts = [f"tune {k}={v:.4g}" for k, v in (scores["tune"].get("objectives") or {}).items()]
     if scores.get("heldout"):
-        parts += [f"heldout {k.removeprefix('scores.overall.')}={v:.4g}" for k, v in scores["heldout"]["metrics"].items()
+        held = scores["heldout"]["metrics"].items()
+        parts += [f"heldout {k.removeprefix('scores.overall.')}={v:.4g}" for k, v in held
                   if isinstance(v, (int, float)) and k.startswith("scores.overall.")]
     else:
         parts.append("no held-out score")

@@ -121,9 +121,9 @@ def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedd
                 stages: Mapping[str, Any] | None = None, name: str | None = None, version: str | None = None,
                 scores: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None,
                 overwrite: bool = False) -> BundleInfo:
-    """Write a bundle. `config` comes from `bundle_config`; `stages` are the policy's live stage objects (their
-    DSPy module states are saved; `policy_modules(policy)`; built fresh from the config when None). `embedder_id` / `embedder_dim` come
-    from the embedder the policy was scored with.
+    """Write a bundle. `config` comes from `bundle_config`; `stages` are the policy's live stages, whose DSPy module
+    states (instructions, demos) are saved: pass `policy_modules(policy)`; None builds them fresh from the config.
+    `embedder_id` / `embedder_dim` come from the embedder the policy was scored with.
 
     Writes into a temporary sibling and renames it into place, so a failed export leaves no half bundle; an
     existing non-empty `out_dir` is refused unless `overwrite` (then it is replaced only after the new one is

@@ -87,8 +87,8 @@ def test_graph_policy_round_trip(tmp_path, embedder):
     # among seed nodes change the entity walk): compare the best score per question, and the whole graph
     assert [max(s for *_, s in hits) for _, hits in expected[2]] == [max(s for *_, s in hits) for _, hits in actual[2]]
     scope = Scope(user_id=conversation.sample_id)
-    edges = [sorted((e["text"], bool(e["invalidated_at"])) for e in p.graph.store.scope_edges(scope, include_invalid=True))
-             for p in (original, loaded)]
+    edges = [sorted((e["text"], bool(e["invalidated_at"]))
+                    for e in p.graph.store.scope_edges(scope, include_invalid=True)) for p in (original, loaded)]
     assert edges[0] == edges[1] and len(edges[0]) > 10
     assert loaded.graph.counts == original.graph.counts and loaded.graph.counts["edges_added"] > 0
 
@@ -349,9 +349,16 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     assert hit["embedder_id"] == info.embedder_id and hit["user_id"] == "alice"
     import pandas as pd
 
-    [everything] = model.predict(pd.DataFrame([{"op": "get_all", "user_id": "alice"}]))
-    assert len(everything["result"]) == 2
+    everything, answered = model.predict(pd.DataFrame([
+        {"op": "get_all", "user_id": "alice"},
+        {"op": "answer", "user_id": "alice", "query": "What is the puppy's name?"}]))
+    assert len(everything["result"]) == 2 and "Rex" in answered["result"]["answer"]
     assert model.predict([{"op": "get_all", "user_id": "bob"}])[0]["result"] == []
+    with pytest.raises(ValueError, match=r"unknown field\(s\) \['colour'\]"):
+        model.predict([{"op": "get", "memory_id": hit["id"], "colour": "red"}])
+    [deleted] = model.predict([{"op": "delete", "memory_id": hit["id"]}])
+    assert deleted["result"]["event"] == "DELETE"
+    assert len(model.predict([{"op": "get_all", "user_id": "alice"}])[0]["result"]) == 1
 
 
 def test_loading_a_bundle_needs_no_tuning_stack():
