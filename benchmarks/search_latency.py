@@ -33,10 +33,12 @@ from pathlib import Path
 import numpy as np
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
+os.environ.setdefault("LANCE_LOG", "error")  # IVF training on synthetic rows warns about empty partitions
 
 DIM = 384
 USER = "bench-user"
 TOKEN = "bench-token-0123456789abcdef"
+WARMUP = 10
 
 
 def compose_cfg():
@@ -104,61 +106,92 @@ def timed(fn, items) -> list[float]:
     return out
 
 
+def phase_means(meter, marks: dict) -> dict:
+    """Mean ms per step of each phase the policy's cost meter timed since `marks` (its step counts then)."""
+    return {k: 1e3 * float(np.mean(v.seconds[marks.get(k, 0):])) for k, v in meter.phases.items()
+            if len(v.seconds) > marks.get(k, 0)}
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
 
 
-def in_process(store_uri: Path, n_queries: int, n_adds: int) -> dict:
+class RestServer:
+    """memtune's REST app over the store in a separate process (uvicorn on loopback), and a keep-alive client."""
+
+    def __init__(self, store_uri: Path):
+        import httpx
+
+        port = free_port()
+        env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
+        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(store_uri), "--port", str(port)],
+                                     env=env)
+        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}",
+                                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        deadline = time.time() + 300
+        while True:
+            try:
+                if self.client.get("/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.proc.poll() is not None or time.time() > deadline:
+                self.close()
+                raise RuntimeError(f"the REST server on port {port} did not come up")
+            time.sleep(0.2)
+
+    def post(self, path: str, payload: dict):
+        r = self.client.post(path, json=payload)
+        r.raise_for_status()
+        return r.json()
+
+    def close(self) -> None:
+        self.client.close()
+        self.proc.terminate()
+        self.proc.wait(timeout=60)
+
+
+def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
+    """Searches alternate between in-process and REST (both read-only, so the two share the machine's noise);
+    adds run in-process, then over REST with the in-process Memory closed (one writer per store at a time)."""
     memory = open_memory(store_uri)
-    memory.search("warm up the embedder and the store", user_id=USER, top_k=10)
-    memory.add(pairs(1, 10**6)[0], user_id=USER)
-    search = timed(lambda q: memory.search(q, user_id=USER, top_k=10), queries(n_queries, 0))
+    server = RestServer(store_uri)
+    local_search, rest_search = [], []
     meter = memory.policy.meter
-    before = {k: len(v.seconds) for k, v in meter.phases.items()}
-    add = timed(lambda p: memory.add(p, user_id=USER), pairs(n_adds, 0))
-    phases = {k: 1e3 * float(np.mean(v.seconds[before.get(k, 0):])) for k, v in meter.phases.items()
-              if len(v.seconds) > before.get(k, 0)}
-    memory.close()
-    return {"search": search, "add": add, "add_phases_ms": phases}
-
-
-def over_rest(store_uri: Path, n_queries: int, n_adds: int) -> dict:
-    import httpx
-
-    port = free_port()
-    env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
-    server = subprocess.Popen([sys.executable, __file__, "--serve", str(store_uri), "--port", str(port)], env=env)
-    base = f"http://127.0.0.1:{port}"
     try:
-        with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60) as client:
-            deadline = time.time() + 300
-            while True:
-                try:
-                    if client.get("/healthz").status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if server.poll() is not None or time.time() > deadline:
-                    raise RuntimeError(f"the REST server on port {port} did not come up")
-                time.sleep(0.2)
-
-            def post(path, payload):
-                r = client.post(path, json=payload)
-                r.raise_for_status()
-                return r
-
-            post("/v1/memories/search", {"query": "warm up the embedder and the store", "user_id": USER,
-                                         "top_k": 10})
-            post("/v1/memories", {"messages": pairs(1, 2 * 10**6)[0], "user_id": USER})
-            search = timed(lambda q: post("/v1/memories/search", {"query": q, "user_id": USER, "top_k": 10}),
-                           queries(n_queries, 10**5))
-            add = timed(lambda p: post("/v1/memories", {"messages": p, "user_id": USER}), pairs(n_adds, 10**5))
+        for i, q in enumerate(queries(n_queries + WARMUP, 0)):
+            t0 = time.perf_counter()
+            memory.search(q, user_id=USER, top_k=10)
+            t1 = time.perf_counter()
+            server.post("/v1/memories/search", {"query": q + " ", "user_id": USER, "top_k": 10})
+            t2 = time.perf_counter()
+            if i == WARMUP - 1:
+                marks = {k: len(v.seconds) for k, v in meter.phases.items()}
+            if i >= WARMUP:
+                local_search.append(t1 - t0)
+                rest_search.append(t2 - t1)
     finally:
-        server.terminate()
-        server.wait(timeout=60)
-    return {"search": search, "add": add}
+        server.close()
+    search_phases = phase_means(meter, marks)
+    for p in pairs(WARMUP, 10**6):
+        memory.add(p, user_id=USER)
+    marks = {k: len(v.seconds) for k, v in meter.phases.items()}
+    local_add = timed(lambda p: memory.add(p, user_id=USER), pairs(n_adds, 0))
+    add_phases = phase_means(meter, marks)
+    memory.close()
+    server = RestServer(store_uri)
+    try:
+        for p in pairs(WARMUP, 2 * 10**6):
+            server.post("/v1/memories", {"messages": p, "user_id": USER})
+        rest_add = timed(lambda p: server.post("/v1/memories", {"messages": p, "user_id": USER}),
+                         pairs(n_adds, 10**5))
+    finally:
+        server.close()
+    return {"local": {"search": local_search, "add": local_add, "search_phases_ms": search_phases,
+                      "add_phases_ms": add_phases},
+            "rest": {"search": rest_search, "add": rest_add}}
 
 
 def serve(store_uri: str, port: int) -> None:
@@ -183,8 +216,12 @@ def report(rows: int, fill_s: float, local: dict, rest: dict) -> None:
         r95 = pct(rest[what], 95) / pct(local[what], 95)
         extra = pct(rest[what], 50) - pct(local[what], 50)
         print(f"{what} REST / in-process: p50 x{r50:.2f}, p95 x{r95:.2f} (p50 +{extra:.2f} ms per call)")
-    phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(local["add_phases_ms"].items()))
-    print(f"add in-process, mean ms per step by phase: {phases}")
+    for what in ("search", "add"):
+        timed_ms = local[f"{what}_phases_ms"]
+        rest_ms = 1e3 * float(np.mean(local[what])) - sum(timed_ms.values())
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timed_ms.items()))
+        print(f"{what} in-process, mean ms per call by phase: {phases}, untimed {rest_ms:.2f}"
+              + (" (embedding the query)" if what == "search" else ""))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -203,9 +240,8 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="memtune-latency-") as tmp:
             store_uri = Path(tmp) / "store"
             fill_s = fill_store(store_uri, rows)
-            local = in_process(store_uri, args.queries, args.adds)
-            rest = over_rest(store_uri, args.queries, args.adds)
-            report(rows, fill_s, local, rest)
+            result = measure(store_uri, args.queries, args.adds)
+            report(rows, fill_s, result["local"], result["rest"])
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

@@ -115,3 +115,31 @@ def test_streamable_http_with_auth(memory):
 
         anyio.run(session)
     assert memory.policy.store.count() > count
+
+
+@pytest.mark.slow
+def test_export_then_memtune_serve_mcp_stdio(tmp_path):
+    """memtune-export an offline policy, then let the SDK's stdio client start `memtune-serve transport=mcp-stdio`
+    (as an MCP client config does) and add + search through it."""
+    import os
+    import sys
+
+    from mcp import StdioServerParameters
+
+    from memtune.optimize.export import export_from_overrides
+
+    bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
+    params = StdioServerParameters(command=sys.executable, env=dict(os.environ), args=[
+        "-m", "memtune.serve.cli", f"bundle={bundle['bundle']}", f"store_uri={tmp_path / 'store'}",
+        "transport=mcp-stdio", "log_level=warning"])
+
+    async def main():
+        async with Client(params) as client:
+            assert TOOLS <= {t.name for t in (await client.list_tools()).tools}
+            events = await call(client, "add_memory", messages=PAIR, user_id="u1")
+            assert any(e["event"] == "ADD" for e in events)
+            hits = await call(client, "search_memories", query="What is the name of the cat?", user_id="u1",
+                              top_k=3)
+            assert "Pixel" in hits[0]["memory"] and hits[0]["policy_version"] == bundle["version"]
+
+    anyio.run(main)
