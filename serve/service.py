@@ -3,8 +3,9 @@ facts /healthz reports.
 
 Why a write lock on top of the store's own lock: `Memory.add` is extract -> search similar -> decide -> write.
 The store serialises each read and write, but two adds in the same scope interleaving between the search and the
-write would both decide ADD for the same fact, or UPDATE a memory the other just deleted. Reads (search, get,
-list, history) take no lock here: they see the store before or after a write, never half of it.
+write would both decide ADD for the same fact, or UPDATE a memory the other just deleted. `Memory` serialises its
+own writes too; this lock keeps the servers' one-writer guarantee whatever Memory does. Reads (search, get, list,
+history) take no lock here: they see the store before or after a write, never half of it.
 """
 
 from __future__ import annotations
