@@ -44,10 +44,9 @@ def check_config(cfg: DictConfig) -> str | None:
 def load_memory(cfg: DictConfig):
     from memtune.policies.memory import Memory
 
-    memory = Memory.from_bundle(cfg.bundle, cfg.store_uri, cache_dir=cfg.get("cache_dir") or None)
-    if cfg.get("default_top_k"):
-        memory.default_top_k = int(cfg.default_top_k)
-    return memory
+    top_k = cfg.get("default_top_k")
+    return Memory.from_bundle(cfg.bundle, cfg.store_uri, cache_dir=cfg.get("cache_dir") or None,
+                              default_top_k=int(top_k) if top_k is not None else None)
 
 
 def build_app(cfg: DictConfig, memory, token: str | None):
