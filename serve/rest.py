@@ -15,8 +15,8 @@ Routes (all but /healthz and the docs need `Authorization: Bearer <token>`):
     GET    /docs                        OpenAPI UI (no auth)
 
 Errors are JSON `{"error": <kind>, "detail": <what and how to fix>}`: 401 missing/wrong token, 403 reset
-disabled, 404 unknown id, 413 body over the limit, 422 invalid request (the detail names the field), 400 input
-the Memory API refused (ValueError). Endpoints are sync `def`s: FastAPI runs them in its thread pool, and
+disabled, 404 unknown id, 413 body over the limit, 415 a body that is not JSON, 422 invalid request (the detail
+names the field), 400 input the Memory API refused (ValueError). Endpoints are sync `def`s: FastAPI runs them in its thread pool, and
 `MemoryService` lets one write run at a time.
 """
 
@@ -119,6 +119,10 @@ def create_app(memory, token: str | None, *, allow_reset: bool = False,
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError):
         # Field names and messages only: echoing the rejected input back could return megabytes of it.
+        content_type = request.headers.get("content-type", "")
+        if request.method in ("POST", "PUT") and content_type and "json" not in content_type:
+            return _error(415, "unsupported_media_type", f"the body was sent as {content_type!r}: send JSON with "
+                          "`Content-Type: application/json` (curl: -H 'Content-Type: application/json')")
         errors = [_described(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"error": "validation_error", "detail": detail, "errors": errors}, status_code=422)

@@ -146,6 +146,9 @@ def test_bad_input_is_refused_and_loses_nothing(client, memory):
     refused(422, "post", "/v1/memories", "user_id", json={"messages": "I like tea very much"})  # no scope
     refused(422, "post", "/v1/memories", "usr_id", json={"messages": "I like tea", "usr_id": "x"})  # typo
     refused(422, "post", "/v1/memories", "body", content=b'{"messages": ', headers={"content-type": "application/json"})
+    refused(415, "post", "/v1/memories", "Content-Type: application/json",  # curl -d without -H: a form, not JSON
+            content=b'{"messages": "I like tea a lot", "user_id": "u"}',
+            headers={"content-type": "application/x-www-form-urlencoded"})
     refused(422, "post", "/v1/memories/search", "top_k", json={"query": "tea", "user_id": FIXTURE_USER, "top_k": 0})
     refused(422, "post", "/v1/memories/search", "query", json={"query": "", "user_id": FIXTURE_USER})
     refused(422, "get", "/v1/memories", "user_id")
