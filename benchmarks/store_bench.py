@@ -2,6 +2,8 @@
 
     uv run python benchmarks/store_bench.py             # full run (about 2-4 minutes on 2 cores)
     uv run python benchmarks/store_bench.py --quick     # 600 steps, 1k rows only
+    uv run python benchmarks/store_bench.py --scale     # search at 100k memories, with the IVF_PQ index (~12 min)
+    uv run python benchmarks/store_bench.py --scale --scale-no-index   # ... with the production defaults (~2 min)
 
 Ingest loop: per message pair, search_many() for 1-3 candidate facts (top 10 within the user's scope), then apply()
 1-3 changes chosen from the hits (ADD 70%, UPDATE 15%, NOOP 10%, DELETE 5%): about 3,000 pair-steps over 7 user
@@ -10,6 +12,10 @@ Variants: the read mirror on (default) with auto-compaction every 50 applies (de
 never; the mirror off (cache=False: every read, including the id look-ups apply() validates with, goes to LanceDB)
 with compaction every 50; and history group commit (history_flush_every=20: one history append per 20 applies).
 Search latency: search(v, scope, 10) with 7 scopes after a bulk load of 1k / 10k rows, mirror on/off.
+Search at scale (--scale): 100k memories bulk-loaded (MemoryStore.bulk_load) and compacted (which builds the ANN
+index past index_min_rows), laid out as one user holding all 100k, and as 100 users x 1k; search(v, scope, 10)
+for the read paths: the numpy mirror (cache_max_rows above 100k), LanceDB with the IVF_PQ index at several
+nprobes / refine_factor, and LanceDB exact flat search (no index).
 `cpu ms/step` is this process's CPU time (LanceDB's threads included) per step: steps/s moves with whatever else
 runs on the machine (the load average is printed), CPU time much less.
 """
@@ -107,15 +113,100 @@ def search_latency(root: Path, rows: int, cache: bool, queries: int = 200, seed:
     return {"p50": pct(times, 50), "p95": pct(times, 95)}
 
 
+def bulk_store(root: Path, vecs: np.ndarray, scopes: list[Scope], **knobs) -> MemoryStore:
+    store = MemoryStore(root, dim=DIM, embedder_id="bench-384", compact_every=0, **knobs)
+    rows = [{"id": f"m{i}", "text": f"memory {i}", "vector": v, "user_id": sc.user_id, "agent_id": sc.agent_id,
+             "run_id": sc.run_id, "provenance": [f"D{i}:1"], "timestamp": "", "created_at": f"{i:08d}",
+             "updated_at": f"{i:08d}", "metadata": "{}", "embedder_id": "bench-384", "policy_version": ""}
+            for i, (v, sc) in enumerate(zip(vecs, scopes))]
+    store.bulk_load(rows, [])
+    return store
+
+
+def timed_searches(store: MemoryStore, scopes: list[Scope], queries: np.ndarray, exact: np.ndarray | None = None,
+                   truth: list[set] | None = None) -> dict:
+    rss0 = _rss_mb()
+    t0 = time.perf_counter()
+    store.search(queries[0], scopes[0], 10)  # warm-up (loads the mirror / opens the index)
+    first = time.perf_counter() - t0
+    times, cpu, recall = [], [], []
+    for i, q in enumerate(queries):
+        t0, c0 = time.perf_counter(), time.process_time()
+        hits = store.search(q, scopes[i % len(scopes)], 10)
+        times.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        if truth is not None:
+            recall.append(len({h.id for h in hits} & truth[i]) / 10)
+    return {"p50": pct(times, 50), "p95": pct(times, 95), "cpu_p50": pct(cpu, 50), "cpu_p95": pct(cpu, 95),
+            "recall@10": float(np.mean(recall)) if recall else None, "first_s": first, "rss_mb": _rss_mb() - rss0}
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 1e6
+
+
+def scale_search(tmp: Path, rows: int = 100_000, queries: int = 200, seed: int = 3, index: bool = True) -> None:
+    """index=False: the production defaults (conf/store/lancedb.yaml: index_min_rows = cache_max_rows = 200k), so
+    no ANN index is built at 100k and reads come from the mirror; LanceDB's exact flat scan for comparison."""
+    rng = np.random.default_rng(seed)
+    vecs = unit(rng, rows)
+    layouts = {"1 user x 100k": [Scope("user-0")] * rows,
+               "100 users x 1k": [Scope(f"user-{i % 100}") for i in range(rows)]}
+    print(f"\n## search at scale: {rows:,} memories, search(v, scope, top_k=10), {queries} queries, p50/p95 ms, "
+          "recall@10 against exact search")
+    print(f"{'layout':16s} {'read path':40s} {'p50':>7s} {'p95':>7s} {'cpu p50':>7s} {'cpu p95':>7s} "
+          f"{'recall':>7s} {'1st s':>6s} {'+RSS MB':>7s}")
+    for name, scopes in layouts.items():
+        root = tmp / f"scale-{name.split()[0]}"
+        t0 = time.perf_counter()
+        store = bulk_store(root, vecs, scopes, cache=False, index_min_rows=50_000 if index else 200_000)
+        store.compact()
+        build = time.perf_counter() - t0
+        qs = unit(rng, queries)
+        qscopes = sorted(set(scopes), key=lambda s: s.user_id)
+        truth = []
+        for i, q in enumerate(qs):  # exact top-10 per query in its scope
+            sc = qscopes[i % len(qscopes)]
+            idx = np.flatnonzero([s == sc for s in scopes]) if len(qscopes) > 1 else np.arange(rows)
+            truth.append({f"m{j}" for j in idx[np.argsort(-(vecs[idx] @ q))[:10]]})
+        print(f"{name:16s} (bulk load + compact + index: {build:.1f} s, indexed: {store._vector_indexed})")
+        paths = (("lancedb IVF_PQ nprobes=20 refine=10", {}),
+                 ("lancedb IVF_PQ nprobes=10 refine=5", {"nprobes": 10, "refine_factor": 5}),
+                 ("lancedb IVF_PQ nprobes=40 refine=20", {"nprobes": 40, "refine_factor": 20}),
+                 ("numpy mirror (cache_max_rows=200k)", {"cache": True, "cache_max_rows": 200_000}))
+        if not index:
+            paths = (("lancedb exact flat scan (no index)", {"index_min_rows": 200_000}),
+                     ("numpy mirror (production defaults)", {"cache": True, "index_min_rows": 200_000}))
+        for label, knobs in paths:
+            reader = MemoryStore(root, dim=DIM, embedder_id="bench-384", compact_every=0,
+                                 **({"cache": False} | knobs))
+            r = timed_searches(reader, qscopes, qs, truth=truth)
+            print(f"{'':16s} {label:40s} {r['p50']:7.2f} {r['p95']:7.2f} {r['cpu_p50']:7.2f} {r['cpu_p95']:7.2f} "
+                  f"{r['recall@10']:7.3f} {r['first_s']:6.2f} {r['rss_mb']:7.0f}  (load {os.getloadavg()[0]:.1f})",
+                  flush=True)
+            reader.close()
+        store.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--quick", action="store_true", help="600 steps, 1k-row search only")
+    ap.add_argument("--scale", action="store_true", help="only the search latency at 100k memories")
+    ap.add_argument("--scale-rows", type=int, default=100_000)
+    ap.add_argument("--scale-no-index", action="store_true",
+                    help="--scale with the production defaults (no ANN index below 200k rows): minutes faster")
     args = ap.parse_args(argv)
     steps = 600 if args.quick else args.steps
     print(f"# store_bench  python {platform.python_version()}  {platform.machine()}  "
           f"lancedb {__import__('lancedb').__version__}  steps={steps}  cpus={os.cpu_count()}  "
           f"load avg {os.getloadavg()[0]:.2f} (other processes compete for the CPUs when this is above 0)")
+    if args.scale:
+        with tempfile.TemporaryDirectory() as tmp:
+            scale_search(Path(tmp), args.scale_rows, index=not args.scale_no_index)
+        print(f"\nload avg at the end: {os.getloadavg()[0]:.2f}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         print("\n## ingest loop (search_many + apply per pair-step)")
         print(f"{'variant':40s} {'steps/s':>8s} {'wall s':>7s} {'cpu ms/step':>11s} {'search p50/p95 ms':>18s} "

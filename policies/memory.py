@@ -198,13 +198,18 @@ class Memory:
         return [_memory(h, self.store.embedder_id) for h in kept[:top_k]]
 
     def _retrieve(self, query: str, vector, scope: Scope, k: int, threshold: float | None) -> list[MemoryRecord]:
-        """The policy's retriever with this call's top_k (and threshold, when given) instead of its own knobs."""
-        retriever = self.policy.retriever
+        """MemoryPolicy.search() with this call's top_k (and threshold, when given) instead of the retriever's own
+        knobs: the vector memories, and the graph's triplets when the policy has graph memory (Mem0g)."""
+        retriever, meter = self.policy.retriever, self.policy.meter
         knobs = dataclasses.replace(retriever.knobs, top_k=k,
                                     **({"threshold": threshold} if threshold is not None else {}))
         if knobs != retriever.knobs:
             retriever = _with_knobs(retriever, knobs)
-        return retriever.retrieve(query, vector, self.store, scope, self.policy.meter)
+        graph = getattr(self.policy, "graph", None)
+        if graph is not None and graph.mode == "only":
+            return graph.search(query, vector, scope, meter)
+        hits = retriever.retrieve(query, vector, self.store, scope, meter)
+        return hits if graph is None else graph.merge(hits, graph.search(query, vector, scope, meter))
 
     def get(self, memory_id: str) -> dict:
         """One memory by id; raises MemoryNotFound."""

@@ -168,7 +168,8 @@ def to_records(records: Any, max_chars: int) -> list[Record]:
         unknown = [k for k in r if k not in RECORD_KEYS]
         if unknown:
             raise ValueError(f"{where} has unknown field(s) {unknown}; accepted: {list(RECORD_KEYS)}")
-        out.append(Record(check_text(r.get("text"), f"{where}.text", max_chars), _label(r.get("id"), f"{where}.id", ints=True),
+        out.append(Record(check_text(r.get("text"), f"{where}.text", max_chars),
+                          _label(r.get("id"), f"{where}.id", ints=True),
                           _label(r.get("timestamp"), f"{where}.timestamp"),
                           check_metadata(r.get("metadata"), f"{where}.metadata")))
     if not out:

@@ -37,7 +37,10 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   rows. Past `cache_max_rows` rows (default `index_min_rows`) the mirror is dropped and LanceDB answers: through
   an IVF_PQ cosine index (built by the first compact() past `index_min_rows`, rebuilt when the table has grown
   `reindex_growth`-fold since) for wide scopes, by exact prefiltered flat search for scopes of at most
-  `index_min_rows` rows.
+  `index_min_rows` rows. At 100k memories (store_bench.py --scale, 2 busy cores) the mirror searched one scope of
+  all 100k in ~17 ms CPU (one pass over the vectors, no copy) and 100 scopes of 1k in < 1 ms; LanceDB took 19-27 ms
+  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. Production (conf/store/lancedb.yaml) keeps
+  the mirror up to 200k rows.
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
 default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
@@ -59,16 +62,18 @@ import numpy as np
 import pyarrow as pa
 
 from memtune.policies.store_cache import _Mirror
-from memtune.policies.store_changes import Change, _now, _Plan, check_vectors, plan_changes, validate_change
+from memtune.policies.store_changes import Change, _Plan, check_vectors, delete_history, plan_changes, validate_change
 from memtune.policies.store_lance import (
     add_missing_columns,
     check_compatible,
     has_vector_index,
     history_schema,
+    lance_search,
     memory_schema,
     present_columns,
     rows_to_arrow,
     schema_meta,
+    to_record,
 )
 from memtune.policies.store_sql import _check_scope, _check_text, sql_where
 from memtune.policies.store_versions import VersionsMixin
@@ -209,16 +214,7 @@ class MemoryStore(VersionsMixin):
             return {i: r for i in ids if (r := view.get(i)) is not None}
         return {r["id"]: r for r in self._query_rows(sql_where(ids=ids))}
 
-    @staticmethod
-    def _record(row: dict, score: float | None = None) -> MemoryRecord:
-        return MemoryRecord(
-            id=row["id"], text=row["text"],
-            scope=Scope(row["user_id"] or "", row["agent_id"] or "", row["run_id"] or ""),
-            provenance=tuple(row["provenance"] or ()), timestamp=row["timestamp"] or "",
-            created_at=row["created_at"] or "", updated_at=row["updated_at"] or "",
-            metadata=json.loads(row["metadata"]) if row["metadata"] else {}, score=score,
-            policy_version=row.get("policy_version") or "", embedder_id=row.get("embedder_id") or "",
-        )
+    _record = staticmethod(to_record)
 
     # -- writes ---------------------------------------------------------------------------------------------------
     def _next_seq(self) -> int:
@@ -353,23 +349,9 @@ class MemoryStore(VersionsMixin):
             return self._lance_search(q, scope, top_k)
 
     def _lance_search(self, q: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
-        where = sql_where(scope)
-        query = self._table.search(q if len(q) > 1 else q[0], vector_column_name="vector").distance_type("cosine")
-        if where:
-            query = query.where(where, prefilter=True)
-        if self._vector_indexed:
-            if where and self._table.count_rows(where) <= self.index_min_rows:
-                query = query.bypass_vector_index()  # a small scope: exact flat search over it
-            else:
-                query = query.nprobes(self.nprobes).refine_factor(self.refine_factor)
-        data = query.select([*self._columns, "_distance"]).limit(top_k).to_arrow()
-        qi = data["query_index"].to_pylist() if "query_index" in data.column_names else [0] * data.num_rows
-        out: list[list[MemoryRecord]] = [[] for _ in range(len(q))]
-        for j, row in zip(qi, data.to_pylist()):
-            out[j].append(self._record(row, 1.0 - float(row["_distance"])))
-        for hits in out:
-            hits.sort(key=lambda r: -r.score)
-        return out
+        hits = lance_search(self._table, q, sql_where(scope), top_k, self._columns, self._vector_indexed,
+                            self.index_min_rows, self.nprobes, self.refine_factor)
+        return [[self._record(row, score) for row, score in per_query] for per_query in hits]
 
     def flush(self) -> None:
         """Append history rows still held by group commit (history_flush_every > 1); a no-op otherwise."""
@@ -430,12 +412,7 @@ class MemoryStore(VersionsMixin):
             rows = view.select(scope) if view is not None else self._query_rows(where)
             if not rows:
                 return 0
-            now = _now()
-            hist = [{"memory_id": r["id"], "op": "DELETE", "old_text": r["text"], "new_text": "", "time": now,
-                     "seq": self._next_seq(), "provenance": [], "user_id": r["user_id"],
-                     "agent_id": r["agent_id"], "run_id": r["run_id"],
-                     "metadata": json.dumps({"reason": "delete_all"}), "policy_version": self.policy_version}
-                    for r in rows]
+            hist = delete_history(rows, "delete_all", self._next_seq, self.policy_version)
             v1 = self._write(lambda: self._table.delete(where).version,
                              [r for batch in self._pending_history for r in batch] + hist)
             self._pending_history.clear()

@@ -105,12 +105,16 @@ class _Mirror:
         return m
 
     def top_k(self, queries: np.ndarray, scope: Scope, k: int) -> list[list[tuple[dict, float]]]:
-        idx = np.flatnonzero(self.mask(scope))
+        mask = self.mask(scope)
+        idx = np.flatnonzero(mask)
         if idx.size == 0 or k <= 0:
             return [[] for _ in range(len(queries))]
         # (candidates, queries). einsum, not `@`: multi-threaded OpenBLAS took ~8 ms for this product on a busy
         # 2-core machine, einsum's single-threaded loop 0.4 ms (10k rows, 1/7 of them in scope).
-        sims = np.einsum("ij,kj->ik", self.vectors[idx], queries)
+        if idx.size * 4 < self.n:  # a small scope: gather its rows (a copy of |scope| vectors)
+            sims = np.einsum("ij,kj->ik", self.vectors[idx], queries)
+        else:  # a wide scope: score every slot in place (gathering would copy most of the matrix) and keep the scope
+            sims = np.einsum("ij,kj->ik", self.vectors[: self.n], queries)[idx]
         out = []
         for j in range(sims.shape[1]):
             s = sims[:, j]

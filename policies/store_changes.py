@@ -151,3 +151,12 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
     deletes = [i for i in before if state[i] is None]
     after = {i: state[i] for i in [*dirty, *deletes]}
     return _Plan(results, inserts, updates, deletes, history, after)
+
+
+def delete_history(rows: list[dict], reason: str, next_seq: Callable[[], int], policy_version: str) -> list[dict]:
+    """History rows for deleting `rows` outside apply() (delete_all), with metadata {"reason": reason}."""
+    now = _now()
+    return [{"memory_id": r["id"], "op": "DELETE", "old_text": r["text"], "new_text": "", "time": now,
+             "seq": next_seq(), "provenance": [], "user_id": r["user_id"], "agent_id": r["agent_id"],
+             "run_id": r["run_id"], "metadata": json.dumps({"reason": reason}), "policy_version": policy_version}
+            for r in rows]

@@ -4,9 +4,13 @@ vector (IVF_PQ) and scalar (BTree) indices."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pyarrow as pa
 from lancedb.index import BTree, IvfPq
+
+from memtune.policies.types import MemoryRecord, Scope
 
 META_EMBEDDER = b"memtune.embedder_id"
 META_DIM = b"memtune.dim"
@@ -113,3 +117,38 @@ def _num_sub_vectors(dim: int) -> int:
         if dim % width == 0:
             return dim // width
     return 1
+
+
+def to_record(row: dict, score: float | None = None) -> MemoryRecord:
+    """A memories row (from LanceDB or the mirror) as a MemoryRecord; columns an old version lacks read as ""."""
+    return MemoryRecord(
+        id=row["id"], text=row["text"],
+        scope=Scope(row["user_id"] or "", row["agent_id"] or "", row["run_id"] or ""),
+        provenance=tuple(row["provenance"] or ()), timestamp=row["timestamp"] or "",
+        created_at=row["created_at"] or "", updated_at=row["updated_at"] or "",
+        metadata=json.loads(row["metadata"]) if row["metadata"] else {}, score=score,
+        policy_version=row.get("policy_version") or "", embedder_id=row.get("embedder_id") or "",
+    )
+
+
+def lance_search(table, q: np.ndarray, where: str | None, top_k: int, columns, indexed: bool, index_min_rows: int,
+                 nprobes: int, refine_factor: int) -> list[list[tuple[dict, float]]]:
+    """Cosine top_k per query row of `q` from LanceDB: (row, similarity) best first. With the ANN index, a scope
+    of at most index_min_rows rows is searched exactly (prefiltered flat scan), a wider one through the index
+    (nprobes partitions, re-ranked exactly over refine_factor x top_k candidates)."""
+    query = table.search(q if len(q) > 1 else q[0], vector_column_name="vector").distance_type("cosine")
+    if where:
+        query = query.where(where, prefilter=True)
+    if indexed:
+        if where and table.count_rows(where) <= index_min_rows:
+            query = query.bypass_vector_index()  # a small scope: exact flat search over it
+        else:
+            query = query.nprobes(nprobes).refine_factor(refine_factor)
+    data = query.select([*columns, "_distance"]).limit(top_k).to_arrow()
+    qi = data["query_index"].to_pylist() if "query_index" in data.column_names else [0] * data.num_rows
+    out: list[list[tuple[dict, float]]] = [[] for _ in range(len(q))]
+    for j, row in zip(qi, data.to_pylist()):
+        out[j].append((row, 1.0 - float(row["_distance"])))
+    for hits in out:
+        hits.sort(key=lambda h: -h[1])
+    return out

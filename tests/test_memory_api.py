@@ -74,7 +74,8 @@ def test_scopes_are_isolated_and_shared_between_agents_of_a_user(memory):
     assert texts(memory.search(q, user_id="u1", agent_id="a1")) == [
         "user: My favourite colour is teal and I paint every weekend."]
     assert texts(memory.search(q, user_id="u2")) == ["user: My favourite colour is crimson and I paint every weekend."]
-    assert texts(memory.search(q, run_id="r9")) == ["user: I run the Berlin marathon in my favourite colour every year."]
+    assert texts(memory.search(q, run_id="r9")) == [
+        "user: I run the Berlin marathon in my favourite colour every year."]
     assert memory.search(q, user_id="u3") == [] and memory.get_all(user_id="u3") == []
     assert len(memory.get_all(agent_id="a1")) == 2 and len(memory.get_all()) == 3
     assert memory.get_all(user_id="u1", limit=1) == memory.get_all(user_id="u1")[:1]
