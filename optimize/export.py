@@ -273,6 +273,9 @@ def run_export(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
         if overrides is not None:
             source["overrides"] = policy_overrides(overrides)
     config = bundle_config(composed)
+    if cfg.get("bundle_store"):  # store settings are the deployment's, not the tuned policy's (eval keeps no versions)
+        config["store"] = OmegaConf.to_container(
+            hydra.compose(config_name="eval", overrides=[f"store={cfg.bundle_store}"]).store, resolve=True)
     embedder = instantiate(composed.embedder)  # id and dim only: MiniLM loads its weights on first use
     name = str(cfg.name) if cfg.name else None
     stages = build_stages(config) | graph_stages(config)

@@ -65,8 +65,10 @@ def test_offline_default_round_trip_behaves_identically(tmp_path):
     assert expected == actual
     events, stored, searches = actual
     assert len(stored) > 5 and {op for op, *_ in events} >= {"ADD"} and all(hits for _, hits in searches)
-    if hasattr(loaded.store, "policy_version"):  # MemoryStore(policy_version=...) is being added in parallel
-        assert loaded.store.policy_version == info.version
+    assert loaded.store.policy_version == info.version
+    # the eval run keeps no old store versions; the bundle carries the production store settings instead
+    assert composed("policy=mem0_offline").store.keep_last_versions == 0
+    assert info.config["store"]["keep_last_versions"] == 100 and loaded.store.keep_last_versions == 100
     # same config -> same version: the version names the behaviour
     again = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'again'}"])
     assert again["version"] == info.version
