@@ -55,6 +55,9 @@ def make_lm(
     )
 
 
+MAX_SAMPLES = 100_000  # latency samples kept per phase (and failures kept in detail) by a CostMeter
+
+
 @dataclass
 class PhaseCost:
     calls: int = 0
@@ -62,7 +65,18 @@ class PhaseCost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     failures: int = 0
-    seconds: list[float] = field(default_factory=list)  # wall time of each metered step
+    steps: int = 0
+    seconds_total: float = 0.0
+    # wall time of the most recent metered steps (at most MAX_SAMPLES: a long-running server must not grow without
+    # bound); p50/p95 are over these, steps and seconds_total over all
+    seconds: list[float] = field(default_factory=list)
+
+    def record(self, elapsed: float) -> None:
+        self.steps += 1
+        self.seconds_total += elapsed
+        self.seconds.append(elapsed)
+        if len(self.seconds) > MAX_SAMPLES:
+            del self.seconds[: len(self.seconds) - MAX_SAMPLES // 2]
 
 
 @dataclass
@@ -91,7 +105,7 @@ class CostMeter:
         try:
             yield
         finally:
-            self.phases[phase].seconds.append(time.perf_counter() - t0)
+            self.phases[phase].record(time.perf_counter() - t0)
 
     @contextmanager
     def lm_calls(self, phase: str, lm):
@@ -105,7 +119,7 @@ class CostMeter:
             elapsed = time.perf_counter() - t0
             new = _entries_after(history, marker)
             cost = self.phases[phase]
-            cost.seconds.append(elapsed)
+            cost.record(elapsed)
             for entry in new:
                 usage = entry.get("usage") or {}
                 cost.calls += 1
@@ -116,6 +130,8 @@ class CostMeter:
     def record_failure(self, phase: str, item: str, error: BaseException, attempts: int) -> None:
         self.phases[phase].failures += 1
         self.failures.append(Failure(phase, item, f"{type(error).__name__}: {error}"[:500], attempts))
+        if len(self.failures) > MAX_SAMPLES:
+            del self.failures[: len(self.failures) - MAX_SAMPLES // 2]  # the per-phase count keeps the total
         self._consecutive += 1
         if self._consecutive >= self.max_consecutive_failures:
             raise RuntimeError(
@@ -132,8 +148,7 @@ class CostMeter:
         phases = {}
         for name, c in sorted(self.phases.items()):
             phases[name] = {k: v for k, v in asdict(c).items() if k != "seconds"} | {
-                "steps": len(c.seconds),
-                "seconds_total": round(sum(c.seconds), 4),
+                "seconds_total": round(c.seconds_total, 4),
                 "seconds_p50": round(percentile(c.seconds, 50), 5) if c.seconds else None,
                 "seconds_p95": round(percentile(c.seconds, 95), 5) if c.seconds else None,
             }

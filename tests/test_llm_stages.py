@@ -182,3 +182,17 @@ def test_offline_policy_threshold_decider_noop_update_add(store, embedder):
     [event] = policy.add([changed], ALICE)
     assert event.op == "UPDATE" and "Max" in event.text and "Rex" in event.old_text
     assert store.count(ALICE) == 1
+
+
+def test_cost_meter_memory_is_bounded_but_totals_are_exact(monkeypatch):
+    from memtune.policies import lm as lm_module
+    from memtune.policies.lm import CostMeter
+
+    monkeypatch.setattr(lm_module, "MAX_SAMPLES", 10)
+    meter = CostMeter()
+    for _ in range(25):
+        with meter.timed("search"):
+            pass
+    phase = meter.as_dict()["phases"]["search"]
+    assert phase["steps"] == 25 and len(meter.phases["search"].seconds) <= 10  # a server meters forever
+    assert phase["seconds_total"] >= 0 and phase["seconds_p95"] is not None
