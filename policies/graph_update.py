@@ -2,7 +2,8 @@
 
 Conflict detectors (each returns, per new edge, the existing valid edges it contradicts):
 * `rule`: relations declared single-valued (a person lives in one place at a time) conflict when an existing valid
-  edge has the same source node and relation but another destination. Multi-valued relations ("likes") never do.
+  edge has the same source node and relation but another destination. Multi-valued relations ("likes") never do,
+  and edges stated in the same add() never contradict each other.
 * `llm`: Mem0g's update resolver: the LM sees the valid edges of the new triplets' source nodes and names the
   ones that no longer hold.
 Invalidation knob: `soft` keeps a contradicted edge, marked with invalidated_at (the time the contradicting
@@ -36,12 +37,12 @@ class UpdateKnobs:
 
     def __post_init__(self):
         if self.invalidation not in INVALIDATION:
-            raise ValueError(f"policy.graph.update.invalidation must be one of {INVALIDATION}, "
+            raise ValueError(f"policy.graph.edges.invalidation must be one of {INVALIDATION}, "
                              f"got {self.invalidation!r}")
         if self.compaction not in COMPACTION:
-            raise ValueError(f"policy.graph.update.compaction must be one of {COMPACTION}, got {self.compaction!r}")
+            raise ValueError(f"policy.graph.edges.compaction must be one of {COMPACTION}, got {self.compaction!r}")
         if self.max_age_days < 0 or self.keep_last < 0:
-            raise ValueError("policy.graph.update.max_age_days and keep_last must be >= 0, got "
+            raise ValueError("policy.graph.edges.max_age_days and keep_last must be >= 0, got "
                              f"{self.max_age_days!r} and {self.keep_last!r}")
 
 
@@ -63,6 +64,7 @@ class RuleConflictResolver:
 
     def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope, meter: CostMeter) -> list[list[dict]]:
         single = set(self.knobs.single_valued)
+        batch = {e["id"] for e in new_edges}  # stated together, they hold together ("I'm happy and thankful")
         out = []
         with meter.timed("graph_conflicts"):
             for new in new_edges:
@@ -70,7 +72,7 @@ class RuleConflictResolver:
                     out.append([])
                     continue
                 out.append([e for e in store.outgoing(new["source_id"], new["relation"])
-                            if e["id"] != new["id"] and e["destination_id"] != new["destination_id"]])
+                            if e["id"] not in batch and e["destination_id"] != new["destination_id"]])
         return out
 
 

@@ -339,3 +339,15 @@ def test_merge_appends_or_ranks_by_score():
         from memtune.policies.graph_retrieve import GraphRetriever
 
         GraphRetriever(merge="interleave")
+
+
+def test_triplets_stated_together_do_not_invalidate_each_other(tmp_path, embedder):
+    s = Scripted()
+    g = graph(tmp_path, embedder, s)
+    g.add([say(s, "I'm happy and thankful", "8 May 2023", "D1:1", ("Caroline", "is", "happy"),
+               ("Caroline", "is", "thankful"))], ALICE, CostMeter())
+    assert g.store.counts(ALICE)["invalid_edges"] == 0
+    g.add([say(s, "I'm tired", "9 May 2023", "D1:2", ("Caroline", "is", "tired"))], ALICE, CostMeter())
+    edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
+    assert edges["happy"]["invalidated_at"] == edges["thankful"]["invalidated_at"] == "9 May 2023"
+    assert not edges["tired"]["invalidated_at"]
