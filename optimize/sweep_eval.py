@@ -112,10 +112,22 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "cache_hit": all(hits), "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
         "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
         "key": [f.get("key") for f in facts], "store": [f.get("store") for f in facts],
+        **_merge_graph(facts),
         "per_conversation": [{"conversation": cid, "key": f.get("key"), "cache_hit": f.get("cache_hit"),
                               "memories_stored": f["memories_stored"], "seconds": f["seconds"]}
                              for cid, f in zip(ids, facts)],
     }
+
+
+def _merge_graph(facts: Sequence[dict]) -> dict:
+    """Mem0g graph facts of several conversations as one: counts and bytes add up; growth rows stay per conversation."""
+    graphs = [f["graph"] for f in facts if f.get("graph")]
+    if not graphs:
+        return {}
+    merged = {k: (sum(g.get(k) or 0 for g in graphs) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+              for k, v in graphs[0].items()}
+    growth = [row | {"conversation": i} for i, f in enumerate(facts) for row in f.get("graph_growth", [])]
+    return {"graph": merged, "graph_growth": growth}
 
 
 def evaluate_conversations(cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path,

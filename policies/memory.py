@@ -64,6 +64,7 @@ class Memory:
         if default_top_k is not None and not _is_int(default_top_k, 1, MAX_TOP_K):
             raise ValueError(f"default_top_k must be an int in 1..{MAX_TOP_K} or None, got {default_top_k!r}")
         self.policy, self.store = policy, policy.store
+        self._graph = getattr(policy, "graph", None)  # Mem0g: entities and relations kept beside the memories
         if bundle_version:
             self.store.policy_version = bundle_version
         self.bundle_version = self.store.policy_version
@@ -101,7 +102,10 @@ class Memory:
         with self._write_lock:
             if not infer:
                 return self._add_verbatim(msgs, scope, metadata)
-            return [_event(e.op, e.memory_id, e.text, e.old_text) for e in self.policy.add(msgs, scope, metadata)]
+            events = [_event(e.op, e.memory_id, e.text, e.old_text) for e in self.policy.add(msgs, scope, metadata)]
+            if self._graph is not None:  # a served add is durable: do not hold graph writes for a batch (eval does)
+                self._graph.flush()
+            return events
 
     def _add_verbatim(self, msgs: list[Message], scope: Scope, metadata: dict | None) -> list[dict]:
         vectors = self.policy.embedder.embed([m.text for m in msgs])
@@ -126,6 +130,8 @@ class Memory:
                 message = Message(speaker="", text=rec.text, dia_id=rec.id, timestamp=rec.timestamp)
                 for e in self.policy.add([message], scope, meta):
                     events.append(_event(e.op, e.memory_id, e.text, e.old_text) | {"record_id": rec.id})
+            if self._graph is not None:
+                self._graph.flush()
         return events
 
     def update(self, memory_id: str, text: str, metadata: dict | None = None) -> dict:
@@ -159,6 +165,8 @@ class Memory:
         scope = check_scope(user_id, agent_id, run_id, write=True)
         with self._write_lock:
             n = self.store.delete_all(scope)
+            if self._graph is not None:  # a deleted user's entities and relations go too
+                self._graph.delete_all(scope)
             # MemoryPolicy keeps that context per exact scope; forget every one the deleted scope covers.
             for held in list(getattr(self.policy, "_state", {})):
                 if all(not getattr(scope, f) or getattr(held, f) == getattr(scope, f) for f in SCOPE_FIELDS):
@@ -169,6 +177,8 @@ class Memory:
         """Delete every memory, the whole history and all stored versions, and forget all rolling context."""
         with self._write_lock:
             self.store.reset()
+            if self._graph is not None:
+                self._graph.reset()
             self.policy.reset_state()
 
     # ---- reads --------------------------------------------------------------------------------------------------
@@ -200,16 +210,11 @@ class Memory:
     def _retrieve(self, query: str, vector, scope: Scope, k: int, threshold: float | None) -> list[MemoryRecord]:
         """MemoryPolicy.search() with this call's top_k (and threshold, when given) instead of the retriever's own
         knobs: the vector memories, and the graph's triplets when the policy has graph memory (Mem0g)."""
-        retriever, meter = self.policy.retriever, self.policy.meter
+        retriever = self.policy.retriever
         knobs = dataclasses.replace(retriever.knobs, top_k=k,
                                     **({"threshold": threshold} if threshold is not None else {}))
-        if knobs != retriever.knobs:
-            retriever = _with_knobs(retriever, knobs)
-        graph = getattr(self.policy, "graph", None)
-        if graph is not None and graph.mode == "only":
-            return graph.search(query, vector, scope, meter)
-        hits = retriever.retrieve(query, vector, self.store, scope, meter)
-        return hits if graph is None else graph.merge(hits, graph.search(query, vector, scope, meter))
+        return self.policy.search(query, scope, vector=vector,
+                                  retriever=_with_knobs(retriever, knobs) if knobs != retriever.knobs else None)
 
     def get(self, memory_id: str) -> dict:
         """One memory by id; raises MemoryNotFound."""
@@ -235,7 +240,9 @@ class Memory:
         return self.store.history(check_id(memory_id))
 
     def close(self) -> None:
-        """Write pending history and release the store."""
+        """Write pending history (and pending graph writes) and release the store."""
+        if self._graph is not None:
+            self._graph.close()
         self.store.close()
 
     def __enter__(self) -> "Memory":

@@ -107,11 +107,13 @@ class MemoryPolicy:
         return self._state.get(scope, _ScopeState()).summary
 
     # ---- read ---------------------------------------------------------------------------------------------
-    def search(self, query: str, scope: Scope) -> list[MemoryRecord]:
-        vector = self._embed([query])[0]
+    def search(self, query: str, scope: Scope, *, vector=None, retriever=None) -> list[MemoryRecord]:
+        """The retriever's memories for `query` (and the graph's triplets under Mem0g). `vector`: the query already
+        embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold)."""
+        vector = self._embed([query])[0] if vector is None else vector
         if self.graph is not None and self.graph.mode == "only":
             return self.graph.search(query, vector, scope, self.meter)
-        memories = self.retriever.retrieve(query, vector, self.store, scope, self.meter)
+        memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope, self.meter)
         if self.graph is not None:
             memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
         return memories

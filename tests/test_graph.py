@@ -351,3 +351,27 @@ def test_triplets_stated_together_do_not_invalidate_each_other(tmp_path, embedde
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
     assert edges["happy"]["invalidated_at"] == edges["thankful"]["invalidated_at"] == "9 May 2023"
     assert not edges["tired"]["invalidated_at"]
+
+
+def test_memory_api_delete_all_and_reset_reach_the_graph(tmp_path, embedder):
+    from memtune.policies.memory import Memory
+    from memtune.policies.store import MemoryStore
+
+    s = Scripted()
+    g = graph(tmp_path, embedder, s)
+    store = MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)
+    memory = Memory(MemoryPolicy(HeuristicExtractor(), NoSummarizer(), ThresholdDecider(), CosineRetriever(top_k=3),
+                                 ExtractiveAnswerer(), embedder, store, graph=g))
+    say(s, "I live in Boston now.", "", "D1:1", ("Caroline", "live_in", "Boston"))
+    say(s, "I live in Paris now.", "", "D1:2", ("Caroline", "live_in", "Paris"))
+    memory.add([{"role": "Caroline", "content": "I live in Boston now."}], user_id="alice")
+    memory.add([{"role": "Caroline", "content": "I live in Paris now."}], user_id="o'brien")
+    assert g.store.counts(ALICE)["edges"] == g.store.counts(BOB)["edges"] == 1
+    # each served add is durable: a second handle on the same LanceDB tables sees the graph at once
+    assert GraphStore(tmp_path / "store", embedder.dim, embedder.id).counts()["edges"] == 2
+    memory.delete_all(user_id="o'brien")  # a deleted user's entities and relations go with their memories
+    assert g.store.counts(BOB) == {"nodes": 0, "edges": 0, "valid_edges": 0, "invalid_edges": 0}
+    assert g.store.counts(ALICE)["edges"] == 1
+    memory.reset()
+    assert g.store.counts()["nodes"] == 0
+    memory.close()

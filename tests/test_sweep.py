@@ -279,3 +279,17 @@ def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
         with pytest.raises(Surplus):
             sweep_.objective(second)
         assert second.user_attrs["surplus"] is True and "overrides" not in second.user_attrs  # nothing ran
+
+
+def test_merged_ingestion_keeps_graph_counts():
+    from memtune.optimize.sweep_eval import merge_ingest
+
+    def facts(nodes, edges):
+        return {"message_pairs": 2, "seconds": 1.0, "turns": 4, "memories_stored": 3, "ops": {"ADD": 3},
+                "cost": {"phases": {}}, "graph": {"mode": "on", "nodes": nodes, "valid_edges": edges},
+                "graph_growth": [{"session": 1, "nodes": nodes}]}
+
+    merged = merge_ingest([facts(5, 2), facts(7, 1)], ["a", "b"])
+    assert merged["graph"] == {"mode": "on", "nodes": 12, "valid_edges": 3}
+    assert [r["conversation"] for r in merged["graph_growth"]] == [0, 1]
+    assert "graph" not in merge_ingest([facts(1, 1) | {"graph": None}], ["a"])
