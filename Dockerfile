@@ -33,7 +33,7 @@ COPY serve serve
 COPY conf conf
 RUN uv sync --frozen --extra serve --no-editable
 USER memtune
-ENV MEMTUNE_STORE_URI=/data/store MEMTUNE_CACHE_DIR=/data/cache
+ENV MEMTUNE_STORE_URI=/data/store MEMTUNE_CACHE_DIR=/data/cache OPENBLAS_NUM_THREADS=1
 VOLUME ["/data"]
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
