@@ -26,15 +26,14 @@ import os
 import threading
 import warnings
 from datetime import timedelta
-from pathlib import Path
 from uuid import uuid4
 
 import lancedb
 import numpy as np
 import pyarrow as pa
 
-from memtune.policies.store_lance import check_compatible, schema_meta
-from memtune.policies.store_sql import _check_scope, sql_where
+from memtune.policies.store_lance import check_compatible, disk_bytes, schema_meta
+from memtune.policies.store_sql import _check_scope, in_scope, sql_where
 from memtune.policies.types import Scope
 
 _S, _L = pa.string(), pa.int64()
@@ -54,12 +53,6 @@ def _schema(fields, dim: int, meta) -> pa.Schema:
 
 def scope_key(scope: Scope) -> tuple[str, str, str]:
     return (scope.user_id, scope.agent_id, scope.run_id)
-
-
-def in_scope(row: dict, scope: Scope) -> bool:
-    """Empty scope fields are wildcards (reads); writes always use the exact scope."""
-    return all(not want or row[f] == want for f, want in
-               (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)))
 
 
 class _Table:
@@ -317,11 +310,7 @@ class GraphStore:
                 table.tbl.optimize(cleanup_older_than=timedelta(0))
 
     def disk_bytes(self) -> int:
-        total = 0
-        for table in (self.nodes, self.edges):
-            for root, _, files in os.walk(Path(self.uri) / f"{table.name}.lance"):
-                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-        return total
+        return disk_bytes(self.uri, (self.nodes.name, self.edges.name))
 
     def counts(self, scope: Scope = Scope()) -> dict:
         edges = self.scope_edges(scope, include_invalid=True)

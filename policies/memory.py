@@ -25,7 +25,6 @@ from typing import Any, Iterable, Mapping
 
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.store import Change
-from memtune.policies.store_sql import SCOPE_FIELDS
 from memtune.policies.types import MemoryRecord, Message, Scope
 from memtune.policies.memory_input import (
     check_filters,
@@ -167,10 +166,7 @@ class Memory:
             n = self.store.delete_all(scope)
             if self._graph is not None:  # a deleted user's entities and relations go too
                 self._graph.delete_all(scope)
-            # MemoryPolicy keeps that context per exact scope; forget every one the deleted scope covers.
-            for held in list(getattr(self.policy, "_state", {})):
-                if all(not getattr(scope, f) or getattr(held, f) == getattr(scope, f) for f in SCOPE_FIELDS):
-                    self.policy.reset_state(held)
+            self.policy.reset_state(scope)
         return n
 
     def reset(self) -> None:

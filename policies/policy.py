@@ -12,12 +12,13 @@ The optional `graph` stage (policies/graph.py, Mem0g) is fed every message pair 
 from __future__ import annotations
 
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import dspy
 
 from memtune.policies.lm import CostMeter
 from memtune.policies.store import Change, MemoryStore
+from memtune.policies.store_sql import in_scope
 from memtune.policies.types import Decision, Event, MemoryRecord, Message, Scope
 
 
@@ -97,11 +98,13 @@ class MemoryPolicy:
         return events
 
     def reset_state(self, scope: Scope | None = None) -> None:
-        """Forget the rolling summary and recent messages (of one scope, or of all)."""
+        """Forget the rolling summary and recent messages of every scope inside `scope` (empty fields are
+        wildcards; None: of all)."""
         if scope is None:
             self._state.clear()
-        else:
-            self._state.pop(scope, None)
+            return
+        for held in [h for h in self._state if in_scope(asdict(h), scope)]:
+            del self._state[held]
 
     def summary(self, scope: Scope) -> str:
         return self._state.get(scope, _ScopeState()).summary

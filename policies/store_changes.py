@@ -13,7 +13,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from memtune.policies.store_cache import _normalise
-from memtune.policies.store_sql import _check_scope, _check_text, _in_scope
+from memtune.policies.store_sql import _check_scope, _check_text, in_scope
 from memtune.policies.types import OPS, Op, Scope
 
 
@@ -119,7 +119,7 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
                 gone = " (deleted earlier in this batch)" if mid in before else ""
                 raise KeyError(f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; "
                                "nothing from this batch was written")
-            if not _in_scope(row, c.scope):
+            if not in_scope(row, c.scope):
                 raise KeyError(f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; "
                                "nothing from this batch was written")
             old_text = row["text"]

@@ -5,6 +5,9 @@ vector (IVF_PQ) and scalar (BTree) indices."""
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -152,3 +155,12 @@ def lance_search(table, q: np.ndarray, where: str | None, top_k: int, columns, i
     for hits in out:
         hits.sort(key=lambda h: -h[1])
     return out
+
+
+def disk_bytes(uri: str, tables: Iterable[str]) -> int:
+    """Bytes on disk of the named LanceDB tables under a local `uri`, every kept version included."""
+    total = 0
+    for name in tables:
+        for root, _, files in os.walk(Path(uri) / f"{name}.lance"):
+            total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
+    return total

@@ -8,7 +8,7 @@ Scope values and memory ids reach LanceDB's SQL filters only through `sql_where(
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from memtune.policies.types import Scope
 
@@ -60,6 +60,7 @@ def _check_scope(scope: Scope) -> None:
         _check_text(getattr(scope, name), name)
 
 
-def _in_scope(row: dict, scope: Scope) -> bool:
-    """Empty scope fields are wildcards."""
+def in_scope(row: Mapping, scope: Scope) -> bool:
+    """Whether a row's (or a Scope's, as a dict) user_id/agent_id/run_id lie inside `scope`: empty fields are
+    wildcards."""
     return all(not getattr(scope, f) or row[f] == getattr(scope, f) for f in SCOPE_FIELDS)

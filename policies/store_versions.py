@@ -21,14 +21,12 @@ had deleted. With appended rows the history replayed in `seq` order always ends 
 from __future__ import annotations
 
 import json
-import os
 import warnings
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from memtune.policies.store_changes import _now
-from memtune.policies.store_lance import add_missing_columns, maybe_index, present_columns
+from memtune.policies.store_lance import add_missing_columns, disk_bytes, maybe_index, present_columns
 
 if TYPE_CHECKING:
     from memtune.policies.store import MemoryStore
@@ -196,11 +194,7 @@ class VersionsMixin:
 
     def disk_bytes(self) -> int:
         """Bytes on disk of both tables, old versions included (local stores only)."""
-        total = 0
-        for name in (self.table_name, self.history_name):
-            for root, _, files in os.walk(Path(self.uri) / f"{name}.lance"):
-                total += sum(os.path.getsize(os.path.join(root, f)) for f in files)
-        return total
+        return disk_bytes(self.uri, (self.table_name, self.history_name))
 
     def stats(self) -> dict:
         """Rows, versions, fragments and indices of the memories table (for logging)."""
