@@ -9,6 +9,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
+
 TOKEN = "test-token-0123456789abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FIXTURE_USER = "conv-fixture"  # the scope the fixture conversation is ingested under
@@ -26,6 +28,15 @@ def make_memory(store_uri: Path, embedder, version: str = "test-v1"):
     from memtune.policies.memory import Memory
 
     return Memory(build_policy(offline_cfg(), store_uri, embedder=embedder), bundle_version=version)
+
+
+@pytest.fixture
+def memory(tmp_path, embedder):
+    """A real Memory over the offline policy with the fixture conversation ingested (import it as a fixture)."""
+    memory = make_memory(tmp_path / "store", embedder)
+    ingest_fixture(memory)
+    yield memory
+    memory.close()
 
 
 def fixture_conversation():

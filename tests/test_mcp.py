@@ -7,7 +7,7 @@ import anyio
 import httpx
 import pytest
 
-from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, ingest_fixture, make_memory, ranked,
+from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, memory, ranked,  # noqa: F401 (fixture)
                            snapshot, uvicorn_thread)
 
 from mcp import Client
@@ -16,14 +16,6 @@ from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
 TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "memory_history", "delete_memory"}
 PAIR = [{"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
         {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."}]
-
-
-@pytest.fixture
-def memory(tmp_path, embedder):
-    memory = make_memory(tmp_path / "store", embedder)
-    ingest_fixture(memory)
-    yield memory
-    memory.close()
 
 
 async def call(client, tool, **args):

@@ -14,18 +14,10 @@ from fastapi.testclient import TestClient
 from omegaconf import OmegaConf
 
 from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, free_port, ingest_fixture, make_memory,
-                           ranked, snapshot, uvicorn_thread)
+                           memory, ranked, snapshot, uvicorn_thread)  # noqa: F401 (memory: fixture)
 
 from memtune.serve.middleware import resolve_token
 from memtune.serve.rest import create_app
-
-
-@pytest.fixture
-def memory(tmp_path, embedder):
-    memory = make_memory(tmp_path / "store", embedder)
-    ingest_fixture(memory)
-    yield memory
-    memory.close()
 
 
 @pytest.fixture
