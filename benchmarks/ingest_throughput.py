@@ -15,7 +15,6 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-
 from memtune.optimize.data import load_locomo, resolve_path
 from memtune.optimize.evaluate import ingest
 from memtune.policies.build import build_policy
@@ -38,10 +37,14 @@ def main(argv: list[str]) -> None:
         t0 = time.perf_counter()
         turns = sum(ingest(policy, c, progress=False)[0] for c in dataset.conversations)
         seconds = time.perf_counter() - t0
-        print(f"policy={cfg.policy.name} conversations={len(dataset.conversations)} turns={turns} "
-              f"cache={'cold' if cold else 'warm'}")
-        print(f"ingest: {seconds:.1f} s, {turns / seconds:.1f} turns/s, memories stored {policy.store.count()}, "
-              f"ops {policy.op_counts}")
+        print(
+            f"policy={cfg.policy.name} conversations={len(dataset.conversations)} turns={turns} "
+            f"cache={'cold' if cold else 'warm'}"
+        )
+        print(
+            f"ingest: {seconds:.1f} s, {turns / seconds:.1f} turns/s, memories stored {policy.store.count()}, "
+            f"ops {policy.op_counts}"
+        )
         for phase, cost in sorted(policy.meter.phases.items()):
             total = sum(cost.seconds)
             print(f"  {phase:15s} {total:7.2f} s  {100 * total / seconds:5.1f}%  steps {len(cost.seconds)}")

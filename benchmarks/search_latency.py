@@ -61,7 +61,6 @@ def open_memory(store_uri: Path):
 def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     """`rows` memories in one scope, written in batches through the store; returns seconds taken."""
     from hydra.utils import instantiate
-
     from memtune.policies.embed import MiniLMEmbedder
     from memtune.policies.store import Change
     from memtune.policies.types import Scope
@@ -75,24 +74,53 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
         n = min(10_000, rows - start)
         vecs = rng.normal(size=(n, DIM)).astype(np.float32)
         vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
-        store.apply([Change("ADD", f"synthetic memory {start + i}: the user mentioned topic {start + i}",
-                            vecs[i], scope=scope, provenance=(f"D{start + i}:1",)) for i in range(n)])
+        store.apply(
+            [
+                Change(
+                    "ADD",
+                    f"synthetic memory {start + i}: the user mentioned topic {start + i}",
+                    vecs[i],
+                    scope=scope,
+                    provenance=(f"D{start + i}:1",),
+                )
+                for i in range(n)
+            ]
+        )
     store.compact()
     store.close()
     return time.perf_counter() - t0
 
 
 def queries(n: int, offset: int) -> list[str]:
-    topics = ["hiking", "painting", "the new job", "her sister", "a trip to Paris", "adoption", "pottery",
-              "the charity race", "camping", "a book she read", "music lessons", "the dog"]
+    topics = [
+        "hiking",
+        "painting",
+        "the new job",
+        "her sister",
+        "a trip to Paris",
+        "adoption",
+        "pottery",
+        "the charity race",
+        "camping",
+        "a book she read",
+        "music lessons",
+        "the dog",
+    ]
     return [f"What did the user say about {topics[i % len(topics)]} in week {offset + i}?" for i in range(n)]
 
 
 def pairs(n: int, offset: int) -> list[list[dict]]:
-    return [[{"role": "user", "content": f"I finally finished the pottery class number {offset + i} last Tuesday "
-                                         f"and made a blue bowl for my friend {offset + i}."},
-             {"role": "assistant", "content": f"That sounds lovely, how long did bowl {offset + i} take to make?"}]
-            for i in range(n)]
+    return [
+        [
+            {
+                "role": "user",
+                "content": f"I finally finished the pottery class number {offset + i} last Tuesday "
+                f"and made a blue bowl for my friend {offset + i}.",
+            },
+            {"role": "assistant", "content": f"That sounds lovely, how long did bowl {offset + i} take to make?"},
+        ]
+        for i in range(n)
+    ]
 
 
 def pct(xs: list[float], q: float) -> float:
@@ -110,8 +138,11 @@ def timed(fn, items) -> list[float]:
 
 def phase_means(meter, marks: dict) -> dict:
     """Mean ms per step of each phase the policy's cost meter timed since `marks` (its step counts then)."""
-    return {k: 1e3 * float(np.mean(v.seconds[marks.get(k, 0):])) for k, v in meter.phases.items()
-            if len(v.seconds) > marks.get(k, 0)}
+    return {
+        k: 1e3 * float(np.mean(v.seconds[marks.get(k, 0) :]))
+        for k, v in meter.phases.items()
+        if len(v.seconds) > marks.get(k, 0)
+    }
 
 
 def free_port() -> int:
@@ -128,10 +159,12 @@ class RestServer:
 
         port = free_port()
         env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
-        self.proc = subprocess.Popen([sys.executable, __file__, "--serve", str(store_uri), "--port", str(port)],
-                                     env=env)
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{port}",
-                                   headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60)
+        self.proc = subprocess.Popen(
+            [sys.executable, __file__, "--serve", str(store_uri), "--port", str(port)], env=env
+        )
+        self.client = httpx.Client(
+            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
+        )
         deadline = time.time() + 300
         while True:
             try:
@@ -187,31 +220,38 @@ def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
     try:
         for p in pairs(WARMUP, 2 * 10**6):
             server.post("/v1/memories", {"messages": p, "user_id": USER})
-        rest_add = timed(lambda p: server.post("/v1/memories", {"messages": p, "user_id": USER}),
-                         pairs(n_adds, 10**5))
+        rest_add = timed(lambda p: server.post("/v1/memories", {"messages": p, "user_id": USER}), pairs(n_adds, 10**5))
     finally:
         server.close()
-    return {"local": {"search": local_search, "add": local_add, "search_phases_ms": search_phases,
-                      "add_phases_ms": add_phases},
-            "rest": {"search": rest_search, "add": rest_add}}
+    return {
+        "local": {
+            "search": local_search,
+            "add": local_add,
+            "search_phases_ms": search_phases,
+            "add_phases_ms": add_phases,
+        },
+        "rest": {"search": rest_search, "add": rest_add},
+    }
 
 
 def serve(store_uri: str, port: int) -> None:
     """The server side of the REST measurement (a subprocess): the REST app over the store, on loopback."""
     import uvicorn
-
     from memtune.serve.rest import create_app
 
     memory = open_memory(Path(store_uri))
-    uvicorn.run(create_app(memory, os.environ["MEMTUNE_API_TOKEN"]), host="127.0.0.1", port=port,
-                log_level="warning")
+    uvicorn.run(create_app(memory, os.environ["MEMTUNE_API_TOKEN"]), host="127.0.0.1", port=port, log_level="warning")
 
 
 def report(rows: int, fill_s: float, local: dict, rest: dict) -> None:
     print(f"\n== {rows:,} memories in one scope (store filled in {fill_s:.0f} s) ==")
     print(f"{'':28s} {'p50 ms':>8s} {'p95 ms':>8s} {'mean ms':>8s} {'n':>5s}")
-    for name, xs in (("search in-process", local["search"]), ("search REST", rest["search"]),
-                     ("add in-process", local["add"]), ("add REST", rest["add"])):
+    for name, xs in (
+        ("search in-process", local["search"]),
+        ("search REST", rest["search"]),
+        ("add in-process", local["add"]),
+        ("add REST", rest["add"]),
+    ):
         print(f"{name:28s} {pct(xs, 50):8.2f} {pct(xs, 95):8.2f} {1e3 * np.mean(xs):8.2f} {len(xs):5d}")
     for what in ("search", "add"):
         r50 = pct(rest[what], 50) / pct(local[what], 50)
@@ -222,8 +262,10 @@ def report(rows: int, fill_s: float, local: dict, rest: dict) -> None:
         timed_ms = local[f"{what}_phases_ms"]
         rest_ms = 1e3 * float(np.mean(local[what])) - sum(timed_ms.values())
         phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timed_ms.items()))
-        print(f"{what} in-process, mean ms per call by phase: {phases}, untimed {rest_ms:.2f}"
-              + (" (embedding the query)" if what == "search" else ""))
+        print(
+            f"{what} in-process, mean ms per call by phase: {phases}, untimed {rest_ms:.2f}"
+            + (" (embedding the query)" if what == "search" else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -236,8 +278,10 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     if args.serve:
         return serve(args.serve, args.port)
-    print(f"python {platform.python_version()}, {os.cpu_count()} cpus, load average "
-          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(
+        f"python {platform.python_version()}, {os.cpu_count()} cpus, load average "
+        f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+    )
     for rows in args.sizes:
         with tempfile.TemporaryDirectory(prefix="memtune-latency-") as tmp:
             store_uri = Path(tmp) / "store"

@@ -31,7 +31,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from memtune.policies.store import Change, MemoryStore
 from memtune.policies.types import Scope
 
@@ -48,11 +47,18 @@ def pct(xs: list[float], q: float) -> float:
     return float(np.percentile(xs, q)) * 1e3 if xs else float("nan")
 
 
-def ingest_loop(root: Path, steps: int, cache: bool, compact_every: int, history_flush_every: int = 1,
-                seed: int = 0) -> dict:
+def ingest_loop(
+    root: Path, steps: int, cache: bool, compact_every: int, history_flush_every: int = 1, seed: int = 0
+) -> dict:
     rng = np.random.default_rng(seed)
-    store = MemoryStore(root, dim=DIM, embedder_id="bench-384", cache=cache, compact_every=compact_every,
-                        history_flush_every=history_flush_every)
+    store = MemoryStore(
+        root,
+        dim=DIM,
+        embedder_id="bench-384",
+        cache=cache,
+        compact_every=compact_every,
+        history_flush_every=history_flush_every,
+    )
     compactions = []
     compact = store.compact
 
@@ -80,8 +86,11 @@ def ingest_loop(root: Path, steps: int, cache: bool, compact_every: int, history
                 continue
             used.add(target)
             ops[op] += 1
-            changes.append(Change(op, f"fact {step} ({op.lower()})", vec if op == "UPDATE" else None, target,
-                                  scope, (f"D{step}:2",)))
+            changes.append(
+                Change(
+                    op, f"fact {step} ({op.lower()})", vec if op == "UPDATE" else None, target, scope, (f"D{step}:2",)
+                )
+            )
         store.apply(changes)
         t2 = time.perf_counter()
         t_search.append(t1 - t0)
@@ -89,12 +98,23 @@ def ingest_loop(root: Path, steps: int, cache: bool, compact_every: int, history
     store.flush()
     wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
     stats = store.stats()
-    return {"steps/s": steps / wall, "wall_s": wall, "cpu_ms/step": 1e3 * cpu / steps,
-            "search_p50": pct(t_search, 50), "search_p95": pct(t_search, 95),
-            "apply_p50": pct(t_apply, 50), "apply_p95": pct(t_apply, 95), "apply_max": max(t_apply) * 1e3,
-            "compact_n": len(compactions), "compact_ms": 1e3 * float(np.mean(compactions)) if compactions else 0.0,
-            "rows": stats["rows"], "fragments": stats["fragments"], "versions_kept": stats["versions_kept"],
-            "disk_MB": stats["disk_bytes"] / 1e6, "ops": ops}
+    return {
+        "steps/s": steps / wall,
+        "wall_s": wall,
+        "cpu_ms/step": 1e3 * cpu / steps,
+        "search_p50": pct(t_search, 50),
+        "search_p95": pct(t_search, 95),
+        "apply_p50": pct(t_apply, 50),
+        "apply_p95": pct(t_apply, 95),
+        "apply_max": max(t_apply) * 1e3,
+        "compact_n": len(compactions),
+        "compact_ms": 1e3 * float(np.mean(compactions)) if compactions else 0.0,
+        "rows": stats["rows"],
+        "fragments": stats["fragments"],
+        "versions_kept": stats["versions_kept"],
+        "disk_MB": stats["disk_bytes"] / 1e6,
+        "ops": ops,
+    }
 
 
 def search_latency(root: Path, rows: int, cache: bool, queries: int = 200, seed: int = 1) -> dict:
@@ -115,16 +135,35 @@ def search_latency(root: Path, rows: int, cache: bool, queries: int = 200, seed:
 
 def bulk_store(root: Path, vecs: np.ndarray, scopes: list[Scope], **knobs) -> MemoryStore:
     store = MemoryStore(root, dim=DIM, embedder_id="bench-384", compact_every=0, **knobs)
-    rows = [{"id": f"m{i}", "text": f"memory {i}", "vector": v, "user_id": sc.user_id, "agent_id": sc.agent_id,
-             "run_id": sc.run_id, "provenance": [f"D{i}:1"], "timestamp": "", "created_at": f"{i:08d}",
-             "updated_at": f"{i:08d}", "metadata": "{}", "embedder_id": "bench-384", "policy_version": ""}
-            for i, (v, sc) in enumerate(zip(vecs, scopes))]
+    rows = [
+        {
+            "id": f"m{i}",
+            "text": f"memory {i}",
+            "vector": v,
+            "user_id": sc.user_id,
+            "agent_id": sc.agent_id,
+            "run_id": sc.run_id,
+            "provenance": [f"D{i}:1"],
+            "timestamp": "",
+            "created_at": f"{i:08d}",
+            "updated_at": f"{i:08d}",
+            "metadata": "{}",
+            "embedder_id": "bench-384",
+            "policy_version": "",
+        }
+        for i, (v, sc) in enumerate(zip(vecs, scopes))
+    ]
     store.bulk_load(rows, [])
     return store
 
 
-def timed_searches(store: MemoryStore, scopes: list[Scope], queries: np.ndarray, exact: np.ndarray | None = None,
-                   truth: list[set] | None = None) -> dict:
+def timed_searches(
+    store: MemoryStore,
+    scopes: list[Scope],
+    queries: np.ndarray,
+    exact: np.ndarray | None = None,
+    truth: list[set] | None = None,
+) -> dict:
     rss0 = _rss_mb()
     t0 = time.perf_counter()
     store.search(queries[0], scopes[0], 10)  # warm-up (loads the mirror / opens the index)
@@ -137,8 +176,15 @@ def timed_searches(store: MemoryStore, scopes: list[Scope], queries: np.ndarray,
         cpu.append(time.process_time() - c0)
         if truth is not None:
             recall.append(len({h.id for h in hits} & truth[i]) / 10)
-    return {"p50": pct(times, 50), "p95": pct(times, 95), "cpu_p50": pct(cpu, 50), "cpu_p95": pct(cpu, 95),
-            "recall@10": float(np.mean(recall)) if recall else None, "first_s": first, "rss_mb": _rss_mb() - rss0}
+    return {
+        "p50": pct(times, 50),
+        "p95": pct(times, 95),
+        "cpu_p50": pct(cpu, 50),
+        "cpu_p95": pct(cpu, 95),
+        "recall@10": float(np.mean(recall)) if recall else None,
+        "first_s": first,
+        "rss_mb": _rss_mb() - rss0,
+    }
 
 
 def _rss_mb() -> float:
@@ -151,12 +197,18 @@ def scale_search(tmp: Path, rows: int = 100_000, queries: int = 200, seed: int =
     no ANN index is built at 100k and reads come from the mirror; LanceDB's exact flat scan for comparison."""
     rng = np.random.default_rng(seed)
     vecs = unit(rng, rows)
-    layouts = {"1 user x 100k": [Scope("user-0")] * rows,
-               "100 users x 1k": [Scope(f"user-{i % 100}") for i in range(rows)]}
-    print(f"\n## search at scale: {rows:,} memories, search(v, scope, top_k=10), {queries} queries, p50/p95 ms, "
-          "recall@10 against exact search")
-    print(f"{'layout':16s} {'read path':40s} {'p50':>7s} {'p95':>7s} {'cpu p50':>7s} {'cpu p95':>7s} "
-          f"{'recall':>7s} {'1st s':>6s} {'+RSS MB':>7s}")
+    layouts = {
+        "1 user x 100k": [Scope("user-0")] * rows,
+        "100 users x 1k": [Scope(f"user-{i % 100}") for i in range(rows)],
+    }
+    print(
+        f"\n## search at scale: {rows:,} memories, search(v, scope, top_k=10), {queries} queries, p50/p95 ms, "
+        "recall@10 against exact search"
+    )
+    print(
+        f"{'layout':16s} {'read path':40s} {'p50':>7s} {'p95':>7s} {'cpu p50':>7s} {'cpu p95':>7s} "
+        f"{'recall':>7s} {'1st s':>6s} {'+RSS MB':>7s}"
+    )
     for name, scopes in layouts.items():
         root = tmp / f"scale-{name.split()[0]}"
         t0 = time.perf_counter()
@@ -171,20 +223,25 @@ def scale_search(tmp: Path, rows: int = 100_000, queries: int = 200, seed: int =
             idx = np.flatnonzero([s == sc for s in scopes]) if len(qscopes) > 1 else np.arange(rows)
             truth.append({f"m{j}" for j in idx[np.argsort(-(vecs[idx] @ q))[:10]]})
         print(f"{name:16s} (bulk load + compact + index: {build:.1f} s, indexed: {store._vector_indexed})")
-        paths = (("lancedb IVF_PQ nprobes=20 refine=10", {}),
-                 ("lancedb IVF_PQ nprobes=10 refine=5", {"nprobes": 10, "refine_factor": 5}),
-                 ("lancedb IVF_PQ nprobes=40 refine=20", {"nprobes": 40, "refine_factor": 20}),
-                 ("numpy mirror (cache_max_rows=200k)", {"cache": True, "cache_max_rows": 200_000}))
+        paths = (
+            ("lancedb IVF_PQ nprobes=20 refine=10", {}),
+            ("lancedb IVF_PQ nprobes=10 refine=5", {"nprobes": 10, "refine_factor": 5}),
+            ("lancedb IVF_PQ nprobes=40 refine=20", {"nprobes": 40, "refine_factor": 20}),
+            ("numpy mirror (cache_max_rows=200k)", {"cache": True, "cache_max_rows": 200_000}),
+        )
         if not index:
-            paths = (("lancedb exact flat scan (no index)", {"index_min_rows": 200_000}),
-                     ("numpy mirror (production defaults)", {"cache": True, "index_min_rows": 200_000}))
+            paths = (
+                ("lancedb exact flat scan (no index)", {"index_min_rows": 200_000}),
+                ("numpy mirror (production defaults)", {"cache": True, "index_min_rows": 200_000}),
+            )
         for label, knobs in paths:
-            reader = MemoryStore(root, dim=DIM, embedder_id="bench-384", compact_every=0,
-                                 **({"cache": False} | knobs))
+            reader = MemoryStore(root, dim=DIM, embedder_id="bench-384", compact_every=0, **({"cache": False} | knobs))
             r = timed_searches(reader, qscopes, qs, truth=truth)
-            print(f"{'':16s} {label:40s} {r['p50']:7.2f} {r['p95']:7.2f} {r['cpu_p50']:7.2f} {r['cpu_p95']:7.2f} "
-                  f"{r['recall@10']:7.3f} {r['first_s']:6.2f} {r['rss_mb']:7.0f}  (load {os.getloadavg()[0]:.1f})",
-                  flush=True)
+            print(
+                f"{'':16s} {label:40s} {r['p50']:7.2f} {r['p95']:7.2f} {r['cpu_p50']:7.2f} {r['cpu_p95']:7.2f} "
+                f"{r['recall@10']:7.3f} {r['first_s']:6.2f} {r['rss_mb']:7.0f}  (load {os.getloadavg()[0]:.1f})",
+                flush=True,
+            )
             reader.close()
         store.close()
 
@@ -195,13 +252,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--quick", action="store_true", help="600 steps, 1k-row search only")
     ap.add_argument("--scale", action="store_true", help="only the search latency at 100k memories")
     ap.add_argument("--scale-rows", type=int, default=100_000)
-    ap.add_argument("--scale-no-index", action="store_true",
-                    help="--scale with the production defaults (no ANN index below 200k rows): minutes faster")
+    ap.add_argument(
+        "--scale-no-index",
+        action="store_true",
+        help="--scale with the production defaults (no ANN index below 200k rows): minutes faster",
+    )
     args = ap.parse_args(argv)
     steps = 600 if args.quick else args.steps
-    print(f"# store_bench  python {platform.python_version()}  {platform.machine()}  "
-          f"lancedb {__import__('lancedb').__version__}  steps={steps}  cpus={os.cpu_count()}  "
-          f"load avg {os.getloadavg()[0]:.2f} (other processes compete for the CPUs when this is above 0)")
+    print(
+        f"# store_bench  python {platform.python_version()}  {platform.machine()}  "
+        f"lancedb {__import__('lancedb').__version__}  steps={steps}  cpus={os.cpu_count()}  "
+        f"load avg {os.getloadavg()[0]:.2f} (other processes compete for the CPUs when this is above 0)"
+    )
     if args.scale:
         with tempfile.TemporaryDirectory() as tmp:
             scale_search(Path(tmp), args.scale_rows, index=not args.scale_no_index)
@@ -209,25 +271,36 @@ def main(argv: list[str] | None = None) -> None:
         return
     with tempfile.TemporaryDirectory() as tmp:
         print("\n## ingest loop (search_many + apply per pair-step)")
-        print(f"{'variant':40s} {'steps/s':>8s} {'wall s':>7s} {'cpu ms/step':>11s} {'search p50/p95 ms':>18s} "
-              f"{'apply p50/p95/max ms':>21s} {'compactions':>16s} {'rows':>5s} {'frags':>5s} {'vers':>5s} "
-              f"{'disk MB':>7s}")
-        for cache, compact_every, flush_every in ((True, 50, 1), (True, 200, 1), (True, 0, 1), (False, 50, 1),
-                                                  (True, 50, 20)):
-            name = (f"mirror={'on ' if cache else 'off'} compact={compact_every}"
-                    + (f" hist_flush={flush_every}" if flush_every > 1 else ""))
-            r = ingest_loop(Path(tmp) / f"loop-{cache}-{compact_every}-{flush_every}", steps, cache, compact_every,
-                            flush_every)
-            print(f"{name:40s} {r['steps/s']:8.1f} {r['wall_s']:7.1f} {r['cpu_ms/step']:11.1f} "
-                  f"{r['search_p50']:8.2f} /{r['search_p95']:7.2f}  "
-                  f"{r['apply_p50']:6.2f} /{r['apply_p95']:6.2f} /{r['apply_max']:6.0f} "
-                  f"{r['compact_n']:5d} x {r['compact_ms']:5.0f} ms "
-                  f"{r['rows']:5d} {r['fragments']:5d} {r['versions_kept']:5d} {r['disk_MB']:7.1f}",
-                  flush=True)
+        print(
+            f"{'variant':40s} {'steps/s':>8s} {'wall s':>7s} {'cpu ms/step':>11s} {'search p50/p95 ms':>18s} "
+            f"{'apply p50/p95/max ms':>21s} {'compactions':>16s} {'rows':>5s} {'frags':>5s} {'vers':>5s} "
+            f"{'disk MB':>7s}"
+        )
+        for cache, compact_every, flush_every in (
+            (True, 50, 1),
+            (True, 200, 1),
+            (True, 0, 1),
+            (False, 50, 1),
+            (True, 50, 20),
+        ):
+            name = f"mirror={'on ' if cache else 'off'} compact={compact_every}" + (
+                f" hist_flush={flush_every}" if flush_every > 1 else ""
+            )
+            r = ingest_loop(
+                Path(tmp) / f"loop-{cache}-{compact_every}-{flush_every}", steps, cache, compact_every, flush_every
+            )
+            print(
+                f"{name:40s} {r['steps/s']:8.1f} {r['wall_s']:7.1f} {r['cpu_ms/step']:11.1f} "
+                f"{r['search_p50']:8.2f} /{r['search_p95']:7.2f}  "
+                f"{r['apply_p50']:6.2f} /{r['apply_p95']:6.2f} /{r['apply_max']:6.0f} "
+                f"{r['compact_n']:5d} x {r['compact_ms']:5.0f} ms "
+                f"{r['rows']:5d} {r['fragments']:5d} {r['versions_kept']:5d} {r['disk_MB']:7.1f}",
+                flush=True,
+            )
         print(f"ops: {r['ops']}")
         print("\n## search latency: search(v, scope, top_k=10), 7 scopes, after bulk load + compact")
         print(f"{'rows':>6s} {'read path':12s} {'p50 ms':>7s} {'p95 ms':>7s}")
-        for rows in ((1_000,) if args.quick else (1_000, 10_000)):
+        for rows in (1_000,) if args.quick else (1_000, 10_000):
             for cache in (True, False):
                 r = search_latency(Path(tmp) / f"search-{rows}-{cache}", rows, cache)
                 print(f"{rows:6d} {'mirror' if cache else 'lancedb':12s} {r['p50']:7.2f} {r['p95']:7.2f}", flush=True)

@@ -37,7 +37,6 @@ def main() -> int:
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_dir
-
     from memtune.optimize.data import load_locomo, resolve_path
     from memtune.optimize.evaluate_app import configure_dspy_cache
     from memtune.optimize.sweep import CONF_DIR, evaluate_conversations
@@ -47,9 +46,13 @@ def main() -> int:
         base = [f"cache_dir={cache}", f"policy={args.policy}", "progress=false"]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             trial_a = compose(config_name="eval", overrides=[*base, "policy.retriever.top_k=10"])
-            trials_b = [compose(config_name="eval", overrides=[*base, f"policy.retriever.top_k={k}",
-                                                               "policy.retriever.threshold=0.1"])
-                        for k in (5, 20, 40)[: max(1, args.repeats)]]
+            trials_b = [
+                compose(
+                    config_name="eval",
+                    overrides=[*base, f"policy.retriever.top_k={k}", "policy.retriever.threshold=0.1"],
+                )
+                for k in (5, 20, 40)[: max(1, args.repeats)]
+            ]
         configure_dspy_cache(cache)
         dataset = load_locomo(resolve_path(trial_a.dataset.path), conversations=args.conversations)
         questions = sum(len(c.questions) for c in dataset.conversations)
@@ -69,10 +72,14 @@ def main() -> int:
         cached = statistics.median(cached_times)
 
     print(f"conversations: {' '.join(args.conversations)} ({turns} turns, {questions} questions), policy {args.policy}")
-    print(f"scratch trial (cold ingestion + embedding caches): {scratch:7.2f} s  "
-          f"(ingest {cold['ingest']['seconds']:.2f} s, {cold['cost']['memories_stored']} memories)")
-    print(f"cached retrieval-only trial (median of {len(cached_times)}): {cached:7.2f} s  "
-          f"(each: {', '.join(f'{t:.2f}' for t in cached_times)} s)")
+    print(
+        f"scratch trial (cold ingestion + embedding caches): {scratch:7.2f} s  "
+        f"(ingest {cold['ingest']['seconds']:.2f} s, {cold['cost']['memories_stored']} memories)"
+    )
+    print(
+        f"cached retrieval-only trial (median of {len(cached_times)}): {cached:7.2f} s  "
+        f"(each: {', '.join(f'{t:.2f}' for t in cached_times)} s)"
+    )
     ratio = scratch / cached
     print(f"ratio: {ratio:.1f}x  (target >= 10x: {'met' if ratio >= 10 else 'NOT met'})")
     return 0

@@ -81,10 +81,32 @@ from memtune.optimize.locomo_types import (
 
 # The public names of memtune.optimize.data, including those that now live in the modules above.
 __all__ = [
-    "CATEGORY_NAMES", "CONVERTED", "DROPPED_BY_MAX_QUESTIONS", "DROPPED_BY_MAX_SESSIONS", "DROPPED_DUPLICATE",
-    "DROPPED_ID", "IGNORED", "INFO_CAT5", "KEPT_NO_RECALL", "REPAIRED", "SKIPPED", "WARNED", "Conversation",
-    "Dataset", "LoadReport", "Question", "ReportEntry", "Session", "Turn", "data_dir", "dev_path", "fixture_path",
-    "load_locomo", "normalize_dia_id", "project_root", "resolve_path",
+    "CATEGORY_NAMES",
+    "CONVERTED",
+    "DROPPED_BY_MAX_QUESTIONS",
+    "DROPPED_BY_MAX_SESSIONS",
+    "DROPPED_DUPLICATE",
+    "DROPPED_ID",
+    "IGNORED",
+    "INFO_CAT5",
+    "KEPT_NO_RECALL",
+    "REPAIRED",
+    "SKIPPED",
+    "WARNED",
+    "Conversation",
+    "Dataset",
+    "LoadReport",
+    "Question",
+    "ReportEntry",
+    "Session",
+    "Turn",
+    "data_dir",
+    "dev_path",
+    "fixture_path",
+    "load_locomo",
+    "normalize_dia_id",
+    "project_root",
+    "resolve_path",
 ]
 
 
@@ -134,6 +156,7 @@ def resolve_path(p: str | Path) -> Path:
         if candidate.exists():
             return candidate if len(candidates) == 1 else candidate.resolve()
     return candidates[0]
+
 
 # --------------------------------------------------------------------------------------------- loader
 
@@ -192,7 +215,7 @@ def load_locomo(
 
     report = LoadReport()
     available: list[str] = []
-    for position, obj in enumerate(raw):
+    for obj in raw:
         if isinstance(obj, dict) and isinstance(obj.get("sample_id"), str):
             available.append(obj["sample_id"])
     if conversations is not None:

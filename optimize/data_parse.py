@@ -27,7 +27,6 @@ from memtune.optimize.locomo_types import (
     Turn,
 )
 
-
 # --------------------------------------------------------------------------------------------- ids
 
 _ID_RE = re.compile(r"^D:?(\d+):(\d+)$", re.IGNORECASE)

@@ -6,20 +6,22 @@ import re
 import time
 
 import polars as pl
-from tqdm.auto import tqdm
-
 from memtune.optimize.data import CATEGORY_NAMES, Conversation, Dataset
 from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad, recall_at_budget
 from memtune.policies.answerers import memory_context
 from memtune.policies.graph_retrieve import is_graph_record
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.types import Scope
+from tqdm.auto import tqdm
 
 BUDGETS = (500, 1000, 2000)  # tokens of retrieved memory text: recall at a fixed budget compares policies fairly
 GRAPH_METRICS = ("graph_evidence_recall", "graph_context_tokens")  # only when policy.graph is on/only
 METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", *(f"recall_at_{b}" for b in BUDGETS), "judge", "abstained")
-_ABSTAIN = re.compile(r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
-                      r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b", re.IGNORECASE)
+_ABSTAIN = re.compile(
+    r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
+    r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b",
+    re.IGNORECASE,
+)
 
 
 def abstained(prediction: str) -> bool:
@@ -31,16 +33,18 @@ def conversation_scope(conversation: Conversation) -> Scope:
     return Scope(user_id=conversation.sample_id)
 
 
-def ingest(policy: MemoryPolicy, conversation: Conversation, pair_size: int = 2,
-           progress: bool = True, after_session=None) -> tuple[int, int]:
+def ingest(
+    policy: MemoryPolicy, conversation: Conversation, pair_size: int = 2, progress: bool = True, after_session=None
+) -> tuple[int, int]:
     """Feed a conversation to the policy one message pair at a time (pairs never span two sessions).
     Returns (turns, message pairs) ingested. `after_session()` is called after each session (graph growth)."""
     scope = conversation_scope(conversation)
     if getattr(policy.extractor, "oracle", False):  # the observation replay needs the annotations
         policy.extractor.observations = observations_by_turn(conversation)
     turns = conversation.turns()
-    bar = tqdm(total=len(turns), desc=f"ingest {conversation.sample_id}", unit="turn", disable=not progress,
-               leave=False)
+    bar = tqdm(
+        total=len(turns), desc=f"ingest {conversation.sample_id}", unit="turn", disable=not progress, leave=False
+    )
     pairs = 0
     for session in conversation.sessions:
         messages = [t.as_message() for t in session.turns]
@@ -69,44 +73,53 @@ def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str
 def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
     scope = conversation_scope(conversation)
     rows = []
-    for q in tqdm(conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress,
-                  leave=False):
+    for q in tqdm(
+        conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
+    ):
         t0 = time.perf_counter()
         prediction, memories = policy.answer(q.question, scope)
         seconds = time.perf_counter() - t0
         retrieved = [(m.text, m.provenance) for m in memories]
         graph = [m for m in memories if is_graph_record(m)]
         gold = q.answer
-        rows.append({
-            "qid": q.qid,
-            "conversation_id": q.conversation_id,
-            "category": q.category,
-            "category_name": q.category_name,
-            "question": q.question,
-            "answer": gold,
-            "adversarial_answer": q.adversarial_answer,
-            "prediction": prediction,
-            "f1": f1_set(prediction, gold),
-            "f1_squad": f1_squad(prediction, gold),
-            "bleu1": bleu1(prediction, gold),
-            # mem0 judges categories 1-4 only; category 5 is scored by abstention
-            "judge": judge.score(q.qid, q.question, gold, prediction) if judge and q.category != 5 else None,
-            "abstained": abstained(prediction),
-            "evidence": list(q.evidence),
-            "evidence_recall": evidence_recall(q.evidence, [m.provenance for m in memories]),
-            # within the retrieved top-k only: a budget larger than the top-k's text is not filled further
-            **{f"recall_at_{b}": recall_at_budget(q.evidence, retrieved, b) for b in BUDGETS},
-            "retrieved_ids": [m.id for m in memories],
-            "retrieved_provenance": [list(m.provenance) for m in memories],
-            "retrieved_scores": [float(m.score or 0.0) for m in memories],
-            "n_retrieved": len(memories),
-            "context_tokens": count_tokens(str(memory_context(memories))),
-            "seconds": seconds,
-            # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
-            **({"graph_context_tokens": count_tokens(str(memory_context(graph))) if graph else 0,
-                "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
-                "n_graph": len(graph)} if policy.graph is not None else {}),
-        })
+        rows.append(
+            {
+                "qid": q.qid,
+                "conversation_id": q.conversation_id,
+                "category": q.category,
+                "category_name": q.category_name,
+                "question": q.question,
+                "answer": gold,
+                "adversarial_answer": q.adversarial_answer,
+                "prediction": prediction,
+                "f1": f1_set(prediction, gold),
+                "f1_squad": f1_squad(prediction, gold),
+                "bleu1": bleu1(prediction, gold),
+                # mem0 judges categories 1-4 only; category 5 is scored by abstention
+                "judge": judge.score(q.qid, q.question, gold, prediction) if judge and q.category != 5 else None,
+                "abstained": abstained(prediction),
+                "evidence": list(q.evidence),
+                "evidence_recall": evidence_recall(q.evidence, [m.provenance for m in memories]),
+                # within the retrieved top-k only: a budget larger than the top-k's text is not filled further
+                **{f"recall_at_{b}": recall_at_budget(q.evidence, retrieved, b) for b in BUDGETS},
+                "retrieved_ids": [m.id for m in memories],
+                "retrieved_provenance": [list(m.provenance) for m in memories],
+                "retrieved_scores": [float(m.score or 0.0) for m in memories],
+                "n_retrieved": len(memories),
+                "context_tokens": count_tokens(str(memory_context(memories))),
+                "seconds": seconds,
+                # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
+                **(
+                    {
+                        "graph_context_tokens": count_tokens(str(memory_context(graph))) if graph else 0,
+                        "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
+                        "n_graph": len(graph),
+                    }
+                    if policy.graph is not None
+                    else {}
+                ),
+            }
+        )
     return rows
 
 
@@ -120,22 +133,26 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
 
     t0 = time.perf_counter()
     for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-        n_turns, n_pairs = ingest(policy, conversation, progress=progress,
-                                  after_session=graph_growth if policy.graph is not None else None)
+        n_turns, n_pairs = ingest(
+            policy, conversation, progress=progress, after_session=graph_growth if policy.graph is not None else None
+        )
         turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
     phases = policy.meter.phases
     return {
-        "turns": turns, "message_pairs": pairs, "seconds": round(seconds, 3),
+        "turns": turns,
+        "message_pairs": pairs,
+        "seconds": round(seconds, 3),
         "turns_per_s": round(turns / seconds, 2) if seconds else None,
         "memories_stored": policy.store.count(),
         "ops": dict(policy.op_counts),
         # LLM decisions naming a memory id that was never shown (hallucinated): caught, never applied
         "rejected_ops": len(getattr(policy.decider, "rejected", [])),
         # "How many API requests does it take to create/update memories?"
-        "lm_requests_per_message_pair": {p: round(phases[p].calls / pairs, 3) if pairs else None
-                                         for p in ("extract", "summarize", "decide")},
+        "lm_requests_per_message_pair": {
+            p: round(phases[p].calls / pairs, 3) if pairs else None for p in ("extract", "summarize", "decide")
+        },
         "cost": policy.meter.as_dict(),
         **graph,
     }
@@ -151,15 +168,26 @@ def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: boo
 
 def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.DataFrame:
     """Per-category means (evidence recall over questions that have evidence) plus an overall row."""
-    aggs = [pl.len().alias("n")] + [pl.col(m).mean().alias(m) for m in METRICS] + [
-        pl.col("evidence_recall").is_not_null().sum().alias("n_with_evidence"),
-        pl.col("context_tokens").mean().alias("context_tokens"),
-    ] + [pl.col(m).cast(pl.Float64).mean().alias(m) for m in GRAPH_METRICS if m in frame.columns]
-    per_cat = (frame.group_by("category", "category_name").agg(aggs).sort("category")
-               .with_columns(pl.col("category").cast(pl.String)))
-    overall = (frame.filter(pl.col("category").is_in(list(overall_categories))).select(aggs)
-               .with_columns(category=pl.lit("overall"),
-                             category_name=pl.lit("+".join(map(str, overall_categories)))))
+    aggs = (
+        [pl.len().alias("n")]
+        + [pl.col(m).mean().alias(m) for m in METRICS]
+        + [
+            pl.col("evidence_recall").is_not_null().sum().alias("n_with_evidence"),
+            pl.col("context_tokens").mean().alias("context_tokens"),
+        ]
+        + [pl.col(m).cast(pl.Float64).mean().alias(m) for m in GRAPH_METRICS if m in frame.columns]
+    )
+    per_cat = (
+        frame.group_by("category", "category_name")
+        .agg(aggs)
+        .sort("category")
+        .with_columns(pl.col("category").cast(pl.String))
+    )
+    overall = (
+        frame.filter(pl.col("category").is_in(list(overall_categories)))
+        .select(aggs)
+        .with_columns(category=pl.lit("overall"), category_name=pl.lit("+".join(map(str, overall_categories))))
+    )
     return pl.concat([per_cat, overall.select(per_cat.columns)])
 
 
@@ -167,6 +195,9 @@ def summary_dict(table: pl.DataFrame) -> dict:
     out = {}
     for row in table.iter_rows(named=True):
         key = "overall" if row["category"] == "overall" else f"{row['category']} {CATEGORY_NAMES[int(row['category'])]}"
-        out[key] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()
-                    if k not in ("category", "category_name")}
+        out[key] = {
+            k: (round(v, 4) if isinstance(v, float) else v)
+            for k, v in row.items()
+            if k not in ("category", "category_name")
+        }
     return out

@@ -27,9 +27,8 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-
 from memtune.policies.bundle import build_stages, bundle_config, graph_stages, module_states, policy_hash, save_bundle
+from omegaconf import DictConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _USERINFO = re.compile(r"://[^/@\s]+@")
@@ -40,12 +39,27 @@ class ExportError(ValueError):
 
 
 # ---- sources: each returns (composed config, scores, source) ------------------------------------------------
-EXPORT_KEYS = ("run_id", "study", "storage", "pick", "sweep_config", "base_overrides", "out", "name", "version",
-               "force", "register", "registry", "tracking", "hydra")
+EXPORT_KEYS = (
+    "run_id",
+    "study",
+    "storage",
+    "pick",
+    "sweep_config",
+    "base_overrides",
+    "out",
+    "name",
+    "version",
+    "force",
+    "register",
+    "registry",
+    "tracking",
+    "hydra",
+)
 
 
 def policy_overrides(overrides: Sequence[str]) -> list[str]:
     """The overrides that shaped the policy config (memtune-export's own settings left out)."""
+
     def key(o: str) -> str:
         return re.split(r"[=.@/]", o.lstrip("+~"), maxsplit=1)[0]
 
@@ -54,19 +68,25 @@ def policy_overrides(overrides: Sequence[str]) -> list[str]:
 
 def from_config(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
     overrides = policy_overrides(_task_overrides())
-    return cfg, {"chosen_on": None, "tune": None, "heldout": None,
-                 "note": "exported from a plain config, not chosen by a sweep: no scores (memtune-eval scores it)"}, \
-        {"kind": "config", "overrides": overrides}
+    return (
+        cfg,
+        {
+            "chosen_on": None,
+            "tune": None,
+            "heldout": None,
+            "note": "exported from a plain config, not chosen by a sweep: no scores (memtune-eval scores it)",
+        },
+        {"kind": "config", "overrides": overrides},
+    )
 
 
 def from_study(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
     import optuna
-
     from memtune.optimize.tracking import absolute_sqlite
 
     storage = str(cfg.storage)
     url = storage if storage.endswith((".journal", ".log")) and "://" not in storage else absolute_sqlite(storage)
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).exists():
         raise ExportError(f"storage {url} does not exist: pass storage=<the sweep's sweep.storage>")
     if "://" not in url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
@@ -79,29 +99,45 @@ def from_study(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
         raise ExportError(f"study {cfg.study!r} is not in {redact(url)} (has: {names})")
     study = optuna.load_study(study_name=str(cfg.study), storage=backend)
     signature = study.user_attrs.get("signature") or {}
-    objectives = signature.get("objectives") or [{"name": f"objective_{i}", "metric": f"objective_{i}",
-                                                  "direction": d.name.lower()} for i, d in enumerate(study.directions)]
+    objectives = signature.get("objectives") or [
+        {"name": f"objective_{i}", "metric": f"objective_{i}", "direction": d.name.lower()}
+        for i, d in enumerate(study.directions)
+    ]
     trial = pick_trial(study, str(cfg.pick), objectives)
     overrides = list(trial.user_attrs.get("overrides") or [])
     base = trial.user_attrs.get("base_overrides")
     if base is None:
         base = list(cfg.base_overrides or [])
-        print(f"[export] trial {trial.number} did not record the sweep's own overrides (older memtune-sweep): "
-              f"using base_overrides={base}", file=sys.stderr)
-    composed = hydra.compose(config_name=str(trial.user_attrs.get("config_name") or cfg.sweep_config),
-                             overrides=[*base, *overrides])
+        print(
+            f"[export] trial {trial.number} did not record the sweep's own overrides (older memtune-sweep): "
+            f"using base_overrides={base}",
+            file=sys.stderr,
+        )
+    composed = hydra.compose(
+        config_name=str(trial.user_attrs.get("config_name") or cfg.sweep_config), overrides=[*base, *overrides]
+    )
     summary_path = trial.user_attrs.get("summary")
     if summary_path and Path(summary_path).is_file():  # the trial's own record of the config it ran
         ran = json.loads(Path(summary_path).read_text()).get("config", {}).get("policy")
         _same_policy(composed, ran, f"{summary_path} (the config trial {trial.number} ran)")
     metrics = dict(trial.user_attrs.get("metrics") or {})
     metrics |= {o["metric"]: v for o, v in zip(objectives, trial.values)}
-    tune = {"conversations": signature.get("tune"), "metrics": metrics,
-            "objectives": {o["name"]: v for o, v in zip(objectives, trial.values)}}
+    tune = {
+        "conversations": signature.get("tune"),
+        "metrics": metrics,
+        "objectives": {o["name"]: v for o, v in zip(objectives, trial.values)},
+    }
     heldout = _heldout_from_dir(Path(summary_path).parents[2] if summary_path else None, trial.number)
-    source = {"kind": "study", "study": study.study_name, "storage": redact(url), "trial": trial.number,
-              "pick": str(cfg.pick), "overrides": overrides, "base_overrides": list(base),
-              "mlflow_run_id": trial.user_attrs.get("mlflow_run_id")}
+    source = {
+        "kind": "study",
+        "study": study.study_name,
+        "storage": redact(url),
+        "trial": trial.number,
+        "pick": str(cfg.pick),
+        "overrides": overrides,
+        "base_overrides": list(base),
+        "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+    }
     return composed, _scores(tune, heldout), source
 
 
@@ -115,8 +151,10 @@ def pick_trial(study, pick: str, objectives: Sequence[Mapping[str, Any]]):
     if pick == "best":
         if len(study.directions) > 1:
             names = [o["name"] for o in objectives]
-            raise ExportError(f"study {study.study_name!r} has {len(names)} objectives {names}: 'best' is ambiguous; "
-                              f"use pick=pareto:<objective> (e.g. pick=pareto:{names[0]}) or pick=trial:<n>")
+            raise ExportError(
+                f"study {study.study_name!r} has {len(names)} objectives {names}: 'best' is ambiguous; "
+                f"use pick=pareto:<objective> (e.g. pick=pareto:{names[0]}) or pick=trial:<n>"
+            )
         return study.best_trial
     if pick.startswith("pareto:"):
         name = pick.split(":", 1)[1]
@@ -133,32 +171,38 @@ def pick_trial(study, pick: str, objectives: Sequence[Mapping[str, Any]]):
         found = next((t for t in study.get_trials(deepcopy=False) if t.number == number), None)
         if found is None or found.state != TrialState.COMPLETE:
             state = found.state.name if found else "missing"
-            raise ExportError(f"trial {number} of study {study.study_name!r} is {state}: only COMPLETE trials can be "
-                              f"exported (COMPLETE: {[t.number for t in complete][:50]})")
+            raise ExportError(
+                f"trial {number} of study {study.study_name!r} is {state}: only COMPLETE trials can be "
+                f"exported (COMPLETE: {[t.number for t in complete][:50]})"
+            )
         return found
     raise ExportError(f"pick={pick!r}: use best, pareto:<objective name> or trial:<number>")
 
 
 def from_run(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
+    from memtune.optimize.tracking import absolute_sqlite
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
-
-    from memtune.optimize.tracking import absolute_sqlite
 
     uri = absolute_sqlite(str(cfg.tracking.tracking_uri))
     client = MlflowClient(tracking_uri=uri)
     try:
         run = client.get_run(str(cfg.run_id))
     except MlflowException as err:
-        raise ExportError(f"MLflow run {cfg.run_id!r} not found in {redact(uri)} ({err.message[:200]}): pass "
-                          "tracking.tracking_uri=<the sweep's tracking URI>") from None
+        raise ExportError(
+            f"MLflow run {cfg.run_id!r} not found in {redact(uri)} ({err.message[:200]}): pass "
+            "tracking.tracking_uri=<the sweep's tracking URI>"
+        ) from None
     tags, params = run.data.tags, run.data.params
     if tags.get("memtune.role") != "trial":
-        raise ExportError(f"MLflow run {cfg.run_id} is not a memtune-sweep trial run (tag memtune.role="
-                          f"{tags.get('memtune.role')!r}): pass the run id of one trial")
+        raise ExportError(
+            f"MLflow run {cfg.run_id} is not a memtune-sweep trial run (tag memtune.role="
+            f"{tags.get('memtune.role')!r}): pass the run id of one trial"
+        )
     if run.info.status != "FINISHED":
-        raise ExportError(f"MLflow run {cfg.run_id} is {run.info.status}: only FINISHED (complete) trials can be "
-                          "exported")
+        raise ExportError(
+            f"MLflow run {cfg.run_id} is {run.info.status}: only FINISHED (complete) trials can be exported"
+        )
     parent = client.get_run(tags["mlflow.parentRunId"]) if tags.get("mlflow.parentRunId") else None
     pparams = parent.data.params if parent else {}
     base = split_overrides(pparams.get("base_overrides", "")) if parent else list(cfg.base_overrides or [])
@@ -167,28 +211,41 @@ def from_run(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
     local = client.download_artifacts(run.info.run_id, "policy.json", str(_scratch()))
     _same_policy(composed, json.loads(Path(local).read_text()), f"the policy.json artifact of run {cfg.run_id}")
     metrics = run.data.metrics
-    tune = {"conversations": _csv(pparams.get("tune_conversations")),
-            "metrics": {_metric_path(k.removeprefix("overall.")): v for k, v in metrics.items()
-                        if k.startswith("overall.")} | {k: v for k, v in metrics.items() if k.startswith("cost.")},
-            "objectives": {k.removeprefix("objective."): v for k, v in metrics.items() if k.startswith("objective.")}}
+    tune = {
+        "conversations": _csv(pparams.get("tune_conversations")),
+        "metrics": {_metric_path(k.removeprefix("overall.")): v for k, v in metrics.items() if k.startswith("overall.")}
+        | {k: v for k, v in metrics.items() if k.startswith("cost.")},
+        "objectives": {k.removeprefix("objective."): v for k, v in metrics.items() if k.startswith("objective.")},
+    }
     trial = tags.get("memtune.trial")
     prefix = f"heldout.trial-{trial}."
-    held = {_metric_path(k[len(prefix):]): v for k, v in (parent.data.metrics if parent else {}).items()
-            if k.startswith(prefix)}
+    held = {
+        _metric_path(k[len(prefix) :]): v
+        for k, v in (parent.data.metrics if parent else {}).items()
+        if k.startswith(prefix)
+    }
     heldout = {"conversations": _csv(pparams.get("holdout_conversations")), "metrics": held} if held else None
-    source = {"kind": "mlflow_run", "run_id": run.info.run_id, "tracking_uri": redact(uri),
-              "experiment_id": run.info.experiment_id, "study": (parent.data.tags.get("memtune.study") if parent
-                                                                  else None),
-              "trial": int(trial) if trial is not None else None, "overrides": overrides, "base_overrides": base}
+    source = {
+        "kind": "mlflow_run",
+        "run_id": run.info.run_id,
+        "tracking_uri": redact(uri),
+        "experiment_id": run.info.experiment_id,
+        "study": (parent.data.tags.get("memtune.study") if parent else None),
+        "trial": int(trial) if trial is not None else None,
+        "overrides": overrides,
+        "base_overrides": base,
+    }
     return composed, _scores(tune, heldout), source
 
 
 # ---- helpers --------------------------------------------------------------------------------------------------
 def _scores(tune: dict | None, heldout: dict | None) -> dict:
-    note = ("'tune' scores come from the conversations the trial was selected on (optimistic); "
-            + ("'heldout' scores come from conversations the sweep never tuned on."
-               if heldout else "no held-out score was recorded for this trial (memtune-sweep re-scores only the "
-                               "trials it reports): run memtune-eval on held-out conversations before trusting it."))
+    note = "'tune' scores come from the conversations the trial was selected on (optimistic); " + (
+        "'heldout' scores come from conversations the sweep never tuned on."
+        if heldout
+        else "no held-out score was recorded for this trial (memtune-sweep re-scores only the "
+        "trials it reports): run memtune-eval on held-out conversations before trusting it."
+    )
     return {"chosen_on": "tune", "tune": tune, "heldout": heldout, "note": note}
 
 
@@ -199,16 +256,21 @@ def _heldout_from_dir(sweep_dir: Path | None, number: int) -> dict | None:
         return None
     doc = json.loads(path.read_text())
     row = next((r for r in doc.get("selected", []) if r.get("trial") == number and r.get("heldout")), None)
-    return {"conversations": doc.get("holdout_conversations"), "metrics": row["heldout"],
-            "file": str(path)} if row else None
+    return (
+        {"conversations": doc.get("holdout_conversations"), "metrics": row["heldout"], "file": str(path)}
+        if row
+        else None
+    )
 
 
 def _same_policy(composed: DictConfig, recorded: Any, where: str) -> None:
     mine = OmegaConf.to_container(composed.policy, resolve=True)
     if recorded is not None and json.loads(json.dumps(mine)) != json.loads(json.dumps(recorded)):
         diff = sorted(k for k in set(mine) | set(recorded) if mine.get(k) != recorded.get(k))
-        raise ExportError(f"re-composed policy differs from {where} in {diff}: the conf/ tree changed since the "
-                          "sweep, or the sweep's own overrides are unknown (pass base_overrides=[...])")
+        raise ExportError(
+            f"re-composed policy differs from {where} in {diff}: the conf/ tree changed since the "
+            "sweep, or the sweep's own overrides are unknown (pass base_overrides=[...])"
+        )
 
 
 def split_overrides(text: str) -> list[str]:
@@ -275,7 +337,8 @@ def run_export(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
     config = bundle_config(composed)
     if cfg.get("bundle_store"):  # store settings are the deployment's, not the tuned policy's (eval keeps no versions)
         config["store"] = OmegaConf.to_container(
-            hydra.compose(config_name="eval", overrides=[f"store={cfg.bundle_store}"]).store, resolve=True)
+            hydra.compose(config_name="eval", overrides=[f"store={cfg.bundle_store}"]).store, resolve=True
+        )
     embedder = instantiate(composed.embedder)  # id and dim only: MiniLM loads its weights on first use
     name = str(cfg.name) if cfg.name else None
     stages = build_stages(config) | graph_stages(config)
@@ -284,18 +347,32 @@ def run_export(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
     if target is None:
         label = name or str(config["policy"].get("name") or "policy")
         target = Path("bundles") / (version or f"{label}-{policy_hash(config, module_states(stages))}")
-    info = save_bundle(target, config, embedder_id=embedder.id, embedder_dim=int(embedder.dim), stages=stages,
-                       name=name, version=version, scores=scores, source=source, overwrite=bool(cfg.force))
+    info = save_bundle(
+        target,
+        config,
+        embedder_id=embedder.id,
+        embedder_dim=int(embedder.dim),
+        stages=stages,
+        name=name,
+        version=version,
+        scores=scores,
+        source=source,
+        overwrite=bool(cfg.force),
+    )
     result = {"bundle": info.path, "version": info.version, "source": source, "scores": scores}
     print(f"[export] bundle {info.version} -> {info.path}")
     print(f"[export] scores: {_score_line(scores)}")
     if cfg.register:
         from memtune.optimize.registry import register_bundle
 
-        reg = register_bundle(info.path, str(cfg.register), tracking_uri=str(cfg.tracking.tracking_uri),
-                              experiment=str(cfg.registry.experiment),
-                              artifact_location=cfg.tracking.get("artifact_location"),
-                              store_uri=cfg.registry.store_uri)
+        reg = register_bundle(
+            info.path,
+            str(cfg.register),
+            tracking_uri=str(cfg.tracking.tracking_uri),
+            experiment=str(cfg.registry.experiment),
+            artifact_location=cfg.tracking.get("artifact_location"),
+            store_uri=cfg.registry.store_uri,
+        )
         result["registered"] = reg
         print(f"[export] registered {reg['model_uri']} (MLflow run {reg['run_id']})")
     return result
@@ -307,8 +384,11 @@ def _score_line(scores: Mapping[str, Any]) -> str:
     parts = [f"tune {k}={v:.4g}" for k, v in (scores["tune"].get("objectives") or {}).items()]
     if scores.get("heldout"):
         held = scores["heldout"]["metrics"].items()
-        parts += [f"heldout {k.removeprefix('scores.overall.')}={v:.4g}" for k, v in held
-                  if isinstance(v, (int, float)) and k.startswith("scores.overall.")]
+        parts += [
+            f"heldout {k.removeprefix('scores.overall.')}={v:.4g}"
+            for k, v in held
+            if isinstance(v, (int, float)) and k.startswith("scores.overall.")
+        ]
     else:
         parts.append("no held-out score")
     return ", ".join(parts)

@@ -16,14 +16,13 @@ import uuid
 from pathlib import Path
 
 from hydra.utils import get_class
-from omegaconf import DictConfig, OmegaConf
-
 from memtune.optimize.data import Dataset
 from memtune.optimize.evaluate import ingest_all
 from memtune.policies import embed, policy, store
 from memtune.policies.build import build_embedder, build_policy, graph_mode
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
+from omegaconf import DictConfig, OmegaConf
 
 INGEST_STAGES = ("extractor", "summarizer", "decider")
 GRAPH_MODULES = tuple(f"memtune.policies.graph{m}" for m in ("", "_store", "_types", "_update", "_extract"))
@@ -40,21 +39,31 @@ def ingestion_key(cfg: DictConfig, dataset: Dataset) -> str:
         "embedder": OmegaConf.to_container(cfg.embedder, resolve=True),
         "store": OmegaConf.to_container(cfg.store, resolve=True),
         "lm": OmegaConf.to_container(cfg.lm, resolve=True) if cfg.get("lm") else None,
-        "data": {"sha256": dataset.sha256, "conversations": [c.sample_id for c in dataset.conversations],
-                 "max_sessions": ds.get("max_sessions")},
+        "data": {
+            "sha256": dataset.sha256,
+            "conversations": [c.sample_id for c in dataset.conversations],
+            "max_sessions": ds.get("max_sessions"),
+        },
         "code": hashlib.sha256("".join(sorted(set(code))).encode()).hexdigest(),
     }
     if graph_mode(cfg) != "off":  # the graph tables live in the cached store: its ingestion knobs and code count
         graph = OmegaConf.to_container(cfg.policy.graph, resolve=True)
         parts["graph"] = {k: v for k, v in graph.items() if k not in ("mode", "retrieval")}  # on/only share it
-        parts["graph_code"] = hashlib.sha256("".join(inspect.getsource(importlib.import_module(m)) for m in (
-            *GRAPH_MODULES, *sorted({graph[s]["_target_"].rsplit(".", 1)[0] for s in ("entities", "relations", "resolver")})
-        )).encode()).hexdigest()
+        parts["graph_code"] = hashlib.sha256(
+            "".join(
+                inspect.getsource(importlib.import_module(m))
+                for m in (
+                    *GRAPH_MODULES,
+                    *sorted({graph[s]["_target_"].rsplit(".", 1)[0] for s in ("entities", "relations", "resolver")}),
+                )
+            ).encode()
+        ).hexdigest()
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
-def prepare_policy(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = True,
-                   use_cache: bool = True) -> tuple[MemoryPolicy, dict]:
+def prepare_policy(
+    cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = True, use_cache: bool = True
+) -> tuple[MemoryPolicy, dict]:
     """A policy whose store holds the ingested dataset, and the ingestion facts (cost, ops, throughput).
 
     With use_cache, the store comes from (or goes to) the ingestion cache; the facts then report the cost

@@ -7,7 +7,6 @@ from __future__ import annotations
 from typing import Literal
 
 import dspy
-
 from memtune.policies.lm import CostMeter, call_predictor
 
 
@@ -37,6 +36,14 @@ class Judge(dspy.Module):
 
     def score(self, qid: str, question: str, gold: str, prediction: str) -> float | None:
         with dspy.context(lm=self.lm):
-            result = call_predictor(self.predict, self.meter, "judge", item=qid, retries=self.retries,
-                                    question=question, gold_answer=gold, generated_answer=prediction)
+            result = call_predictor(
+                self.predict,
+                self.meter,
+                "judge",
+                item=qid,
+                retries=self.retries,
+                question=question,
+                gold_answer=gold,
+                generated_answer=prediction,
+            )
         return None if result is None else float(result.label == "CORRECT")

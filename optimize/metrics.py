@@ -203,7 +203,7 @@ def _encoding():
     try:
         import tiktoken
     except ImportError:
-        warnings.warn("tiktoken is not installed: count_tokens approximates (words + punctuation marks)")
+        warnings.warn("tiktoken is not installed: count_tokens approximates (words + punctuation marks)", stacklevel=2)
         return None
     bundled = bundled_tiktoken_dir()
     if "TIKTOKEN_CACHE_DIR" not in os.environ and bundled is not None:
@@ -224,7 +224,8 @@ def _encoding():
         finally:
             os.environ["TIKTOKEN_CACHE_DIR"] = saved
     warnings.warn(
-        f"tiktoken cl100k_base unavailable offline ({errors!r}); count_tokens approximates (words + punctuation marks)"
+        f"tiktoken cl100k_base unavailable offline ({errors!r}); count_tokens approximates (words + punctuation marks)",
+        stacklevel=2,
     )
     return None
 

@@ -26,9 +26,8 @@ import os
 import tempfile
 
 import mlflow
-from mlflow.pyfunc import PythonModel
-
 from memtune.policies.types import MemoryRecord, Scope
+from mlflow.pyfunc import PythonModel
 
 SCOPE = ("user_id", "agent_id", "run_id")
 OPS: dict[str, tuple[str, ...]] = {  # op -> the keyword arguments it takes
@@ -46,11 +45,21 @@ OPS: dict[str, tuple[str, ...]] = {  # op -> the keyword arguments it takes
 
 def memory_dict(m: MemoryRecord, version: str, embedder_id: str) -> dict:
     """A retrieved record in the Memory API's layout (graph triplets, which are not stored memories, included)."""
-    return {"id": m.id, "memory": m.text, "user_id": m.scope.user_id, "agent_id": m.scope.agent_id,
-            "run_id": m.scope.run_id, "provenance": list(m.provenance), "timestamp": m.timestamp,
-            "created_at": m.created_at, "updated_at": m.updated_at, "metadata": dict(m.metadata or {}),
-            "score": None if m.score is None else float(m.score), "policy_version": version,
-            "embedder_id": embedder_id}
+    return {
+        "id": m.id,
+        "memory": m.text,
+        "user_id": m.scope.user_id,
+        "agent_id": m.scope.agent_id,
+        "run_id": m.scope.run_id,
+        "provenance": list(m.provenance),
+        "timestamp": m.timestamp,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+        "metadata": dict(m.metadata or {}),
+        "score": None if m.score is None else float(m.score),
+        "policy_version": version,
+        "embedder_id": embedder_id,
+    }
 
 
 def _missing(value) -> bool:
@@ -68,8 +77,9 @@ class PolicyModel(PythonModel):
         if not store_uri:
             self._tmp = tempfile.TemporaryDirectory(prefix="memtune-pyfunc-")
             store_uri = self._tmp.name
-        self.memory = Memory.from_bundle(context.artifacts["bundle"], store_uri,
-                                         cache_dir=config.get("cache_dir") or None)
+        self.memory = Memory.from_bundle(
+            context.artifacts["bundle"], store_uri, cache_dir=config.get("cache_dir") or None
+        )
 
     # No type hints on purpose: MLflow would then validate the input against them and reject a DataFrame.
     def predict(self, context, model_input, params=None):

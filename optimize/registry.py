@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import os
 import warnings
-from importlib.metadata import PackageNotFoundError, version as dist_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as dist_version
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # mlflow (via litellm) hangs offline without it
@@ -24,9 +25,16 @@ from memtune.policies.bundle import read_bundle
 MODEL_CODE = Path(__file__).resolve().parent / "pyfunc_model.py"
 
 
-def register_bundle(bundle_dir: str | os.PathLike, model_name: str, *, tracking_uri: str,
-                    experiment: str = "memtune-models", artifact_location: str | None = None,
-                    store_uri: str | None = None, cache_dir: str | None = None) -> dict:
+def register_bundle(
+    bundle_dir: str | os.PathLike,
+    model_name: str,
+    *,
+    tracking_uri: str,
+    experiment: str = "memtune-models",
+    artifact_location: str | None = None,
+    store_uri: str | None = None,
+    cache_dir: str | None = None,
+) -> dict:
     """Log `bundle_dir` as a pyfunc model in a new run of `experiment` and register it as `model_name`.
 
     Returns {"model_uri": "models:/<name>/<version>", "name", "version", "run_id", "bundle_version"}.
@@ -45,10 +53,22 @@ def register_bundle(bundle_dir: str | os.PathLike, model_name: str, *, tracking_
     else:
         experiment_id = found.experiment_id
     with mlflow.start_run(experiment_id=experiment_id, run_name=f"export-{info.version}") as run:
-        mlflow.set_tags({"memtune.role": "export", "memtune.bundle_version": info.version,
-                         "memtune.source": info.source.get("kind", "")})
-        mlflow.log_params({"bundle_version": info.version, "policy": info.name, "embedder_id": info.embedder_id,
-                           "schema_version": info.schema_version, "source": str(info.source)[:6000]})
+        mlflow.set_tags(
+            {
+                "memtune.role": "export",
+                "memtune.bundle_version": info.version,
+                "memtune.source": info.source.get("kind", ""),
+            }
+        )
+        mlflow.log_params(
+            {
+                "bundle_version": info.version,
+                "policy": info.name,
+                "embedder_id": info.embedder_id,
+                "schema_version": info.schema_version,
+                "source": str(info.source)[:6000],
+            }
+        )
         mlflow.log_dict(info.scores, "scores.json")
         with warnings.catch_warnings():  # predict() has no type hints on purpose (see pyfunc_model.py)
             warnings.filterwarnings("ignore", message=".*type hints to the `predict` method.*")
@@ -64,10 +84,16 @@ def register_bundle(bundle_dir: str | os.PathLike, model_name: str, *, tracking_
     registered = getattr(registered, "version", registered)
     model_version = str(registered) if registered is not None else _latest(client, model_name, run.info.run_id)
     client.set_model_version_tag(model_name, model_version, "memtune.bundle_version", info.version)
-    client.update_model_version(model_name, model_version,
-                                description=f"memtune policy bundle {info.version} ({info.scores.get('note', '')})")
-    return {"model_uri": f"models:/{model_name}/{model_version}", "name": model_name, "version": model_version,
-            "run_id": run.info.run_id, "bundle_version": info.version}
+    client.update_model_version(
+        model_name, model_version, description=f"memtune policy bundle {info.version} ({info.scores.get('note', '')})"
+    )
+    return {
+        "model_uri": f"models:/{model_name}/{model_version}",
+        "name": model_name,
+        "version": model_version,
+        "run_id": run.info.run_id,
+        "bundle_version": info.version,
+    }
 
 
 def _latest(client, name: str, run_id: str) -> str:

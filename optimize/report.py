@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-
 from memtune.optimize.data import CATEGORY_NAMES
 from memtune.optimize.report_markdown import render_markdown
 from memtune.optimize.report_plots import plot_per_category, plot_quality_vs_tokens
@@ -47,10 +46,31 @@ from memtune.optimize.stats import bootstrap_ci, paired_bootstrap, resample_mean
 
 # The public names of memtune.optimize.report, including those that now live in the modules above.
 __all__ = [
-    "ADVERSARIAL_METRICS", "ANSWER_METRICS", "COST_METRICS", "LABELS", "LM_PHASES", "NULLABLE", "QUALITY_METRICS",
-    "REQUIRED_COLUMNS", "Run", "bootstrap_ci", "build_report", "category_groups", "check_same_questions",
-    "cost_table", "load_run", "load_runs", "main", "metric_values", "paired_bootstrap", "paired_table",
-    "plot_per_category", "plot_quality_vs_tokens", "render_markdown", "resample_means", "summary_table",
+    "ADVERSARIAL_METRICS",
+    "ANSWER_METRICS",
+    "COST_METRICS",
+    "LABELS",
+    "LM_PHASES",
+    "NULLABLE",
+    "QUALITY_METRICS",
+    "REQUIRED_COLUMNS",
+    "Run",
+    "bootstrap_ci",
+    "build_report",
+    "category_groups",
+    "check_same_questions",
+    "cost_table",
+    "load_run",
+    "load_runs",
+    "main",
+    "metric_values",
+    "paired_bootstrap",
+    "paired_table",
+    "plot_per_category",
+    "plot_quality_vs_tokens",
+    "render_markdown",
+    "resample_means",
+    "summary_table",
 ]
 
 LM_PHASES = (("ingest", "extract"), ("ingest", "summarize"), ("ingest", "decide"), ("answer", "answer"))
@@ -62,8 +82,10 @@ LM_PHASES = (("ingest", "extract"), ("ingest", "summarize"), ("ingest", "decide"
 
 def category_groups(include_adversarial: bool) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
     """(category, category_name, categories covered, metrics reported) for the per-category rows + overall."""
-    groups = [(str(c), CATEGORY_NAMES[c], (c,), ADVERSARIAL_METRICS if c == 5 else ANSWER_METRICS)
-              for c in sorted(CATEGORY_NAMES)]
+    groups = [
+        (str(c), CATEGORY_NAMES[c], (c,), ADVERSARIAL_METRICS if c == 5 else ANSWER_METRICS)
+        for c in sorted(CATEGORY_NAMES)
+    ]
     overall = (1, 2, 3, 4, 5) if include_adversarial else (1, 2, 3, 4)
     groups.append(("overall", "+".join(map(str, overall)), overall, ANSWER_METRICS))
     return groups
@@ -74,8 +96,9 @@ def metric_values(frame: pl.DataFrame, metric: str) -> np.ndarray:
     return frame[metric].drop_nulls().to_numpy()
 
 
-def summary_table(runs: list[Run], resamples: int = 2000, seed: int = 0,
-                  include_adversarial: bool = False, alpha: float = 0.05) -> pl.DataFrame:
+def summary_table(
+    runs: list[Run], resamples: int = 2000, seed: int = 0, include_adversarial: bool = False, alpha: float = 0.05
+) -> pl.DataFrame:
     """Long form: one row per (run, category, metric) with mean, CI and n (n = questions the mean is over)."""
     rows = []
     for run in runs:
@@ -88,12 +111,32 @@ def summary_table(runs: list[Run], resamples: int = 2000, seed: int = 0,
                     mean, lo, hi = bootstrap_ci(values, resamples, seed, alpha)
                 elif metric == "judge" or sub.height == 0:
                     continue  # not judged (no judge LM) / category absent from the split: no row, said in report.md
-                rows.append({"run": run.label, "run_dir": str(run.path), "policy": run.policy, "category": category,
-                             "category_name": name, "metric": metric, "mean": mean, "ci_low": lo, "ci_high": hi,
-                             "n": int(values.size)})
-    schema = {"run": pl.String, "run_dir": pl.String, "policy": pl.String, "category": pl.String,
-              "category_name": pl.String, "metric": pl.String, "mean": pl.Float64, "ci_low": pl.Float64,
-              "ci_high": pl.Float64, "n": pl.Int64}
+                rows.append(
+                    {
+                        "run": run.label,
+                        "run_dir": str(run.path),
+                        "policy": run.policy,
+                        "category": category,
+                        "category_name": name,
+                        "metric": metric,
+                        "mean": mean,
+                        "ci_low": lo,
+                        "ci_high": hi,
+                        "n": int(values.size),
+                    }
+                )
+    schema = {
+        "run": pl.String,
+        "run_dir": pl.String,
+        "policy": pl.String,
+        "category": pl.String,
+        "category_name": pl.String,
+        "metric": pl.String,
+        "mean": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "n": pl.Int64,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -105,11 +148,13 @@ def check_same_questions(base: Run, other: Run) -> None:
         raise ValueError(
             f"cannot pair {other.path} with baseline {base.path}: {len(only_a) + len(only_b)} qids differ "
             f"({len(only_a)} only in the baseline, {len(only_b)} only in {other.path.name}; e.g. {example}). "
-            "Paired differences need both runs on the same questions (same dataset, split and max_questions).")
+            "Paired differences need both runs on the same questions (same dataset, split and max_questions)."
+        )
 
 
-def paired_table(base: Run, other: Run, resamples: int = 2000, seed: int = 0,
-                 include_adversarial: bool = False, alpha: float = 0.05) -> pl.DataFrame:
+def paired_table(
+    base: Run, other: Run, resamples: int = 2000, seed: int = 0, include_adversarial: bool = False, alpha: float = 0.05
+) -> pl.DataFrame:
     """Paired differences other - base per (category, metric), joined on qid."""
     check_same_questions(base, other)
     cols = ["qid", "category", *QUALITY_METRICS, *COST_METRICS]
@@ -121,14 +166,35 @@ def paired_table(base: Run, other: Run, resamples: int = 2000, seed: int = 0,
             pair = sub.select(metric, f"{metric}__other").drop_nulls()
             if pair.height == 0:
                 continue
-            diff, lo, hi, p_gt0 = paired_bootstrap(pair[metric].to_numpy(), pair[f"{metric}__other"].to_numpy(),
-                                                   resamples, seed, alpha)
-            rows.append({"run": other.label, "baseline": base.label, "category": category, "metric": metric,
-                         "n": pair.height, "diff": diff, "ci_low": lo, "ci_high": hi, "p_gt0": p_gt0,
-                         "excludes_zero": lo > 0 or hi < 0})
-    schema = {"run": pl.String, "baseline": pl.String, "category": pl.String, "metric": pl.String, "n": pl.Int64,
-              "diff": pl.Float64, "ci_low": pl.Float64, "ci_high": pl.Float64, "p_gt0": pl.Float64,
-              "excludes_zero": pl.Boolean}
+            diff, lo, hi, p_gt0 = paired_bootstrap(
+                pair[metric].to_numpy(), pair[f"{metric}__other"].to_numpy(), resamples, seed, alpha
+            )
+            rows.append(
+                {
+                    "run": other.label,
+                    "baseline": base.label,
+                    "category": category,
+                    "metric": metric,
+                    "n": pair.height,
+                    "diff": diff,
+                    "ci_low": lo,
+                    "ci_high": hi,
+                    "p_gt0": p_gt0,
+                    "excludes_zero": lo > 0 or hi < 0,
+                }
+            )
+    schema = {
+        "run": pl.String,
+        "baseline": pl.String,
+        "category": pl.String,
+        "metric": pl.String,
+        "n": pl.Int64,
+        "diff": pl.Float64,
+        "ci_low": pl.Float64,
+        "ci_high": pl.Float64,
+        "p_gt0": pl.Float64,
+        "excludes_zero": pl.Boolean,
+    }
     return pl.DataFrame(rows, schema=schema)
 
 
@@ -142,17 +208,19 @@ def cost_table(runs: list[Run]) -> pl.DataFrame:
     rows = []
     for run in runs:
         s, q = run.summary, run.questions
-        row = {"run": run.label,
-               "memories_stored": _need(s, ("cost", "memories_stored"), run.path),
-               "ops": " ".join(f"{k}={v}" for k, v in (_need(s, ("cost", "ops"), run.path) or {}).items()),
-               "context_tokens_per_query": q["context_tokens"].mean(),
-               "ingest_turns_per_s": _need(s, ("ingest", "turns_per_s"), run.path),
-               "ingest_cache_hit": bool((s.get("ingest") or {}).get("cache_hit")),
-               "answer_p50_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p50"),
-               "answer_p95_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p95"),
-               # whole query (embed + retrieve + answer), timed per question by the eval
-               "query_p50_s": q["seconds"].quantile(0.5, "linear") if "seconds" in q.columns else None,
-               "query_p95_s": q["seconds"].quantile(0.95, "linear") if "seconds" in q.columns else None}
+        row = {
+            "run": run.label,
+            "memories_stored": _need(s, ("cost", "memories_stored"), run.path),
+            "ops": " ".join(f"{k}={v}" for k, v in (_need(s, ("cost", "ops"), run.path) or {}).items()),
+            "context_tokens_per_query": q["context_tokens"].mean(),
+            "ingest_turns_per_s": _need(s, ("ingest", "turns_per_s"), run.path),
+            "ingest_cache_hit": bool((s.get("ingest") or {}).get("cache_hit")),
+            "answer_p50_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p50"),
+            "answer_p95_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p95"),
+            # whole query (embed + retrieve + answer), timed per question by the eval
+            "query_p50_s": q["seconds"].quantile(0.5, "linear") if "seconds" in q.columns else None,
+            "query_p95_s": q["seconds"].quantile(0.95, "linear") if "seconds" in q.columns else None,
+        }
         phases = [(*p, _phase(s, *p)) for p in LM_PHASES]
         judge = (s.get("cost") or {}).get("judge") or {}
         phases += [("judge", name, c) for name, c in (judge.get("phases") or {}).items()]
@@ -167,8 +235,14 @@ def cost_table(runs: list[Run]) -> pl.DataFrame:
 # CLI
 
 
-def build_report(run_dirs: list[str | Path], out: str | Path, baseline: str | Path | None = None,
-                 resamples: int = 2000, seed: int = 0, include_adversarial: bool = False) -> Path:
+def build_report(
+    run_dirs: list[str | Path],
+    out: str | Path,
+    baseline: str | Path | None = None,
+    resamples: int = 2000,
+    seed: int = 0,
+    include_adversarial: bool = False,
+) -> Path:
     """Write report.md, report.parquet, paired.parquet and the two PNGs into `out`; returns report.md's path."""
     dirs = [Path(d) for d in run_dirs]
     if baseline is not None:
@@ -202,22 +276,33 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="memtune-report",
         description="Compare memtune-eval runs: per-category means with bootstrap 95%% CIs, cost, paired "
-                    "differences against a baseline, and figures.")
-    parser.add_argument("run_dirs", nargs="+", metavar="RUN_DIR",
-                        help="memtune-eval output directories (summary.json + questions.parquet)")
+        "differences against a baseline, and figures.",
+    )
+    parser.add_argument(
+        "run_dirs",
+        nargs="+",
+        metavar="RUN_DIR",
+        help="memtune-eval output directories (summary.json + questions.parquet)",
+    )
     parser.add_argument("--out", required=True, metavar="DIR", help="where to write report.md, parquet and PNGs")
-    parser.add_argument("--baseline", metavar="RUN_DIR", default=None,
-                        help="run the others are compared with (default: the first RUN_DIR)")
+    parser.add_argument(
+        "--baseline",
+        metavar="RUN_DIR",
+        default=None,
+        help="run the others are compared with (default: the first RUN_DIR)",
+    )
     parser.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    parser.add_argument("--include-adversarial", action="store_true",
-                        help="overall over categories 1-5 instead of 1-4 (mem0's convention)")
+    parser.add_argument(
+        "--include-adversarial",
+        action="store_true",
+        help="overall over categories 1-5 instead of 1-4 (mem0's convention)",
+    )
     args = parser.parse_args(argv)
     if args.resamples < 1:
         parser.error("--resamples must be >= 1")
     try:
-        path = build_report(args.run_dirs, args.out, args.baseline, args.resamples, args.seed,
-                            args.include_adversarial)
+        path = build_report(args.run_dirs, args.out, args.baseline, args.resamples, args.seed, args.include_adversarial)
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"memtune-report: error: {err}\n")
     print(path.read_text())

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import polars as pl
-
 from memtune.optimize.data import CATEGORY_NAMES
 
 # Per-question columns that hold scores. Nulls are allowed only where the eval writes them on purpose.
@@ -19,8 +18,15 @@ REQUIRED_COLUMNS = ("qid", "category", *QUALITY_METRICS, *COST_METRICS)
 # abstaining is the right answer. Evidence recall still scores retrieval of the turns the question is about.
 ADVERSARIAL_METRICS = ("abstained", "evidence_recall", "context_tokens")
 ANSWER_METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", "judge", "abstained", "context_tokens")
-LABELS = {"f1": "F1", "f1_squad": "F1 (SQuAD)", "bleu1": "BLEU-1", "evidence_recall": "evidence recall",
-          "judge": "J (judge)", "abstained": "abstained", "context_tokens": "context tokens"}
+LABELS = {
+    "f1": "F1",
+    "f1_squad": "F1 (SQuAD)",
+    "bleu1": "BLEU-1",
+    "evidence_recall": "evidence recall",
+    "judge": "J (judge)",
+    "abstained": "abstained",
+    "context_tokens": "context tokens",
+}
 
 
 @dataclass
@@ -43,8 +49,9 @@ def _need(summary: dict, keys: tuple[str, ...], path: Path):
     node = summary
     for i, key in enumerate(keys):
         if not isinstance(node, dict) or key not in node:
-            raise ValueError(f"{path}/summary.json has no {'.'.join(keys[: i + 1])!r} "
-                             "(was it written by an older memtune-eval?)")
+            raise ValueError(
+                f"{path}/summary.json has no {'.'.join(keys[: i + 1])!r} (was it written by an older memtune-eval?)"
+            )
         node = node[key]
     return node
 
@@ -60,8 +67,10 @@ def load_run(run_dir: str | Path) -> tuple[dict, pl.DataFrame]:
     frame = pl.read_parquet(path / "questions.parquet")
     missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}/questions.parquet lacks column(s) {', '.join(map(repr, missing))}; "
-                         f"a report needs {', '.join(REQUIRED_COLUMNS)}")
+        raise ValueError(
+            f"{path}/questions.parquet lacks column(s) {', '.join(map(repr, missing))}; "
+            f"a report needs {', '.join(REQUIRED_COLUMNS)}"
+        )
     if frame.height == 0:
         raise ValueError(f"{path}/questions.parquet has no questions")
     for col in (*QUALITY_METRICS, *COST_METRICS):

@@ -61,7 +61,11 @@ class Knob:
         if self.type == "categorical":
             body = "{" + ", ".join(map(str, self.choices)) + "}"
         else:
-            body = f"[{self.low}, {self.high}]" + (f" step {self.step}" if self.step else "") + (" log" if self.log else "")
+            body = (
+                f"[{self.low}, {self.high}]"
+                + (f" step {self.step}" if self.step else "")
+                + (" log" if self.log else "")
+            )
         cond = " when " + ", ".join(f"{k} in {list(v)}" for k, v in self.when.items()) if self.when else ""
         return f"{self.target}: {self.type} {body}{cond}"
 
@@ -81,8 +85,13 @@ def _knob(spec: Mapping[str, Any], earlier: Sequence[Knob]) -> Knob:
         if target not in {k.target for k in earlier}:
             raise ValueError(f"{where}: `when` names {target!r}, which is not a knob listed above it")
         when[target] = tuple(values) if isinstance(values, (list, tuple)) else (values,)
-    knob = Knob(target=str(spec["target"]), type=kind, when=when, name=str(spec.get("name") or ""),
-                log=bool(spec.get("log", False)))
+    knob = Knob(
+        target=str(spec["target"]),
+        type=kind,
+        when=when,
+        name=str(spec.get("name") or ""),
+        log=bool(spec.get("log", False)),
+    )
     if kind == "categorical":
         choices = spec.get("choices")
         if not choices or isinstance(choices, (str, bytes)):

@@ -47,8 +47,9 @@ def bootstrap_ci(values, resamples: int = 2000, seed: int = 0, alpha: float = 0.
     return float(x.mean()), float(lo), float(hi)
 
 
-def paired_bootstrap(a, b, resamples: int = 2000, seed: int = 0,
-                     alpha: float = 0.05) -> tuple[float, float, float, float]:
+def paired_bootstrap(
+    a, b, resamples: int = 2000, seed: int = 0, alpha: float = 0.05
+) -> tuple[float, float, float, float]:
     """Paired difference b - a (item i of `a` and `b` is the same question) -> (mean diff, lo, hi, p_gt0).
 
     Resamples the per-item differences; p_gt0 is the share of resamples whose mean difference is > 0."""

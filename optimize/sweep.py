@@ -45,20 +45,26 @@ import optuna
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-from optuna.trial import TrialState
-
 from memtune.optimize.data import load_locomo, resolve_path
 from memtune.optimize.evaluate_app import configure_dspy_cache
 from memtune.optimize.search_space import SearchSpace
+
 # re-exported: these lived here before the split (tests, benchmarks and notebooks import them from here)
-from memtune.optimize.sweep_eval import (Objective, evaluate_conversations, get_path, merge_ingest,  # noqa: F401
-                                         objectives_from, split_ids, subset, write_outputs)
-from memtune.optimize.sweep_report import (REPORT_METRICS, _maybe, make_plots, print_report,  # noqa: F401
-                                           trials_frame, write_report)
-from memtune.optimize.sweep_workers import (FINISHED, _start_ticks, make_storage, storage_label,  # noqa: F401
-                                            worker_alive, worker_id)
+from memtune.optimize.sweep_eval import (  # noqa: F401
+    Objective,
+    evaluate_conversations,
+    get_path,
+    merge_ingest,
+    objectives_from,
+    split_ids,
+    subset,
+    write_outputs,
+)
+from memtune.optimize.sweep_report import REPORT_METRICS, _maybe, make_plots, print_report, trials_frame, write_report  # noqa: F401
+from memtune.optimize.sweep_workers import FINISHED, _start_ticks, make_storage, storage_label, worker_alive, worker_id  # noqa: F401
 from memtune.optimize.tracking import NullTracker, flatten, make_tracker, retrying, summary_metrics
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 
@@ -69,10 +75,15 @@ class Surplus(RuntimeError):
 
 # ------------------------------------------------------------------------------------------------ the sweep
 
+
 def signature(space: SearchSpace, objectives: Sequence[Objective], tune: Sequence[str], cfg: DictConfig) -> dict:
     """What must not change while a study is resumed (n_trials may)."""
-    return {"search_space": space.describe(), "objectives": [o.__dict__ for o in objectives], "tune": list(tune),
-            "dataset": {"name": cfg.dataset.name, "path": str(cfg.dataset.path)}}
+    return {
+        "search_space": space.describe(),
+        "objectives": [o.__dict__ for o in objectives],
+        "tune": list(tune),
+        "dataset": {"name": cfg.dataset.name, "path": str(cfg.dataset.path)},
+    }
 
 
 class Sweep:
@@ -87,18 +98,32 @@ class Sweep:
         self.tracker: NullTracker = NullTracker()
         self.ran: list[int] = []  # trial numbers this process ran
         ds = cfg.dataset
-        self.dataset = load_locomo(resolve_path(ds.path), conversations=ds.conversations,
-                                   max_sessions=ds.max_sessions, max_questions=ds.max_questions)
+        self.dataset = load_locomo(
+            resolve_path(ds.path),
+            conversations=ds.conversations,
+            max_sessions=ds.max_sessions,
+            max_questions=ds.max_questions,
+        )
         self.tune, self.holdout = split_ids(cfg, self.dataset)
         directions = [o.direction for o in self.objectives]
         # workers starting together race to create the storage's tables and the study: retry
         self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
-        self.study = retrying(lambda: optuna.create_study(
-            storage=self.storage, study_name=str(cfg.sweep.study_name), directions=directions, load_if_exists=True,
-            sampler=self._sampler(0), pruner=instantiate(cfg.sweep.pruner)), "create or load the study")
+        self.study = retrying(
+            lambda: optuna.create_study(
+                storage=self.storage,
+                study_name=str(cfg.sweep.study_name),
+                directions=directions,
+                load_if_exists=True,
+                sampler=self._sampler(0),
+                pruner=instantiate(cfg.sweep.pruner),
+            ),
+            "create or load the study",
+        )
         if list(self.study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
-            raise ValueError(f"study {cfg.sweep.study_name!r} exists with directions {self.study.directions}, not "
-                             f"{directions}: choose another sweep.study_name")
+            raise ValueError(
+                f"study {cfg.sweep.study_name!r} exists with directions {self.study.directions}, not "
+                f"{directions}: choose another sweep.study_name"
+            )
         sig = signature(self.space, self.objectives, self.tune, cfg)
         stored = self.study.user_attrs.get("signature")
         if stored is None:
@@ -109,9 +134,11 @@ class Sweep:
                     known = {k.param for k in self.space.knobs}
                     self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
         elif json.loads(json.dumps(stored)) != json.loads(json.dumps(sig)):
-            raise ValueError(f"study {cfg.sweep.study_name!r} in {storage_label(cfg)} was started with another search "
-                             f"space / objectives / tune split:\n  stored: {stored}\n  now:    {sig}\n"
-                             "Resume with the same settings, or start a new study with sweep.study_name=<new name>.")
+            raise ValueError(
+                f"study {cfg.sweep.study_name!r} in {storage_label(cfg)} was started with another search "
+                f"space / objectives / tune split:\n  stored: {stored}\n  now:    {sig}\n"
+                "Resume with the same settings, or start a new study with sweep.study_name=<new name>."
+            )
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _sampler(self, offset: int):
@@ -138,8 +165,9 @@ class Sweep:
         if len(history) > int(self.cfg.sweep.heartbeat.max_retry):
             print(f"[sweep] trial {trial.number}: not re-queued (retried {len(history) - 1} times already)")
             return
-        self.study.enqueue_trial(trial.params, user_attrs={"retry_of": history[0], "retry_history": history},
-                                 skip_if_exists=False)
+        self.study.enqueue_trial(
+            trial.params, user_attrs={"retry_of": history[0], "retry_history": history}, skip_if_exists=False
+        )
         print(f"[sweep] trial {trial.number} ({reason}) -> re-queued with the same knobs")
 
     def _on_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
@@ -168,12 +196,17 @@ class Sweep:
     def objective(self, trial: optuna.Trial):
         trial.set_user_attr("worker", self.worker)
         self.ran.append(trial.number)
-        ahead = [t for t in self.study.get_trials(deepcopy=False)
-                 if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)]
+        ahead = [
+            t
+            for t in self.study.get_trials(deepcopy=False)
+            if t.state in FINISHED or (t.state == TrialState.RUNNING and t.number < trial.number)
+        ]
         if len(ahead) >= self.n_trials:
             trial.set_user_attr("surplus", True)
-            raise Surplus(f"the study already has {len(ahead)} finished or earlier running trials "
-                          f"(n_trials={self.n_trials}): this one is not needed")
+            raise Surplus(
+                f"the study already has {len(ahead)} finished or earlier running trials "
+                f"(n_trials={self.n_trials}): this one is not needed"
+            )
         t0 = time.perf_counter()
         overrides = self.space.suggest(trial)
         trial.set_user_attr("overrides", overrides)
@@ -209,25 +242,29 @@ class Sweep:
             trial.set_user_attr("summary", str(trial_dir / "summary.json"))
             trial.set_user_attr("metrics", {m: _maybe(summary, m) for m in REPORT_METRICS})
             self._log_trial(run_id, "FINISHED", cfg_t, summary, files[1:], values, seconds)
-            print(f"[sweep] trial {trial.number:3d} COMPLETE  "
-                  + "  ".join(f"{o.name}={v:.4g}" for o, v in zip(self.objectives, values))
-                  + f"  ({seconds:.1f} s, ingest cache {summary['ingest']['cache_hit_rate']:.0%})  {' '.join(overrides)}",
-                  flush=True)
+            print(
+                f"[sweep] trial {trial.number:3d} COMPLETE  "
+                + "  ".join(f"{o.name}={v:.4g}" for o, v in zip(self.objectives, values))
+                + f"  ({seconds:.1f} s, ingest cache {summary['ingest']['cache_hit_rate']:.0%})  {' '.join(overrides)}",
+                flush=True,
+            )
             return values[0] if single else values
         except optuna.TrialPruned:
             seconds = time.perf_counter() - t0
             trial.set_user_attr("seconds", round(seconds, 2))
             self._log_trial(run_id, "KILLED", cfg_t, last.get("summary"), [], None, seconds, state="PRUNED")
-            print(f"[sweep] trial {trial.number:3d} PRUNED after {len(steps)} conversation(s) "
-                  f"({seconds:.1f} s)  {' '.join(overrides)}", flush=True)
+            print(
+                f"[sweep] trial {trial.number:3d} PRUNED after {len(steps)} conversation(s) "
+                f"({seconds:.1f} s)  {' '.join(overrides)}",
+                flush=True,
+            )
             raise
         except Exception as err:
             error = f"{type(err).__name__}: {err}"
             trial.set_user_attr("error", error[:2000])
             trial.set_user_attr("traceback", traceback.format_exc()[-4000:])
             try:
-                self.tracker.end_trial(run_id, "FAILED", error=traceback.format_exc(),
-                                       params={"state": "FAIL"})
+                self.tracker.end_trial(run_id, "FAILED", error=traceback.format_exc(), params={"state": "FAIL"})
             except Exception as log_err:  # never hide the trial's own error behind a logging one
                 print(f"[sweep] could not log the failure to MLflow: {log_err}", file=sys.stderr)
             print(f"[sweep] trial {trial.number:3d} FAILED  {error[:300]}  {' '.join(overrides)}", flush=True)
@@ -269,13 +306,21 @@ class Sweep:
                 continue
             self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
-            last = self.study._storage.get_trial(self.study._storage.get_trial_id_from_study_id_trial_number(
-                self.study._study_id, self.ran[-1])) if self.ran else None
+            last = (
+                self.study._storage.get_trial(
+                    self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, self.ran[-1])
+                )
+                if self.ran
+                else None
+            )
             if last is not None and last.state == TrialState.FAIL and not last.user_attrs.get("surplus"):
                 failures += 1
                 if failures >= limit:
-                    print(f"[sweep] {failures} trials in a row failed: this worker stops (last error: "
-                          f"{last.user_attrs.get('error')})", file=sys.stderr)
+                    print(
+                        f"[sweep] {failures} trials in a row failed: this worker stops (last error: "
+                        f"{last.user_attrs.get('error')})",
+                        file=sys.stderr,
+                    )
                     return "too many failures"
             else:
                 failures = 0
@@ -298,11 +343,17 @@ class Sweep:
         if len(self.objectives) == 1:
             return {front[0].number: ["best trial"]} if front else {}
         cap = int(self.cfg.sweep.heldout.max_pareto)
-        spread = front if len(front) <= cap else [
-            front[i] for i in sorted({round(i * (len(front) - 1) / (cap - 1)) for i in range(cap)})] if cap > 1 else []
+        spread = (
+            front
+            if len(front) <= cap
+            else [front[i] for i in sorted({round(i * (len(front) - 1) / (cap - 1)) for i in range(cap)})]
+            if cap > 1
+            else []
+        )
         for t in spread:
             why.setdefault(t.number, []).append("pareto (spread)")
         if reference:
+
             def no_worse(t, j):
                 o, ref = self.objectives[j], reference.get(self.objectives[j].metric)
                 if ref is None:
@@ -335,19 +386,28 @@ class Sweep:
         self.tracker = make_tracker(self.cfg.get("tracking"))
         key = f"{storage_label(self.cfg)}#{self.study.study_name}"
         self.tracker.start_study(
-            key=_digest(key), name=self.study.study_name,
-            params={"n_trials": self.n_trials, "storage": storage_label(self.cfg),
-                    "tune_conversations": ",".join(self.tune), "holdout_conversations": ",".join(self.holdout),
-                    "objectives": json.dumps([o.__dict__ for o in self.objectives]),
-                    "sampler": json.dumps(OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True)),
-                    "pruner": json.dumps(OmegaConf.to_container(self.cfg.sweep.pruner, resolve=True)),
-                    "base_overrides": " ".join(self.base_overrides),
-                    **{f"space.{k}": v for k, v in self.space.describe().items()}},
-            tags={"memtune.study": self.study.study_name})
+            key=_digest(key),
+            name=self.study.study_name,
+            params={
+                "n_trials": self.n_trials,
+                "storage": storage_label(self.cfg),
+                "tune_conversations": ",".join(self.tune),
+                "holdout_conversations": ",".join(self.holdout),
+                "objectives": json.dumps([o.__dict__ for o in self.objectives]),
+                "sampler": json.dumps(OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True)),
+                "pruner": json.dumps(OmegaConf.to_container(self.cfg.sweep.pruner, resolve=True)),
+                "base_overrides": " ".join(self.base_overrides),
+                **{f"space.{k}": v for k, v in self.space.describe().items()},
+            },
+            tags={"memtune.study": self.study.study_name},
+        )
         c = self.counts()
-        print(f"[sweep] study {self.study.study_name!r} in {storage_label(self.cfg)}: "
-              f"{c['COMPLETE'] + c['PRUNED']}/{self.n_trials} finished ({c['FAIL']} failed, {c['RUNNING']} running, "
-              f"{c['WAITING']} queued); tune on {self.tune}, hold out {self.holdout}", flush=True)
+        print(
+            f"[sweep] study {self.study.study_name!r} in {storage_label(self.cfg)}: "
+            f"{c['COMPLETE'] + c['PRUNED']}/{self.n_trials} finished ({c['FAIL']} failed, {c['RUNNING']} running, "
+            f"{c['WAITING']} queued); tune on {self.tune}, hold out {self.holdout}",
+            flush=True,
+        )
         if len(self.objectives) > 1:
             print("[sweep] multi-objective study: no pruning (Optuna's Trial.report is single-objective only)")
         reason = self.optimize()

@@ -14,14 +14,13 @@ from typing import Any
 
 import polars as pl
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
-
 from memtune.optimize.data import Dataset
 from memtune.optimize.evaluate import METRICS, answer_questions, score_table
 from memtune.optimize.evaluate_app import build_summary
 from memtune.optimize.ingest_cache import prepare_policy
 from memtune.optimize.tracking import COST_FIELDS
 from memtune.policies.lm import CostMeter
+from omegaconf import DictConfig, OmegaConf
 
 
 def get_path(summary: Mapping[str, Any], path: str) -> Any:
@@ -45,8 +44,10 @@ class Objective:
     def value(self, summary: Mapping[str, Any]) -> float:
         value = get_path(summary, self.metric)
         if value is None:
-            raise ValueError(f"objective {self.name!r}: metric {self.metric} is null in this run "
-                             "(e.g. judge without a judge LM): pick another metric or configure it")
+            raise ValueError(
+                f"objective {self.name!r}: metric {self.metric} is null in this run "
+                "(e.g. judge without a judge LM): pick another metric or configure it"
+            )
         return float(value)
 
 
@@ -64,22 +65,30 @@ def split_ids(cfg: DictConfig, dataset: Dataset) -> tuple[list[str], list[str]]:
     """(tune, holdout) conversation ids; they never overlap."""
     known = [c.sample_id for c in dataset.conversations]
     holdout = list(cfg.sweep.holdout_conversations or [])
-    tune = list(cfg.sweep.tune_conversations) if cfg.sweep.tune_conversations else [c for c in known if c not in holdout]
+    tune = (
+        list(cfg.sweep.tune_conversations) if cfg.sweep.tune_conversations else [c for c in known if c not in holdout]
+    )
     for cid in tune + holdout:
         if cid not in known:
             raise ValueError(f"sweep: conversation {cid!r} is not in dataset {cfg.dataset.name!r} (has: {known})")
     overlap = sorted(set(tune) & set(holdout))
     if overlap:
-        raise ValueError(f"sweep: {overlap} are in both tune_conversations and holdout_conversations: a held-out "
-                         "score must come from conversations the sweep never tuned on")
+        raise ValueError(
+            f"sweep: {overlap} are in both tune_conversations and holdout_conversations: a held-out "
+            "score must come from conversations the sweep never tuned on"
+        )
     if not tune:
         raise ValueError("sweep: no tune conversations")
     return tune, holdout
 
 
 def subset(dataset: Dataset, ids: Sequence[str]) -> Dataset:
-    return Dataset(conversations=[dataset.conversation(i) for i in ids], report=dataset.report, path=dataset.path,
-                   sha256=dataset.sha256)
+    return Dataset(
+        conversations=[dataset.conversation(i) for i in ids],
+        report=dataset.report,
+        path=dataset.path,
+        sha256=dataset.sha256,
+    )
 
 
 def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
@@ -102,20 +111,34 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
             ops[op] = ops.get(op, 0) + n
     hits = [bool(f.get("cache_hit")) for f in facts]
     return {
-        "turns": sum(f["turns"] for f in facts), "message_pairs": pairs, "seconds": round(seconds, 3),
+        "turns": sum(f["turns"] for f in facts),
+        "message_pairs": pairs,
+        "seconds": round(seconds, 3),
         "turns_per_s": round(sum(f["turns"] for f in facts) / seconds, 2) if seconds else None,
-        "memories_stored": sum(f["memories_stored"] for f in facts), "ops": ops,
+        "memories_stored": sum(f["memories_stored"] for f in facts),
+        "ops": ops,
         "rejected_ops": sum(f.get("rejected_ops", 0) for f in facts),
-        "lm_requests_per_message_pair": {p: round(phases.get(p, {}).get("calls", 0) / pairs, 3) if pairs else None
-                                         for p in ("extract", "summarize", "decide")},
+        "lm_requests_per_message_pair": {
+            p: round(phases.get(p, {}).get("calls", 0) / pairs, 3) if pairs else None
+            for p in ("extract", "summarize", "decide")
+        },
         "cost": {"phases": phases, "failures": [x for f in facts for x in f["cost"].get("failures", [])]},
-        "cache_hit": all(hits), "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
+        "cache_hit": all(hits),
+        "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
         "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
-        "key": [f.get("key") for f in facts], "store": [f.get("store") for f in facts],
+        "key": [f.get("key") for f in facts],
+        "store": [f.get("store") for f in facts],
         **_merge_graph(facts),
-        "per_conversation": [{"conversation": cid, "key": f.get("key"), "cache_hit": f.get("cache_hit"),
-                              "memories_stored": f["memories_stored"], "seconds": f["seconds"]}
-                             for cid, f in zip(ids, facts)],
+        "per_conversation": [
+            {
+                "conversation": cid,
+                "key": f.get("key"),
+                "cache_hit": f.get("cache_hit"),
+                "memories_stored": f["memories_stored"],
+                "seconds": f["seconds"],
+            }
+            for cid, f in zip(ids, facts)
+        ],
     }
 
 
@@ -124,14 +147,17 @@ def _merge_graph(facts: Sequence[dict]) -> dict:
     graphs = [f["graph"] for f in facts if f.get("graph")]
     if not graphs:
         return {}
-    merged = {k: (sum(g.get(k) or 0 for g in graphs) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
-              for k, v in graphs[0].items()}
+    merged = {
+        k: (sum(g.get(k) or 0 for g in graphs) if isinstance(v, (int, float)) and not isinstance(v, bool) else v)
+        for k, v in graphs[0].items()
+    }
     growth = [row | {"conversation": i} for i, f in enumerate(facts) for row in f.get("graph_growth", [])]
     return {"graph": merged, "graph_growth": growth}
 
 
-def evaluate_conversations(cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path,
-                           on_step=None) -> tuple[dict, pl.DataFrame]:
+def evaluate_conversations(
+    cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path, on_step=None
+) -> tuple[dict, pl.DataFrame]:
     """Ingest (cached per conversation) + answer + score `ids`, one conversation at a time.
 
     After conversation i, `on_step(i, summary_so_far)` runs (it may raise optuna.TrialPruned). Returns the
@@ -147,8 +173,7 @@ def evaluate_conversations(cfg: DictConfig, dataset: Dataset, ids: Sequence[str]
     frame = pl.DataFrame()
     for i, cid in enumerate(ids):
         part = subset(dataset, [cid])
-        policy, ingested = prepare_policy(cfg, part, out_dir / cid, progress=cfg.progress,
-                                          use_cache=cfg.ingest_cache)
+        policy, ingested = prepare_policy(cfg, part, out_dir / cid, progress=cfg.progress, use_cache=cfg.ingest_cache)
         policy.meter = answer_meter  # the answer phase of every conversation on one meter
         embedder_id = policy.embedder.id
         try:
@@ -159,8 +184,17 @@ def evaluate_conversations(cfg: DictConfig, dataset: Dataset, ids: Sequence[str]
         frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
         table = score_table(frame, tuple(cfg.overall_categories))
         merged = merge_ingest(facts, ids[: i + 1])
-        summary = build_summary(cfg, subset(dataset, ids[: i + 1]), frame, table, merged, answer_meter.as_dict(),
-                                judge, embedder_id, time.perf_counter() - t0)
+        summary = build_summary(
+            cfg,
+            subset(dataset, ids[: i + 1]),
+            frame,
+            table,
+            merged,
+            answer_meter.as_dict(),
+            judge,
+            embedder_id,
+            time.perf_counter() - t0,
+        )
         summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
         if on_step is not None:
             on_step(i, summary)

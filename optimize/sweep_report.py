@@ -13,14 +13,18 @@ from typing import Any
 
 import optuna
 import polars as pl
-from optuna.trial import TrialState
-
 from memtune.optimize.sweep_eval import Objective, get_path
 from memtune.optimize.sweep_workers import FINISHED, storage_label
 from memtune.optimize.tracking import sanitize
+from optuna.trial import TrialState
 
-REPORT_METRICS = ("scores.overall.evidence_recall", "scores.overall.context_tokens", "scores.overall.recall_at_1000",
-                  "scores.overall.f1", "cost.memories_stored")
+REPORT_METRICS = (
+    "scores.overall.evidence_recall",
+    "scores.overall.context_tokens",
+    "scores.overall.recall_at_1000",
+    "scores.overall.f1",
+    "cost.memories_stored",
+)
 
 
 def write_report(sweep, reason: str, opt_seconds: float) -> dict:
@@ -37,9 +41,16 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
     baselines = []
     for baseline in heldout_cfg.baselines or []:
         name, extra = str(baseline.name), list(baseline.overrides or [])
-        baselines.append({"name": name, "trial": None, "overrides": extra, "why": ["baseline"],
-                          "tune": sweep.score(f"{name}-tune", extra, sweep.tune),
-                          "heldout": sweep.score(name, extra, sweep.holdout) if do_heldout else None})
+        baselines.append(
+            {
+                "name": name,
+                "trial": None,
+                "overrides": extra,
+                "why": ["baseline"],
+                "tune": sweep.score(f"{name}-tune", extra, sweep.tune),
+                "heldout": sweep.score(name, extra, sweep.holdout) if do_heldout else None,
+            }
+        )
     reference = next((b["tune"] for b in baselines if b["name"] == "defaults"), None)
     front = sweep.front()
     why = sweep.pick(front, reference)
@@ -47,42 +58,83 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
     for t in front:
         overrides = t.user_attrs.get("overrides") or sweep.space.overrides_for(t.params)
         tune_scores = t.user_attrs.get("metrics") or {}
-        tune_scores = {m: tune_scores.get(m) for m in metrics} | {o.metric: v for o, v in zip(sweep.objectives, t.values)}
-        row = {"name": f"trial-{t.number}", "trial": t.number, "overrides": overrides, "why": why.get(t.number, []),
-               "tune": tune_scores,
-               "heldout": sweep.score(f"trial-{t.number}", overrides, sweep.holdout)
-               if do_heldout and t.number in why else None}
+        tune_scores = {m: tune_scores.get(m) for m in metrics} | {
+            o.metric: v for o, v in zip(sweep.objectives, t.values)
+        }
+        row = {
+            "name": f"trial-{t.number}",
+            "trial": t.number,
+            "overrides": overrides,
+            "why": why.get(t.number, []),
+            "tune": tune_scores,
+            "heldout": sweep.score(f"trial-{t.number}", overrides, sweep.holdout)
+            if do_heldout and t.number in why
+            else None,
+        }
         front_rows.append(row)
         if t.number in why:
             rows.append(row)
-    pareto = pl.DataFrame([{"trial": r["trial"], "overrides": " ".join(r["overrides"]), "why": "; ".join(r["why"]),
-                            **{f"tune.{k}": v for k, v in r["tune"].items()},
-                            **{f"heldout.{k}": (r["heldout"] or {}).get(k) for k in metrics}} for r in front_rows],
-                          infer_schema_length=None) if front_rows else pl.DataFrame()
+    pareto = (
+        pl.DataFrame(
+            [
+                {
+                    "trial": r["trial"],
+                    "overrides": " ".join(r["overrides"]),
+                    "why": "; ".join(r["why"]),
+                    **{f"tune.{k}": v for k, v in r["tune"].items()},
+                    **{f"heldout.{k}": (r["heldout"] or {}).get(k) for k in metrics},
+                }
+                for r in front_rows
+            ],
+            infer_schema_length=None,
+        )
+        if front_rows
+        else pl.DataFrame()
+    )
     pareto.write_parquet(sweep.out_dir / "pareto.parquet")
     heldout = {
-        "study": sweep.study.study_name, "storage": storage_label(sweep.cfg),
-        "tune_conversations": sweep.tune, "holdout_conversations": sweep.holdout,
-        "note": ("'tune' scores come from the conversations the sweep tuned on (optimistic: selected on them); "
-                 "'heldout' scores come only from holdout_conversations, never tuned on."
-                 if do_heldout else "no held-out scores: " + (
-                     "no holdout_conversations configured" if not sweep.holdout else
-                     "heldout.enabled=false" if not heldout_cfg.enabled else f"the study did not finish ({reason})")),
+        "study": sweep.study.study_name,
+        "storage": storage_label(sweep.cfg),
+        "tune_conversations": sweep.tune,
+        "holdout_conversations": sweep.holdout,
+        "note": (
+            "'tune' scores come from the conversations the sweep tuned on (optimistic: selected on them); "
+            "'heldout' scores come only from holdout_conversations, never tuned on."
+            if do_heldout
+            else "no held-out scores: "
+            + (
+                "no holdout_conversations configured"
+                if not sweep.holdout
+                else "heldout.enabled=false"
+                if not heldout_cfg.enabled
+                else f"the study did not finish ({reason})"
+            )
+        ),
         "objectives": [o.__dict__ for o in sweep.objectives],
-        "selected": rows, "baselines": baselines,
+        "selected": rows,
+        "baselines": baselines,
     }
     (sweep.out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=str))
     elapsed = opt_seconds  # the optimisation loop only (not the held-out re-scoring)
     ran_here = [t for t in sweep.study.get_trials(deepcopy=False) if t.number in set(sweep.ran) and t.state in FINISHED]
     span = _span_hours(sweep.study)
-    info = {"study": sweep.study.study_name, "storage": storage_label(sweep.cfg), "stopped": reason,
-            "n_trials": sweep.n_trials, "states": {k: v for k, v in c.items() if v},
-            "finished": finished, "this_worker": {"trials_finished": len(ran_here), "seconds": round(elapsed, 1),
-                                                  "trials_per_hour": round(len(ran_here) / elapsed * 3600, 1)
-                                                  if elapsed else None},
-            "study_trials_per_hour": round(finished / span, 1) if span else None,
-            "tune_conversations": sweep.tune, "holdout_conversations": sweep.holdout,
-            "mlflow": sweep.tracker.ui_hint()}
+    info = {
+        "study": sweep.study.study_name,
+        "storage": storage_label(sweep.cfg),
+        "stopped": reason,
+        "n_trials": sweep.n_trials,
+        "states": {k: v for k, v in c.items() if v},
+        "finished": finished,
+        "this_worker": {
+            "trials_finished": len(ran_here),
+            "seconds": round(elapsed, 1),
+            "trials_per_hour": round(len(ran_here) / elapsed * 3600, 1) if elapsed else None,
+        },
+        "study_trials_per_hour": round(finished / span, 1) if span else None,
+        "tune_conversations": sweep.tune,
+        "holdout_conversations": sweep.holdout,
+        "mlflow": sweep.tracker.ui_hint(),
+    }
     (sweep.out_dir / "sweep.json").write_text(json.dumps(info, indent=2))
     plots = make_plots(sweep.study, sweep.objectives, sweep.out_dir / "plots")
     print_report(info, heldout, sweep.objectives, metrics)
@@ -92,13 +144,18 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
         for split in ("tune", "heldout"):
             for m, v in (r[split] or {}).items():
                 parent_metrics[f"{split}.{r['name']}.{m.removeprefix('scores.overall.')}"] = v
-    parent_metrics |= {"trials.finished": finished, "trials.failed": c["FAIL"],
-                       "trials_per_hour": info["study_trials_per_hour"] or 0}
+    parent_metrics |= {
+        "trials.finished": finished,
+        "trials.failed": c["FAIL"],
+        "trials_per_hour": info["study_trials_per_hour"] or 0,
+    }
     try:
-        sweep.tracker.end_study(metrics={sanitize(k): v for k, v in parent_metrics.items() if v is not None},
-                               artifacts=[sweep.out_dir / f for f in ("trials.parquet", "pareto.parquet",
-                                                                      "heldout.json", "sweep.json")] + plots,
-                               finished=finished_study)
+        sweep.tracker.end_study(
+            metrics={sanitize(k): v for k, v in parent_metrics.items() if v is not None},
+            artifacts=[sweep.out_dir / f for f in ("trials.parquet", "pareto.parquet", "heldout.json", "sweep.json")]
+            + plots,
+            finished=finished_study,
+        )
     except Exception as err:
         print(f"[sweep] MLflow logging of the study failed: {type(err).__name__}: {err}", file=sys.stderr)
     return info | {"heldout": heldout}
@@ -129,17 +186,25 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.Dat
         values = t.values if t.values is not None else [None] * len(objectives)
         if t.state == TrialState.PRUNED and t.intermediate_values:
             values = [t.intermediate_values[max(t.intermediate_values)]] + [None] * (len(objectives) - 1)
-        row = {"number": t.number, "state": t.state.name,
-               **{f"value.{o.name}": (float(v) if v is not None else None) for o, v in zip(objectives, values)},
-               **{f"param.{p}": (float(t.params[p]) if numeric[p] else str(t.params[p])) if p in t.params else None
-                  for p in names},
-               "overrides": " ".join(t.user_attrs.get("overrides") or []),
-               "seconds": t.user_attrs.get("seconds"),
-               "cache_hit_rate": t.user_attrs.get("cache_hit_rate"),
-               "datetime_start": t.datetime_start, "datetime_complete": t.datetime_complete,
-               "worker": t.user_attrs.get("worker"), "error": t.user_attrs.get("error"),
-               "surplus": bool(t.user_attrs.get("surplus", False)), "retry_of": t.user_attrs.get("retry_of"),
-               "steps": len(t.intermediate_values)}
+        row = {
+            "number": t.number,
+            "state": t.state.name,
+            **{f"value.{o.name}": (float(v) if v is not None else None) for o, v in zip(objectives, values)},
+            **{
+                f"param.{p}": (float(t.params[p]) if numeric[p] else str(t.params[p])) if p in t.params else None
+                for p in names
+            },
+            "overrides": " ".join(t.user_attrs.get("overrides") or []),
+            "seconds": t.user_attrs.get("seconds"),
+            "cache_hit_rate": t.user_attrs.get("cache_hit_rate"),
+            "datetime_start": t.datetime_start,
+            "datetime_complete": t.datetime_complete,
+            "worker": t.user_attrs.get("worker"),
+            "error": t.user_attrs.get("error"),
+            "surplus": bool(t.user_attrs.get("surplus", False)),
+            "retry_of": t.user_attrs.get("retry_of"),
+            "steps": len(t.intermediate_values),
+        }
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
 
@@ -164,10 +229,18 @@ def make_plots(study: optuna.Study, objectives: Sequence[Objective], out: Path) 
         jobs.append(("pareto_front.png", lambda: ovm.plot_pareto_front(study, target_names=names[:3])))
     for i, o in enumerate(objectives):
         target = (lambda t, i=i: t.values[i]) if len(objectives) > 1 else None
-        jobs.append((f"history_{o.name}.png",
-                     lambda target=target, o=o: ovm.plot_optimization_history(study, target=target, target_name=o.name)))
-        jobs.append((f"importances_{o.name}.png",
-                     lambda target=target, o=o: ovm.plot_param_importances(study, target=target, target_name=o.name)))
+        jobs.append(
+            (
+                f"history_{o.name}.png",
+                lambda target=target, o=o: ovm.plot_optimization_history(study, target=target, target_name=o.name),
+            )
+        )
+        jobs.append(
+            (
+                f"importances_{o.name}.png",
+                lambda target=target, o=o: ovm.plot_param_importances(study, target=target, target_name=o.name),
+            )
+        )
     written = []
     for name, job in jobs:
         try:
@@ -195,10 +268,14 @@ def _fmt(v: Any) -> str:
 
 def print_report(info: dict, heldout: dict, objectives: Sequence[Objective], metrics: Sequence[str]) -> None:
     short = [m.removeprefix("scores.overall.").removeprefix("cost.") for m in metrics]
-    print(f"\n[sweep] study {info['study']!r}: {info['finished']}/{info['n_trials']} finished, states {info['states']}; "
-          f"stopped: {info['stopped']}")
-    print(f"[sweep] this worker: {info['this_worker']['trials_finished']} trials in {info['this_worker']['seconds']} s "
-          f"({info['this_worker']['trials_per_hour']} trials/hour); study: {info['study_trials_per_hour']} trials/hour")
+    print(
+        f"\n[sweep] study {info['study']!r}: {info['finished']}/{info['n_trials']} finished, states {info['states']}; "
+        f"stopped: {info['stopped']}"
+    )
+    print(
+        f"[sweep] this worker: {info['this_worker']['trials_finished']} trials in {info['this_worker']['seconds']} s "
+        f"({info['this_worker']['trials_per_hour']} trials/hour); study: {info['study_trials_per_hour']} trials/hour"
+    )
     print(f"[sweep] tuned on {heldout['tune_conversations']}; held out {heldout['holdout_conversations']}")
     print(f"[sweep] {heldout['note']}")
     kind = "Pareto front (re-scored members)" if len(objectives) > 1 else "best trial"

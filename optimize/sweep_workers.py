@@ -11,10 +11,9 @@ import socket
 from pathlib import Path
 
 import optuna
+from memtune.optimize.tracking import absolute_sqlite
 from omegaconf import DictConfig
 from optuna.trial import TrialState
-
-from memtune.optimize.tracking import absolute_sqlite
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
 
@@ -60,8 +59,12 @@ def make_storage(cfg: DictConfig, on_stale) -> optuna.storages.BaseStorage:
     url = absolute_sqlite(url)
     hb = cfg.heartbeat
     return optuna.storages.RDBStorage(
-        url, engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None,
-        heartbeat_interval=hb.interval, grace_period=hb.grace_period, heartbeat_stale_trial_callback=on_stale)
+        url,
+        engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None,
+        heartbeat_interval=hb.interval,
+        grace_period=hb.grace_period,
+        heartbeat_stale_trial_callback=on_stale,
+    )
 
 
 def storage_label(cfg: DictConfig) -> str:

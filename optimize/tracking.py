@@ -93,15 +93,27 @@ class NullTracker:
     parent_run_id: str | None = None
 
     def start_study(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None: ...
-    def start_trial(self, number: int, params: Mapping[str, Any]) -> str | None: return None
+    def start_trial(self, number: int, params: Mapping[str, Any]) -> str | None:
+        return None
+
     def log_step(self, run_id: str | None, step: int, metrics: Mapping[str, float]) -> None: ...
-    def end_trial(self, run_id: str | None, status: str, *, params: Mapping[str, Any] | None = None,
-                  metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (),
-                  dicts: Mapping[str, Any] | None = None, error: str | None = None) -> None: ...
+    def end_trial(
+        self,
+        run_id: str | None,
+        status: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        artifacts: Iterable[Path] = (),
+        dicts: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None: ...
     def mark_killed(self, run_id: str | None, reason: str) -> None: ...
-    def end_study(self, *, metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (),
-                  finished: bool = True) -> None: ...
-    def ui_hint(self) -> str: return "tracking=none: no MLflow runs were logged"
+    def end_study(
+        self, *, metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (), finished: bool = True
+    ) -> None: ...
+    def ui_hint(self) -> str:
+        return "tracking=none: no MLflow runs were logged"
 
 
 class MlflowTracker(NullTracker):
@@ -131,7 +143,9 @@ class MlflowTracker(NullTracker):
         return self.client.search_runs(
             [self.experiment_id],
             filter_string=f"tags.`memtune.study_key` = '{self.study_key}' and tags.`memtune.role` = 'study'",
-            order_by=["attributes.start_time ASC"], max_results=50)
+            order_by=["attributes.start_time ASC"],
+            max_results=50,
+        )
 
     def start_study(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """Create the study's parent run, or re-open the one an earlier (or parallel) worker created.
@@ -145,8 +159,9 @@ class MlflowTracker(NullTracker):
             self.parent_run_id = parents[0].info.run_id
             self.client.update_run(self.parent_run_id, status="RUNNING")
             return
-        run = self.client.create_run(self.experiment_id, run_name=name,
-                                     tags={"memtune.role": "study", "memtune.study_key": key, **tags})
+        run = self.client.create_run(
+            self.experiment_id, run_name=name, tags={"memtune.role": "study", "memtune.study_key": key, **tags}
+        )
         mine = run.info.run_id
         oldest = self._parents()[0].info.run_id
         if oldest != mine:
@@ -158,8 +173,9 @@ class MlflowTracker(NullTracker):
         for start in range(0, len(items), 100):
             self.client.log_batch(mine, params=items[start : start + 100])
 
-    def end_study(self, *, metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (),
-                  finished: bool = True) -> None:
+    def end_study(
+        self, *, metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (), finished: bool = True
+    ) -> None:
         if self.parent_run_id is None:
             return
         self._metrics(self.parent_run_id, metrics or {})
@@ -174,9 +190,15 @@ class MlflowTracker(NullTracker):
         from mlflow.entities import Param
 
         run = self.client.create_run(
-            self.experiment_id, run_name=f"trial-{number:04d}",
-            tags={"mlflow.parentRunId": self.parent_run_id, "memtune.role": "trial",
-                  "memtune.study_key": self.study_key, "memtune.trial": str(number)})
+            self.experiment_id,
+            run_name=f"trial-{number:04d}",
+            tags={
+                "mlflow.parentRunId": self.parent_run_id,
+                "memtune.role": "trial",
+                "memtune.study_key": self.study_key,
+                "memtune.trial": str(number),
+            },
+        )
         items = [Param(sanitize(k), str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
             self.client.log_batch(run.info.run_id, params=items[start : start + 100])
@@ -194,9 +216,17 @@ class MlflowTracker(NullTracker):
         if run_id:
             self._metrics(run_id, metrics, step=step)
 
-    def end_trial(self, run_id: str | None, status: str, *, params: Mapping[str, Any] | None = None,
-                  metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (),
-                  dicts: Mapping[str, Any] | None = None, error: str | None = None) -> None:
+    def end_trial(
+        self,
+        run_id: str | None,
+        status: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        metrics: Mapping[str, float] | None = None,
+        artifacts: Iterable[Path] = (),
+        dicts: Mapping[str, Any] | None = None,
+        error: str | None = None,
+    ) -> None:
         """status: FINISHED (complete), KILLED (pruned), FAILED (error)."""
         if not run_id:
             return
@@ -230,8 +260,10 @@ class MlflowTracker(NullTracker):
             print(f"[tracking] could not mark MLflow run {run_id} killed: {err}", file=sys.stderr)
 
     def ui_hint(self) -> str:
-        return (f"MLflow UI: LITELLM_LOCAL_MODEL_COST_MAP=True uv run mlflow ui --backend-store-uri "
-                f"{self.tracking_uri}  (experiment {self.experiment_name!r}, then http://127.0.0.1:5000)")
+        return (
+            f"MLflow UI: LITELLM_LOCAL_MODEL_COST_MAP=True uv run mlflow ui --backend-store-uri "
+            f"{self.tracking_uri}  (experiment {self.experiment_name!r}, then http://127.0.0.1:5000)"
+        )
 
 
 def _open(tracking_uri: str):
@@ -250,8 +282,10 @@ def retrying(fn, what: str, attempts: int = 5, wait: float = 2.0):
         except Exception as err:  # sqlalchemy OperationalError ("duplicate column", "database is locked")
             if attempt == attempts:
                 raise
-            print(f"[tracking] {what}: {type(err).__name__}: {str(err)[:200]} (attempt {attempt}/{attempts}, retrying)",
-                  file=sys.stderr)
+            print(
+                f"[tracking] {what}: {type(err).__name__}: {str(err)[:200]} (attempt {attempt}/{attempts}, retrying)",
+                file=sys.stderr,
+            )
             time.sleep(wait * attempt)
 
 
@@ -260,7 +294,7 @@ def absolute_sqlite(url: str) -> str:
     prefix = "sqlite:///"
     if not url.startswith(prefix) or url == prefix + ":memory:":
         return url
-    path = Path(url[len(prefix):])
+    path = Path(url[len(prefix) :])
     path = path if path.is_absolute() else Path.cwd() / path
     path.parent.mkdir(parents=True, exist_ok=True)
     return prefix + str(path.resolve())
@@ -270,8 +304,7 @@ def make_tracker(cfg) -> NullTracker:
     """From the tracking config node: MlflowTracker when enabled, NullTracker otherwise."""
     if cfg is None or not cfg.get("enabled", False):
         return NullTracker()
-    return MlflowTracker(absolute_sqlite(str(cfg.tracking_uri)), str(cfg.experiment),
-                         cfg.get("artifact_location"))
+    return MlflowTracker(absolute_sqlite(str(cfg.tracking_uri)), str(cfg.experiment), cfg.get("artifact_location"))
 
 
 def dump(obj: Any) -> str:

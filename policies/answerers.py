@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 import dspy
-
 from memtune.policies.lm import CostMeter, call_predictor
 from memtune.policies.signatures import AnswerQuestion
 from memtune.policies.types import MemoryRecord
@@ -30,14 +29,19 @@ class AnswerKnobs:
 def memory_context(memories: list[MemoryRecord]) -> list[dict]:
     """What the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
     when it held: valid_from, and invalid_since when a later triplet superseded it."""
-    return [_graph_context(m) if m.metadata.get("kind") == "graph" else {"said_at": m.timestamp, "memory": m.text}
-            for m in memories]
+    return [
+        _graph_context(m) if m.metadata.get("kind") == "graph" else {"said_at": m.timestamp, "memory": m.text}
+        for m in memories
+    ]
 
 
 def _graph_context(m: MemoryRecord) -> dict:
     meta = m.metadata
-    item = {"said_at": m.timestamp, "memory": f"{meta['source']} -- {meta['relation']} -- {meta['destination']}",
-            "valid_from": meta.get("valid_from", "")}
+    item = {
+        "said_at": m.timestamp,
+        "memory": f"{meta['source']} -- {meta['relation']} -- {meta['destination']}",
+        "valid_from": meta.get("valid_from", ""),
+    }
     if meta.get("invalidated_at"):
         item["invalid_since"] = meta["invalidated_at"]
     return item
@@ -96,6 +100,13 @@ class LLMAnswerer(dspy.Module):
         self.predict = dspy.Predict(AnswerQuestion)
 
     def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str:
-        result = call_predictor(self.predict, meter, "answer", item=question[:60], retries=self.knobs.retries,
-                                question=question, memories=memory_context(memories))
+        result = call_predictor(
+            self.predict,
+            meter,
+            "answer",
+            item=question[:60],
+            retries=self.knobs.retries,
+            question=question,
+            memories=memory_context(memories),
+        )
         return "" if result is None else str(result.answer or "").strip()

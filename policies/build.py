@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
-
 from memtune.policies.embed import CachedEmbedder
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
+from omegaconf import DictConfig
 
 STAGES = ("extractor", "summarizer", "decider", "retriever", "answerer")  # + the optional graph (build_graph)
 
@@ -19,14 +18,20 @@ def build_embedder(cfg: DictConfig, cache_dir: str | Path | None):
     return CachedEmbedder(embedder, Path(cache_dir) / "embeddings") if cache_dir else embedder
 
 
-def build_policy(cfg: DictConfig, store_uri: str | Path, cache_dir: str | Path | None = None,
-                 meter: CostMeter | None = None, embedder=None) -> MemoryPolicy:
+def build_policy(
+    cfg: DictConfig,
+    store_uri: str | Path,
+    cache_dir: str | Path | None = None,
+    meter: CostMeter | None = None,
+    embedder=None,
+) -> MemoryPolicy:
     embedder = embedder or build_embedder(cfg, cache_dir)
     store = instantiate(cfg.store, uri=str(store_uri), dim=embedder.dim, embedder_id=embedder.id)
     lm = instantiate(cfg.lm) if cfg.get("lm") else None
     stages = {name: instantiate(cfg.policy[name]) for name in STAGES}
-    return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm, meter=meter,
-                        graph=build_graph(cfg, store_uri, embedder))
+    return MemoryPolicy(
+        **stages, embedder=embedder, store=store, lm=lm, meter=meter, graph=build_graph(cfg, store_uri, embedder)
+    )
 
 
 def graph_mode(cfg: DictConfig) -> str:

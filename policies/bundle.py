@@ -32,21 +32,21 @@ import os
 import re
 import shutil
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import dspy
 from hydra.errors import InstantiationException
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
-
 from memtune.policies.build import STAGES, build_graph, graph_mode
 from memtune.policies.bundle_config import GROUPS, bundle_config, check_no_secrets  # noqa: F401 (re-exported)
 from memtune.policies.embed import CachedEmbedder
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
+from omegaconf import DictConfig, OmegaConf
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
@@ -101,8 +101,11 @@ def _graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
     if graph_mode(OmegaConf.create({"policy": dict(config["policy"])})) == "off":
         return {}
     graph = config["policy"]["graph"]
-    return {f"graph.{part}": graph[part] for part in ("entities", "relations", "resolver")
-            if isinstance(graph.get(part), Mapping) and graph[part].get("_target_")}
+    return {
+        f"graph.{part}": graph[part]
+        for part in ("entities", "relations", "resolver")
+        if isinstance(graph.get(part), Mapping) and graph[part].get("_target_")
+    }
 
 
 def graph_stages(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -117,10 +120,19 @@ def policy_modules(policy: MemoryPolicy) -> dict[str, Any]:
     return policy.stages() | extra
 
 
-def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedder_id: str, embedder_dim: int,
-                stages: Mapping[str, Any] | None = None, name: str | None = None, version: str | None = None,
-                scores: Mapping[str, Any] | None = None, source: Mapping[str, Any] | None = None,
-                overwrite: bool = False) -> BundleInfo:
+def save_bundle(
+    out_dir: str | os.PathLike,
+    config: Mapping[str, Any],
+    *,
+    embedder_id: str,
+    embedder_dim: int,
+    stages: Mapping[str, Any] | None = None,
+    name: str | None = None,
+    version: str | None = None,
+    scores: Mapping[str, Any] | None = None,
+    source: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+) -> BundleInfo:
     """Write a bundle. `config` comes from `bundle_config`; `stages` are the policy's live stages, whose DSPy module
     states (instructions, demos) are saved: pass `policy_modules(policy)`; None builds them fresh from the config.
     `embedder_id` / `embedder_dim` come from the embedder the policy was scored with.
@@ -130,14 +142,18 @@ def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedd
     complete)."""
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(f"{out} exists and is not empty: choose another output directory, or pass "
-                              "overwrite=True (memtune-export force=true) to replace it")
+        raise FileExistsError(
+            f"{out} exists and is not empty: choose another output directory, or pass "
+            "overwrite=True (memtune-export force=true) to replace it"
+        )
     config = json.loads(json.dumps(dict(config)))  # plain JSON types only, and a private copy
     check_no_secrets(config)
     extractor = (config.get("policy") or {}).get("extractor") or {}
     if str(extractor.get("_target_", "")).endswith("ObservationExtractor"):
-        raise ValueError("policy.extractor is the ObservationExtractor ORACLE (replays LOCOMO annotations that "
-                         "production never has): it is not a policy and cannot be exported")
+        raise ValueError(
+            "policy.extractor is the ObservationExtractor ORACLE (replays LOCOMO annotations that "
+            "production never has): it is not a policy and cannot be exported"
+        )
     stages = dict(stages) if stages is not None else build_stages(config) | graph_stages(config)
     states = module_states(stages)
     name = name or str((config.get("policy") or {}).get("name") or "policy")
@@ -158,7 +174,7 @@ def save_bundle(out_dir: str | os.PathLike, config: Mapping[str, Any], *, embedd
             "schema_version": SCHEMA_VERSION,
             "version": version,
             "name": name,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             "source": dict(source or {"kind": "unknown"}),
             "scores": dict(scores or {}),
             "embedder": {"id": embedder_id, "dim": int(embedder_dim), "config": config.get("embedder")},
@@ -199,8 +215,10 @@ def read_bundle(bundle_dir: str | os.PathLike) -> BundleInfo:
         raise BundleError(f"{path} is corrupt: expected a JSON object, got {type(doc).__name__}")
     schema = doc.get("schema_version")
     if schema not in SUPPORTED_SCHEMAS or isinstance(schema, bool):
-        raise BundleError(f"{path}: schema_version {schema!r} is not supported by this memtune (supports "
-                          f"{list(SUPPORTED_SCHEMAS)}): upgrade memtune, or re-export the bundle with this version")
+        raise BundleError(
+            f"{path}: schema_version {schema!r} is not supported by this memtune (supports "
+            f"{list(SUPPORTED_SCHEMAS)}): upgrade memtune, or re-export the bundle with this version"
+        )
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
         raise BundleError(f"{path} is corrupt: missing field(s) {missing}; re-export the bundle")
@@ -209,15 +227,30 @@ def read_bundle(bundle_dir: str | os.PathLike) -> BundleInfo:
         raise BundleError(f"{path} is corrupt: embedder must be {{id, dim, config}}, got {embedder!r}")
     if not isinstance(config, dict) or not isinstance(config.get("policy"), dict):
         raise BundleError(f"{path} is corrupt: config.policy is missing")
-    return BundleInfo(version=str(doc["version"]), name=str(doc["name"]), config=config,
-                      embedder_id=str(embedder["id"]), embedder_dim=int(embedder["dim"]), scores=doc["scores"],
-                      schema_version=int(schema), source=doc["source"], created_at=str(doc["created_at"]),
-                      path=str(root.resolve()), modules=doc["modules"])
+    return BundleInfo(
+        version=str(doc["version"]),
+        name=str(doc["name"]),
+        config=config,
+        embedder_id=str(embedder["id"]),
+        embedder_dim=int(embedder["dim"]),
+        scores=doc["scores"],
+        schema_version=int(schema),
+        source=doc["source"],
+        created_at=str(doc["created_at"]),
+        path=str(root.resolve()),
+        modules=doc["modules"],
+    )
 
 
-def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, lm: dspy.LM | None = None,
-                cache_dir: str | os.PathLike | None = None, embedder=None,
-                meter: CostMeter | None = None) -> tuple[MemoryPolicy, BundleInfo]:
+def load_policy(
+    bundle_dir: str | os.PathLike,
+    store_uri: str | os.PathLike,
+    *,
+    lm: dspy.LM | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    embedder=None,
+    meter: CostMeter | None = None,
+) -> tuple[MemoryPolicy, BundleInfo]:
     """Rebuild the exact policy of a bundle over the store at `store_uri` (stamped with the bundle version).
 
     lm        the LM for LLM stages; default: built from the bundle's lm group (reads OPENAI_API_KEY /
@@ -231,10 +264,13 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
         _module_file(root, stage_name, entry)
     stages = build_stages(config)
     expected = {n for n, s in stages.items() if isinstance(s, dspy.Module)} | {
-        n for n, node in _graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)}
+        n for n, node in _graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)
+    }
     if set(info.modules) != expected:
-        raise BundleError(f"{root / BUNDLE_FILE}: module states for {sorted(info.modules)}, but config.policy has "
-                          f"DSPy-module stages {sorted(expected)}: the bundle is inconsistent; re-export it")
+        raise BundleError(
+            f"{root / BUNDLE_FILE}: module states for {sorted(info.modules)}, but config.policy has "
+            f"DSPy-module stages {sorted(expected)}: the bundle is inconsistent; re-export it"
+        )
     for stage_name, stage in stages.items():
         if isinstance(stage, dspy.Module):
             _load_module(stage, stage_name, root, info.modules)
@@ -248,7 +284,8 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
         raise BundleError(
             f"bundle {info.version} was exported with embedder {info.embedder_id!r} ({info.embedder_dim}-d) but the "
             f"runtime embedder is {embedder.id!r} ({embedder.dim}-d): vectors of two embedders are not comparable. "
-            "Use the bundle's embedder (config.embedder in bundle.json), or re-export the policy with this one")
+            "Use the bundle's embedder (config.embedder in bundle.json), or re-export the policy with this one"
+        )
     if lm is None and config.get("lm") and expected:
         lm = instantiate(OmegaConf.create(config["lm"]))
     store_cfg = OmegaConf.create(config["store"])
@@ -269,16 +306,16 @@ def load_policy(bundle_dir: str | os.PathLike, store_uri: str | os.PathLike, *, 
 def _module_file(root: Path, stage_name: str, entry: Any) -> Path:
     """The module file of a stage, checked: inside the bundle, present, and with the sha256 bundle.json records."""
     if not isinstance(entry, dict) or not entry.get("path"):
-        raise BundleError(f"{root / BUNDLE_FILE}: modules.{stage_name} must be {{path, sha256}}, got {entry!r}: "
-                          "re-export the bundle")
+        raise BundleError(
+            f"{root / BUNDLE_FILE}: modules.{stage_name} must be {{path, sha256}}, got {entry!r}: re-export the bundle"
+        )
     path = (root / entry["path"]).resolve()
     if root.resolve() not in path.parents:
         raise BundleError(f"{root / BUNDLE_FILE}: module path {entry['path']!r} points outside the bundle")
     if not path.is_file():
         raise BundleError(f"{path} is missing (module state of stage {stage_name!r}): re-export the bundle")
     if entry.get("sha256") and _sha256(path) != entry["sha256"]:
-        raise BundleError(f"{path} does not match the sha256 in bundle.json (changed or corrupt): re-export the "
-                          "bundle")
+        raise BundleError(f"{path} does not match the sha256 in bundle.json (changed or corrupt): re-export the bundle")
     return path
 
 
@@ -287,8 +324,10 @@ def _load_module(stage: dspy.Module, stage_name: str, root: Path, modules: Mappi
     try:
         stage.load(str(path))  # JSON only; warns on a dspy version mismatch; drops unsafe LM endpoint keys
     except Exception as err:  # JSON errors, or a state that does not fit the module's predictors
-        raise BundleError(f"{path} is corrupt or does not fit stage {stage_name!r} "
-                          f"({type(err).__name__}: {err}): re-export the bundle") from err
+        raise BundleError(
+            f"{path} is corrupt or does not fit stage {stage_name!r} "
+            f"({type(err).__name__}: {err}): re-export the bundle"
+        ) from err
 
 
 def _accepts(node: DictConfig, kwarg: str) -> bool:

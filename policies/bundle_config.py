@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -28,8 +29,10 @@ def bundle_config(cfg: DictConfig | Mapping[str, Any]) -> dict:
     cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
     missing = [g for g in ("policy", "embedder", "store") if g not in cfg or cfg.get(g) is None]
     if missing:
-        raise ValueError(f"config has no {missing} group(s): a bundle needs policy, embedder and store "
-                         "(compose it from conf/eval.yaml, e.g. memtune-export policy=mem0_offline)")
+        raise ValueError(
+            f"config has no {missing} group(s): a bundle needs policy, embedder and store "
+            "(compose it from conf/eval.yaml, e.g. memtune-export policy=mem0_offline)"
+        )
     out: dict[str, Any] = {}
     for group in GROUPS:
         node = cfg.get(group)
@@ -45,9 +48,14 @@ def bundle_config(cfg: DictConfig | Mapping[str, Any]) -> dict:
 
 def _keep_runtime_env(resolved: Any, raw: Any) -> Any:
     if isinstance(resolved, dict) and isinstance(raw, dict):
-        return {k: (raw[k] if k in RUNTIME_ENV_KEYS and isinstance(raw.get(k), str)
-                    and _ENV_INTERPOLATION.match(raw[k]) else _keep_runtime_env(v, raw.get(k)))
-                for k, v in resolved.items()}
+        return {
+            k: (
+                raw[k]
+                if k in RUNTIME_ENV_KEYS and isinstance(raw.get(k), str) and _ENV_INTERPOLATION.match(raw[k])
+                else _keep_runtime_env(v, raw.get(k))
+            )
+            for k, v in resolved.items()
+        }
     return resolved
 
 
@@ -74,18 +82,24 @@ def check_no_secrets(config: Mapping[str, Any], where: str = "config") -> None:
             for k, v in node.items():
                 sub = f"{path}.{k}"
                 if _SECRET_KEY.search(str(k)) and v not in (None, "") and not isinstance(v, (dict, list)):
-                    raise ValueError(f"{sub} holds a literal secret: a bundle never stores secrets. Put it in an "
-                                     f"environment variable and name that variable instead (e.g. {k}_env: MY_VAR)")
+                    raise ValueError(
+                        f"{sub} holds a literal secret: a bundle never stores secrets. Put it in an "
+                        f"environment variable and name that variable instead (e.g. {k}_env: MY_VAR)"
+                    )
                 walk(v, sub)
         elif isinstance(node, list):
             for i, v in enumerate(node):
                 walk(v, f"{path}[{i}]")
         elif isinstance(node, str):
             if _URL_USERINFO.search(node):
-                raise ValueError(f"{path} is a URL with a user:password part: a bundle never stores secrets; "
-                                 "pass credentials through environment variables")
+                raise ValueError(
+                    f"{path} is a URL with a user:password part: a bundle never stores secrets; "
+                    "pass credentials through environment variables"
+                )
             if any(s in node for s in secrets):
-                raise ValueError(f"{path} contains the value of a secret environment variable: a bundle never "
-                                 "stores secrets; reference the variable by name (api_key_env)")
+                raise ValueError(
+                    f"{path} contains the value of a secret environment variable: a bundle never "
+                    "stores secrets; reference the variable by name (api_key_env)"
+                )
 
     walk(config, where)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dspy
-
 from memtune.policies.lm import CostMeter, call_predictor
 from memtune.policies.signatures import DecideMemoryOperations
 from memtune.policies.types import Decision, Fact, MemoryRecord
@@ -72,7 +71,9 @@ class LLMDecider(dspy.Module):
         self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
 
     def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
-        groups = [([f], [s]) for f, s in zip(facts, similar, strict=True)] if self.knobs.per_fact else [(facts, similar)]
+        groups = (
+            [([f], [s]) for f, s in zip(facts, similar, strict=True)] if self.knobs.per_fact else [(facts, similar)]
+        )
         decisions: list[Decision] = []
         for group_facts, group_similar in groups:
             decisions += self._decide_group(group_facts, group_similar, meter)
@@ -87,7 +88,11 @@ class LLMDecider(dspy.Module):
         provenance = tuple(dict.fromkeys(p for f in facts for p in f.provenance))
         timestamp = facts[-1].timestamp if facts else ""
         result = call_predictor(
-            self.predict, meter, "decide", item=",".join(provenance) or facts[0].text[:40], retries=self.knobs.retries,
+            self.predict,
+            meter,
+            "decide",
+            item=",".join(provenance) or facts[0].text[:40],
+            retries=self.knobs.retries,
             existing_memories=[{"id": i, "text": m.text} for i, m in shown.items()],
             new_facts=[f.text for f in facts],
         )

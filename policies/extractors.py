@@ -11,7 +11,6 @@ import re
 from dataclasses import dataclass
 
 import dspy
-
 from memtune.policies.lm import CostMeter, call_predictor
 from memtune.policies.signatures import ExtractFacts
 from memtune.policies.types import Fact, Message
@@ -48,8 +47,14 @@ class ChunkExtractor:
                 windows = [new[i : i + size] for i in range(0, len(new), size)]
             else:
                 windows = [(list(recent) + list(new))[-size:]]
-            return [Fact("\n".join(f"{m.speaker}: {m.text}" for m in w), tuple(m.dia_id for m in w if m.dia_id),
-                         w[-1].timestamp) for w in windows]
+            return [
+                Fact(
+                    "\n".join(f"{m.speaker}: {m.text}" for m in w),
+                    tuple(m.dia_id for m in w if m.dia_id),
+                    w[-1].timestamp,
+                )
+                for w in windows
+            ]
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
@@ -96,8 +101,13 @@ class LLMExtractor(dspy.Module):
     def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
         m = self.knobs.recent_messages
         result = call_predictor(
-            self.predict, meter, "extract", item=",".join(x.dia_id for x in new), retries=self.knobs.retries,
-            summary=summary, recent_messages=[render(x) for x in (recent[-m:] if m else [])],
+            self.predict,
+            meter,
+            "extract",
+            item=",".join(x.dia_id for x in new),
+            retries=self.knobs.retries,
+            summary=summary,
+            recent_messages=[render(x) for x in (recent[-m:] if m else [])],
             new_messages=[render(x) for x in new],
         )
         if result is None:
@@ -126,5 +136,8 @@ class ObservationExtractor:
 
 def _fact(message: Message, text: str, prefix: bool) -> Fact:
     text = text.strip()
-    return Fact(f"{message.speaker}: {text}" if prefix and message.speaker else text,
-                (message.dia_id,) if message.dia_id else (), message.timestamp)
+    return Fact(
+        f"{message.speaker}: {text}" if prefix and message.speaker else text,
+        (message.dia_id,) if message.dia_id else (),
+        message.timestamp,
+    )

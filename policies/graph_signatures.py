@@ -48,7 +48,8 @@ class ResolveGraphConflicts(dspy.Signature):
     new job replaces the old job). Do not mark relationships that can hold together (someone can like several
     things). Only use ids listed in existing_relations; return an empty list when nothing is contradicted."""
 
-    existing_relations: list[dict] = dspy.InputField(desc="valid relationships: {id, source, relation, "
-                                                          "destination, valid_from}")
+    existing_relations: list[dict] = dspy.InputField(
+        desc="valid relationships: {id, source, relation, destination, valid_from}"
+    )
     new_relations: list[str] = dspy.InputField(desc="new relationships, as 'source -- relation -- destination'")
     outdated_ids: list[int] = dspy.OutputField(desc="ids of existing relationships that are no longer true")

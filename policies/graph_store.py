@@ -31,24 +31,50 @@ from uuid import uuid4
 import lancedb
 import numpy as np
 import pyarrow as pa
-
 from memtune.policies.store_lance import check_compatible, disk_bytes, schema_meta
 from memtune.policies.store_sql import _check_scope, in_scope, sql_where
 from memtune.policies.types import Scope
 
 _S, _L = pa.string(), pa.int64()
-_NODE_FIELDS = [("id", _S), ("name", _S), ("key", _S), ("type", _S), ("user_id", _S), ("agent_id", _S),
-                ("run_id", _S), ("provenance", pa.list_(_S)), ("first_seen", _S), ("last_seen", _S),
-                ("mentions", _L), ("embedder_id", _S)]
-_EDGE_FIELDS = [("id", _S), ("source_id", _S), ("relation", _S), ("destination_id", _S), ("source", _S),
-                ("destination", _S), ("text", _S), ("valid_from", _S), ("invalidated_at", _S),
-                ("invalidated_by", _S), ("provenance", pa.list_(_S)), ("user_id", _S), ("agent_id", _S),
-                ("run_id", _S), ("seq", _L), ("mentions", _L), ("embedder_id", _S)]
+_NODE_FIELDS = [
+    ("id", _S),
+    ("name", _S),
+    ("key", _S),
+    ("type", _S),
+    ("user_id", _S),
+    ("agent_id", _S),
+    ("run_id", _S),
+    ("provenance", pa.list_(_S)),
+    ("first_seen", _S),
+    ("last_seen", _S),
+    ("mentions", _L),
+    ("embedder_id", _S),
+]
+_EDGE_FIELDS = [
+    ("id", _S),
+    ("source_id", _S),
+    ("relation", _S),
+    ("destination_id", _S),
+    ("source", _S),
+    ("destination", _S),
+    ("text", _S),
+    ("valid_from", _S),
+    ("invalidated_at", _S),
+    ("invalidated_by", _S),
+    ("provenance", pa.list_(_S)),
+    ("user_id", _S),
+    ("agent_id", _S),
+    ("run_id", _S),
+    ("seq", _L),
+    ("mentions", _L),
+    ("embedder_id", _S),
+]
 
 
 def _schema(fields, dim: int, meta) -> pa.Schema:
-    return pa.schema([pa.field(n, t) for n, t in fields] + [pa.field("vector", pa.list_(pa.float32(), dim))],
-                     metadata=meta)
+    return pa.schema(
+        [pa.field(n, t) for n, t in fields] + [pa.field("vector", pa.list_(pa.float32(), dim))], metadata=meta
+    )
 
 
 def scope_key(scope: Scope) -> tuple[str, str, str]:
@@ -118,8 +144,15 @@ class GraphStore:
     max_provenance   dia_ids kept per node (the newest): the speaker node is named in every turn.
     """
 
-    def __init__(self, uri: str | os.PathLike, dim: int, embedder_id: str, prefix: str = "graph",
-                 compact_every: int = 20, max_provenance: int = 100):
+    def __init__(
+        self,
+        uri: str | os.PathLike,
+        dim: int,
+        embedder_id: str,
+        prefix: str = "graph",
+        compact_every: int = 20,
+        max_provenance: int = 100,
+    ):
         if not prefix.replace("_", "").isalnum():
             raise ValueError(f"graph table prefix must be letters, digits and '_', got {prefix!r}")
         self.uri, self.dim, self.embedder_id, self.prefix = str(uri), int(dim), embedder_id, prefix
@@ -127,10 +160,12 @@ class GraphStore:
         self._lock = threading.RLock()
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(embedder_id, self.dim)
-        self.nodes = _Table(self._db, f"{prefix}_nodes", _schema(_NODE_FIELDS, self.dim, meta), self.uri,
-                            embedder_id, self.dim)
-        self.edges = _Table(self._db, f"{prefix}_edges", _schema(_EDGE_FIELDS, self.dim, meta), self.uri,
-                            embedder_id, self.dim)
+        self.nodes = _Table(
+            self._db, f"{prefix}_nodes", _schema(_NODE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
+        )
+        self.edges = _Table(
+            self._db, f"{prefix}_edges", _schema(_EDGE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
+        )
         self._flushes = 0
         self._seq = max((e["seq"] for e in self.edges.rows.values()), default=0)
         self._reindex()
@@ -190,10 +225,21 @@ class GraphStore:
 
     def add_node(self, scope: Scope, name: str, key: str, type_: str, vector, provenance, said_at: str) -> dict:
         _check_scope(scope)
-        node = {"id": uuid4().hex, "name": name, "key": key, "type": type_, "user_id": scope.user_id,
-                "agent_id": scope.agent_id, "run_id": scope.run_id, "provenance": list(provenance)[-self.max_provenance:],
-                "first_seen": said_at, "last_seen": said_at, "mentions": 1, "embedder_id": self.embedder_id,
-                "vector": np.asarray(vector, np.float32)}
+        node = {
+            "id": uuid4().hex,
+            "name": name,
+            "key": key,
+            "type": type_,
+            "user_id": scope.user_id,
+            "agent_id": scope.agent_id,
+            "run_id": scope.run_id,
+            "provenance": list(provenance)[-self.max_provenance :],
+            "first_seen": said_at,
+            "last_seen": said_at,
+            "mentions": 1,
+            "embedder_id": self.embedder_id,
+            "vector": np.asarray(vector, np.float32),
+        }
         with self._lock:
             self.nodes.put(node)
             self._index_node(node)
@@ -203,25 +249,43 @@ class GraphStore:
         """Another mention of a known node: count it and keep where it was named."""
         with self._lock:
             prov = node["provenance"] + [p for p in provenance if p not in node["provenance"]]
-            node.update(provenance=prov[-self.max_provenance:], mentions=node["mentions"] + 1,
-                        last_seen=said_at or node["last_seen"])
+            node.update(
+                provenance=prov[-self.max_provenance :],
+                mentions=node["mentions"] + 1,
+                last_seen=said_at or node["last_seen"],
+            )
             self.nodes.put(node)
 
     def scope_nodes(self, scope: Scope) -> list[dict]:
         return [n for n in self.nodes.rows.values() if in_scope(n, scope)]
 
     # -- edges ----------------------------------------------------------------------------------------------------
-    def add_edge(self, scope: Scope, source: dict, relation: str, destination: dict, text: str, vector,
-                 said_at: str, provenance) -> dict:
+    def add_edge(
+        self, scope: Scope, source: dict, relation: str, destination: dict, text: str, vector, said_at: str, provenance
+    ) -> dict:
         _check_scope(scope)
         with self._lock:
             self._seq += 1
-            edge = {"id": uuid4().hex, "source_id": source["id"], "relation": relation,
-                    "destination_id": destination["id"], "source": source["name"], "destination": destination["name"],
-                    "text": text, "valid_from": said_at, "invalidated_at": "", "invalidated_by": "",
-                    "provenance": list(provenance), "user_id": scope.user_id, "agent_id": scope.agent_id,
-                    "run_id": scope.run_id, "seq": self._seq, "mentions": 1, "embedder_id": self.embedder_id,
-                    "vector": np.asarray(vector, np.float32)}
+            edge = {
+                "id": uuid4().hex,
+                "source_id": source["id"],
+                "relation": relation,
+                "destination_id": destination["id"],
+                "source": source["name"],
+                "destination": destination["name"],
+                "text": text,
+                "valid_from": said_at,
+                "invalidated_at": "",
+                "invalidated_by": "",
+                "provenance": list(provenance),
+                "user_id": scope.user_id,
+                "agent_id": scope.agent_id,
+                "run_id": scope.run_id,
+                "seq": self._seq,
+                "mentions": 1,
+                "embedder_id": self.embedder_id,
+                "vector": np.asarray(vector, np.float32),
+            }
             self.edges.put(edge)
             self._index_edge(edge)
         return edge
@@ -229,8 +293,10 @@ class GraphStore:
     def touch_edge(self, edge: dict, provenance) -> None:
         """The same triplet stated again: one edge, more provenance."""
         with self._lock:
-            edge.update(provenance=edge["provenance"] + [p for p in provenance if p not in edge["provenance"]],
-                        mentions=edge["mentions"] + 1)
+            edge.update(
+                provenance=edge["provenance"] + [p for p in provenance if p not in edge["provenance"]],
+                mentions=edge["mentions"] + 1,
+            )
             self.edges.put(edge)
 
     def edges_of(self, node_id: str, include_invalid: bool = False) -> list[dict]:
@@ -239,12 +305,16 @@ class GraphStore:
         return [e for e in rows if e is not None and (include_invalid or not e["invalidated_at"])]
 
     def outgoing(self, node_id: str, relation: str | None = None, include_invalid: bool = False) -> list[dict]:
-        return [e for e in self.edges_of(node_id, include_invalid)
-                if e["source_id"] == node_id and (relation is None or e["relation"] == relation)]
+        return [
+            e
+            for e in self.edges_of(node_id, include_invalid)
+            if e["source_id"] == node_id and (relation is None or e["relation"] == relation)
+        ]
 
     def scope_edges(self, scope: Scope, include_invalid: bool = False) -> list[dict]:
-        return [e for e in self.edges.rows.values()
-                if in_scope(e, scope) and (include_invalid or not e["invalidated_at"])]
+        return [
+            e for e in self.edges.rows.values() if in_scope(e, scope) and (include_invalid or not e["invalidated_at"])
+        ]
 
     def edge_matrix(self, scope: Scope, include_invalid: bool = False) -> tuple[list[dict], np.ndarray]:
         """The scope's edges and their vectors stacked (cached until an edge changes): for triplet search."""
@@ -315,8 +385,12 @@ class GraphStore:
     def counts(self, scope: Scope = Scope()) -> dict:
         edges = self.scope_edges(scope, include_invalid=True)
         invalid = sum(1 for e in edges if e["invalidated_at"])
-        return {"nodes": len(self.scope_nodes(scope)), "edges": len(edges), "valid_edges": len(edges) - invalid,
-                "invalid_edges": invalid}
+        return {
+            "nodes": len(self.scope_nodes(scope)),
+            "edges": len(edges),
+            "valid_edges": len(edges) - invalid,
+            "invalid_edges": invalid,
+        }
 
     def close(self) -> None:
         self.flush()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 THING = "THING"  # the type of an entity no extractor could type; compatible with every other type
 
@@ -85,4 +85,4 @@ def parse_time(stamp: str) -> datetime | None:
                 continue
     if parsed is None:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)

@@ -17,7 +17,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import dspy
-
 from memtune.policies.graph_signatures import ResolveGraphConflicts
 from memtune.policies.graph_store import GraphStore
 from memtune.policies.graph_types import parse_time
@@ -37,18 +36,38 @@ class UpdateKnobs:
 
     def __post_init__(self):
         if self.invalidation not in INVALIDATION:
-            raise ValueError(f"policy.graph.edges.invalidation must be one of {INVALIDATION}, "
-                             f"got {self.invalidation!r}")
+            raise ValueError(
+                f"policy.graph.edges.invalidation must be one of {INVALIDATION}, got {self.invalidation!r}"
+            )
         if self.compaction not in COMPACTION:
             raise ValueError(f"policy.graph.edges.compaction must be one of {COMPACTION}, got {self.compaction!r}")
         if self.max_age_days < 0 or self.keep_last < 0:
-            raise ValueError("policy.graph.edges.max_age_days and keep_last must be >= 0, got "
-                             f"{self.max_age_days!r} and {self.keep_last!r}")
+            raise ValueError(
+                "policy.graph.edges.max_age_days and keep_last must be >= 0, got "
+                f"{self.max_age_days!r} and {self.keep_last!r}"
+            )
 
 
 # Relations (as the spaCy generator names them; LLM names are snake_case verbs) that hold one value at a time.
-SINGLE_VALUED = ["is", "live_in", "move_to", "work_at", "work_as", "work_for", "is_a_student_at", "study_at",
-                 "married_to", "marry", "date", "feel", "name", "age", "lives_in", "works_at", "works_as"]
+SINGLE_VALUED = [
+    "is",
+    "live_in",
+    "move_to",
+    "work_at",
+    "work_as",
+    "work_for",
+    "is_a_student_at",
+    "study_at",
+    "married_to",
+    "marry",
+    "date",
+    "feel",
+    "name",
+    "age",
+    "lives_in",
+    "works_at",
+    "works_as",
+]
 
 
 @dataclass
@@ -71,8 +90,13 @@ class RuleConflictResolver:
                 if "*" not in single and new["relation"] not in single:
                     out.append([])
                     continue
-                out.append([e for e in store.outgoing(new["source_id"], new["relation"])
-                            if e["id"] not in batch and e["destination_id"] != new["destination_id"]])
+                out.append(
+                    [
+                        e
+                        for e in store.outgoing(new["source_id"], new["relation"])
+                        if e["id"] not in batch and e["destination_id"] != new["destination_id"]
+                    ]
+                )
         return out
 
 
@@ -103,11 +127,23 @@ class LLMConflictResolver(dspy.Module):
         if not existing:
             return out
         result = call_predictor(
-            self.predict, meter, "graph_conflicts", item=new_edges[0]["text"][:60], retries=self.knobs.retries,
-            existing_relations=[{"id": i, "source": e["source"], "relation": e["relation"],
-                                 "destination": e["destination"], "valid_from": e["valid_from"]}
-                                for i, e in enumerate(existing)],
-            new_relations=[f"{e['source']} -- {e['relation']} -- {e['destination']}" for e in new_edges])
+            self.predict,
+            meter,
+            "graph_conflicts",
+            item=new_edges[0]["text"][:60],
+            retries=self.knobs.retries,
+            existing_relations=[
+                {
+                    "id": i,
+                    "source": e["source"],
+                    "relation": e["relation"],
+                    "destination": e["destination"],
+                    "valid_from": e["valid_from"],
+                }
+                for i, e in enumerate(existing)
+            ],
+            new_relations=[f"{e['source']} -- {e['relation']} -- {e['destination']}" for e in new_edges],
+        )
         if result is None:
             return out
         for raw in result.outdated_ids or []:
@@ -123,8 +159,7 @@ class LLMConflictResolver(dspy.Module):
         return out
 
 
-def apply_conflicts(store: GraphStore, new_edges: list[dict], conflicts: list[list[dict]],
-                    knobs: UpdateKnobs) -> int:
+def apply_conflicts(store: GraphStore, new_edges: list[dict], conflicts: list[list[dict]], knobs: UpdateKnobs) -> int:
     """Invalidate (soft) or delete (hard) the contradicted edges; returns how many edges stopped being valid."""
     done = 0
     for new, olds in zip(new_edges, conflicts):
@@ -162,7 +197,7 @@ def compact(store: GraphStore, scope: Scope, knobs: UpdateKnobs) -> int:
             groups.setdefault((e["source_id"], e["relation"]), []).append(e)
         for group in groups.values():
             group.sort(key=lambda e: -e["seq"])
-            drop += group[knobs.keep_last:]
+            drop += group[knobs.keep_last :]
     for e in drop:
         store.delete_edge(e)
     return len(drop)

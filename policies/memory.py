@@ -21,11 +21,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
-from memtune.policies.policy import MemoryPolicy
-from memtune.policies.store import Change
-from memtune.policies.types import MemoryRecord, Message, Scope
 from memtune.policies.memory_input import (
     check_filters,
     check_id,
@@ -35,6 +33,9 @@ from memtune.policies.memory_input import (
     to_messages,
     to_records,
 )
+from memtune.policies.policy import MemoryPolicy
+from memtune.policies.store import Change
+from memtune.policies.types import MemoryRecord, Message, Scope
 
 MAX_TOP_K = 1000
 
@@ -56,8 +57,14 @@ class Memory:
                     pastes a whole file into add() should get an error, not a 30-second extraction call).
     """
 
-    def __init__(self, policy: MemoryPolicy, *, bundle_version: str = "", default_top_k: int | None = None,
-                 max_text_chars: int = 32_000):
+    def __init__(
+        self,
+        policy: MemoryPolicy,
+        *,
+        bundle_version: str = "",
+        default_top_k: int | None = None,
+        max_text_chars: int = 32_000,
+    ):
         if not isinstance(policy, MemoryPolicy):
             raise TypeError(f"policy must be a MemoryPolicy, got {type(policy).__name__}")
         if default_top_k is not None and not _is_int(default_top_k, 1, MAX_TOP_K):
@@ -71,7 +78,7 @@ class Memory:
         self._write_lock = threading.RLock()  # the policy's per-scope state (recent messages, summary) is shared
 
     @classmethod
-    def from_bundle(cls, bundle_dir, store_uri, *, lm=None, cache_dir=None, embedder=None, **kwargs) -> "Memory":
+    def from_bundle(cls, bundle_dir, store_uri, *, lm=None, cache_dir=None, embedder=None, **kwargs) -> Memory:
         """The policy of an exported bundle (memtune-export) over the store at `store_uri`; every memory it writes
         is stamped with the bundle version. A store written with another embedder is refused (ValueError).
         embedder: a ready embedder with the bundle's id and dim (shared between processes' objects, tests);
@@ -88,8 +95,16 @@ class Memory:
         return cls(policy, bundle_version=info.version, **kwargs)
 
     # ---- writes -------------------------------------------------------------------------------------------------
-    def add(self, messages: str | list[dict | Message], *, user_id: str = "", agent_id: str = "", run_id: str = "",
-            metadata: dict | None = None, infer: bool = True) -> list[dict]:
+    def add(
+        self,
+        messages: str | list[dict | Message],
+        *,
+        user_id: str = "",
+        agent_id: str = "",
+        run_id: str = "",
+        metadata: dict | None = None,
+        infer: bool = True,
+    ) -> list[dict]:
         """Remember what matters in `messages` (a string is one user message). infer=True runs the policy
         (extraction, then ADD/UPDATE/DELETE/NOOP against similar memories); infer=False stores each message's text
         verbatim as a new memory, with no LM call. Returns one event per operation."""
@@ -108,12 +123,29 @@ class Memory:
 
     def _add_verbatim(self, msgs: list[Message], scope: Scope, metadata: dict | None) -> list[dict]:
         vectors = self.policy.embedder.embed([m.text for m in msgs])
-        changes = [Change("ADD", m.text, v, scope=scope, provenance=(m.dia_id,) if m.dia_id else (),
-                          timestamp=m.timestamp, metadata=metadata) for m, v in zip(msgs, vectors)]
+        changes = [
+            Change(
+                "ADD",
+                m.text,
+                v,
+                scope=scope,
+                provenance=(m.dia_id,) if m.dia_id else (),
+                timestamp=m.timestamp,
+                metadata=metadata,
+            )
+            for m, v in zip(msgs, vectors)
+        ]
         return [_event(op, mid, c.text, old) for c, (op, mid, old) in zip(changes, self.store.apply(changes))]
 
-    def import_records(self, records: Iterable[str | Mapping], *, user_id: str = "", agent_id: str = "",
-                       run_id: str = "", metadata: dict | None = None) -> list[dict]:
+    def import_records(
+        self,
+        records: Iterable[str | Mapping],
+        *,
+        user_id: str = "",
+        agent_id: str = "",
+        run_id: str = "",
+        metadata: dict | None = None,
+    ) -> list[dict]:
         """Bring existing documents or database rows into memory through the policy's own extraction and update
         path (one message per record; the record id becomes the provenance of what is extracted from it), so
         imported knowledge is deduplicated and updated like anything an agent is told. A record is a string or
@@ -141,7 +173,7 @@ class Memory:
         with self._write_lock:
             self._record(memory_id)
             vector = self.policy.embedder.embed([text])[0]
-            (op, mid, old), = self._apply(Change("UPDATE", text, vector, memory_id, metadata=metadata))
+            ((op, mid, old),) = self._apply(Change("UPDATE", text, vector, memory_id, metadata=metadata))
         return _event(op, mid, text, old)
 
     def delete(self, memory_id: str) -> dict:
@@ -149,7 +181,7 @@ class Memory:
         memory_id = check_id(memory_id)
         with self._write_lock:
             self._record(memory_id)
-            (op, mid, old), = self._apply(Change("DELETE", memory_id=memory_id))
+            ((op, mid, old),) = self._apply(Change("DELETE", memory_id=memory_id))
         return _event(op, mid, "", old)
 
     def _apply(self, change: Change):
@@ -178,8 +210,17 @@ class Memory:
             self.policy.reset_state()
 
     # ---- reads --------------------------------------------------------------------------------------------------
-    def search(self, query: str, *, user_id: str = "", agent_id: str = "", run_id: str = "",
-               top_k: int | None = None, filters: dict | None = None, threshold: float | None = None) -> list[dict]:
+    def search(
+        self,
+        query: str,
+        *,
+        user_id: str = "",
+        agent_id: str = "",
+        run_id: str = "",
+        top_k: int | None = None,
+        filters: dict | None = None,
+        threshold: float | None = None,
+    ) -> list[dict]:
         """The memories most relevant to `query` in the scope (empty fields: wildcards), best first, with "score"
         (cosine similarity). filters: metadata key -> value, all must be equal (applied after the scope);
         threshold: drop memories scored below it."""
@@ -189,8 +230,9 @@ class Memory:
             top_k = self.default_top_k or self.policy.retriever.knobs.top_k
         if not _is_int(top_k, 1, MAX_TOP_K):
             raise ValueError(f"top_k must be an int in 1..{MAX_TOP_K}, got {top_k!r}")
-        if threshold is not None and (isinstance(threshold, bool) or not isinstance(threshold, (int, float))
-                                      or not -1.0 <= threshold <= 1.0):
+        if threshold is not None and (
+            isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not -1.0 <= threshold <= 1.0
+        ):
             raise ValueError(f"threshold must be a number in [-1, 1] (cosine similarity) or null, got {threshold!r}")
         filters = check_filters(filters)
         vector = self.policy.embedder.embed([query])[0]
@@ -207,10 +249,12 @@ class Memory:
         """MemoryPolicy.search() with this call's top_k (and threshold, when given) instead of the retriever's own
         knobs: the vector memories, and the graph's triplets when the policy has graph memory (Mem0g)."""
         retriever = self.policy.retriever
-        knobs = dataclasses.replace(retriever.knobs, top_k=k,
-                                    **({"threshold": threshold} if threshold is not None else {}))
-        return self.policy.search(query, scope, vector=vector,
-                                  retriever=_with_knobs(retriever, knobs) if knobs != retriever.knobs else None)
+        knobs = dataclasses.replace(
+            retriever.knobs, top_k=k, **({"threshold": threshold} if threshold is not None else {})
+        )
+        return self.policy.search(
+            query, scope, vector=vector, retriever=_with_knobs(retriever, knobs) if knobs != retriever.knobs else None
+        )
 
     def get(self, memory_id: str) -> dict:
         """One memory by id; raises MemoryNotFound."""
@@ -222,8 +266,9 @@ class Memory:
             raise MemoryNotFound(f"no memory with id {memory_id!r}")
         return rec
 
-    def get_all(self, *, user_id: str = "", agent_id: str = "", run_id: str = "",
-                limit: int | None = None) -> list[dict]:
+    def get_all(
+        self, *, user_id: str = "", agent_id: str = "", run_id: str = "", limit: int | None = None
+    ) -> list[dict]:
         """The memories of a scope (empty fields: wildcards), oldest first, at most `limit`."""
         scope = check_scope(user_id, agent_id, run_id, write=False)
         if limit is not None and not _is_int(limit, 0, None):
@@ -241,7 +286,7 @@ class Memory:
             self._graph.close()
         self.store.close()
 
-    def __enter__(self) -> "Memory":
+    def __enter__(self) -> Memory:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -264,19 +309,32 @@ def _meta_equal(meta: dict, key: str, value: Any) -> bool:
     if key not in meta:
         return False
     stored = meta[key]
-    return stored == value and isinstance(stored, bool) == isinstance(value, bool) \
+    return (
+        stored == value
+        and isinstance(stored, bool) == isinstance(value, bool)
         and isinstance(stored, str) == isinstance(value, str)
+    )
 
 
 def _event(op: str, memory_id: str | None, text: str, old_text: str) -> dict:
     """mem0's event shape. "memory" is the text after the event: the new text for ADD / UPDATE, the redundant
     candidate for NOOP, and (as mem0 does) the deleted text for DELETE."""
-    return {"event": op, "id": memory_id, "memory": text if op != "DELETE" else old_text,
-            "previous_memory": old_text}
+    return {"event": op, "id": memory_id, "memory": text if op != "DELETE" else old_text, "previous_memory": old_text}
 
 
 def _memory(r: MemoryRecord, embedder_id: str) -> dict:
-    return {"id": r.id, "memory": r.text, "user_id": r.scope.user_id, "agent_id": r.scope.agent_id,
-            "run_id": r.scope.run_id, "provenance": list(r.provenance), "timestamp": r.timestamp,
-            "created_at": r.created_at, "updated_at": r.updated_at, "metadata": json.loads(json.dumps(r.metadata)),
-            "score": r.score, "policy_version": r.policy_version, "embedder_id": r.embedder_id or embedder_id}
+    return {
+        "id": r.id,
+        "memory": r.text,
+        "user_id": r.scope.user_id,
+        "agent_id": r.scope.agent_id,
+        "run_id": r.scope.run_id,
+        "provenance": list(r.provenance),
+        "timestamp": r.timestamp,
+        "created_at": r.created_at,
+        "updated_at": r.updated_at,
+        "metadata": json.loads(json.dumps(r.metadata)),
+        "score": r.score,
+        "policy_version": r.policy_version,
+        "embedder_id": r.embedder_id or embedder_id,
+    }

@@ -9,8 +9,9 @@ from __future__ import annotations
 import json
 import math
 import unicodedata
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from memtune.policies.types import Message, Scope
 
@@ -55,8 +56,10 @@ def check_scope(user_id: Any, agent_id: Any, run_id: Any, *, write: bool) -> Sco
     """The scope of a call. Reads treat empty fields as wildcards; writes need at least one field."""
     scope = Scope(check_ident(user_id, "user_id"), check_ident(agent_id, "agent_id"), check_ident(run_id, "run_id"))
     if write and not (scope.user_id or scope.agent_id or scope.run_id):
-        raise ValueError("a write needs at least one of user_id, agent_id, run_id: a memory that belongs to "
-                         "nobody could never be searched for or deleted by scope")
+        raise ValueError(
+            "a write needs at least one of user_id, agent_id, run_id: a memory that belongs to "
+            "nobody could never be searched for or deleted by scope"
+        )
     return scope
 
 
@@ -70,8 +73,10 @@ def check_text(value: Any, field: str, max_chars: int) -> str:
     if not value.strip():
         raise ValueError(f"{field} is empty: pass some text")
     if len(value) > max_chars:
-        raise ValueError(f"{field} is {len(value):,} characters long; at most {max_chars:,} are accepted "
-                         "(split it, or import it as several records with import_records)")
+        raise ValueError(
+            f"{field} is {len(value):,} characters long; at most {max_chars:,} are accepted "
+            "(split it, or import it as several records with import_records)"
+        )
     return value
 
 
@@ -86,8 +91,9 @@ def check_metadata(metadata: Any, field: str = "metadata") -> dict | None:
     try:
         text = json.dumps(dict(metadata), allow_nan=False, ensure_ascii=False)
     except (TypeError, ValueError) as e:
-        raise ValueError(f"{field} must be JSON-serialisable (strings, finite numbers, booleans, null, lists, "
-                         f"objects): {e}") from None
+        raise ValueError(
+            f"{field} must be JSON-serialisable (strings, finite numbers, booleans, null, lists, objects): {e}"
+        ) from None
     if len(text) > 32_000:
         raise ValueError(f"{field} is {len(text):,} characters as JSON; at most 32,000 are accepted")
     return json.loads(text)
@@ -103,8 +109,10 @@ def check_filters(filters: Any) -> dict:
         if not isinstance(k, str) or not k:
             raise ValueError(f"filters keys must be non-empty strings, got {k!r}")
         if not (v is None or isinstance(v, (str, bool, int)) or (isinstance(v, float) and math.isfinite(v))):
-            raise ValueError(f"filters[{k!r}] must be a string, number, boolean or null (equality on the memory's "
-                             f"metadata), got {type(v).__name__}: {v!r}")
+            raise ValueError(
+                f"filters[{k!r}] must be a string, number, boolean or null (equality on the memory's "
+                f"metadata), got {type(v).__name__}: {v!r}"
+            )
     return dict(filters)
 
 
@@ -119,31 +127,39 @@ def to_messages(messages: Any, max_chars: int) -> list[Message]:
     if not messages:
         raise ValueError("messages is empty: pass at least one message")
     if len(messages) > MAX_MESSAGES:
-        raise ValueError(f"{len(messages)} messages in one call; at most {MAX_MESSAGES} (use import_records for "
-                         "bulk loads)")
+        raise ValueError(
+            f"{len(messages)} messages in one call; at most {MAX_MESSAGES} (use import_records for bulk loads)"
+        )
     return [_message(m, f"messages[{i}]", max_chars) for i, m in enumerate(messages)]
 
 
 def _message(m: Any, where: str, max_chars: int) -> Message:
     if isinstance(m, Message):
-        return Message(_label(m.speaker, f"{where}.speaker"), check_text(m.text, f"{where}.text", max_chars),
-                       _label(m.dia_id, f"{where}.dia_id"), _label(m.timestamp, f"{where}.timestamp"))
+        return Message(
+            _label(m.speaker, f"{where}.speaker"),
+            check_text(m.text, f"{where}.text", max_chars),
+            _label(m.dia_id, f"{where}.dia_id"),
+            _label(m.timestamp, f"{where}.timestamp"),
+        )
     if not isinstance(m, Mapping):
-        raise ValueError(f"{where} must be an object like {{\"role\": \"user\", \"content\": \"...\"}}, "
-                         f"got {type(m).__name__}")
+        raise ValueError(f'{where} must be an object like {{"role": "user", "content": "..."}}, got {type(m).__name__}')
     unknown = [k for k in m if k not in MESSAGE_KEYS]
     if unknown:
         raise ValueError(f"{where} has unknown field(s) {unknown}; accepted: {list(MESSAGE_KEYS)}")
-    who = {k: _label(m[k], f"{where}.{k}", required=True) for k in ("speaker", "name", "role")
-           if m.get(k) is not None}  # who spoke: a chat role ("user") or a name ("Caroline")
+    who = {
+        k: _label(m[k], f"{where}.{k}", required=True) for k in ("speaker", "name", "role") if m.get(k) is not None
+    }  # who spoke: a chat role ("user") or a name ("Caroline")
     if "content" in m and "text" in m and m["content"] != m["text"]:
-        raise ValueError(f"{where} has both \"content\" and \"text\" and they differ: pass one")
+        raise ValueError(f'{where} has both "content" and "text" and they differ: pass one')
     text = m.get("content", m.get("text"))
     if text is None:
-        raise ValueError(f"{where} has no \"content\" (or \"text\")")
-    return Message(next(iter(who.values()), "user"), check_text(text, f"{where}.content", max_chars),
-                   _label(m.get("dia_id"), f"{where}.dia_id", ints=True),
-                   _label(m.get("timestamp"), f"{where}.timestamp"))
+        raise ValueError(f'{where} has no "content" (or "text")')
+    return Message(
+        next(iter(who.values()), "user"),
+        check_text(text, f"{where}.content", max_chars),
+        _label(m.get("dia_id"), f"{where}.dia_id", ints=True),
+        _label(m.get("timestamp"), f"{where}.timestamp"),
+    )
 
 
 def _label(value: Any, field: str, required: bool = False, ints: bool = False) -> str:
@@ -164,14 +180,18 @@ def to_records(records: Any, max_chars: int) -> list[Record]:
             out.append(Record(check_text(r, where, max_chars)))
             continue
         if not isinstance(r, Mapping):
-            raise ValueError(f"{where} must be a string or an object with \"text\", got {type(r).__name__}")
+            raise ValueError(f'{where} must be a string or an object with "text", got {type(r).__name__}')
         unknown = [k for k in r if k not in RECORD_KEYS]
         if unknown:
             raise ValueError(f"{where} has unknown field(s) {unknown}; accepted: {list(RECORD_KEYS)}")
-        out.append(Record(check_text(r.get("text"), f"{where}.text", max_chars),
-                          _label(r.get("id"), f"{where}.id", ints=True),
-                          _label(r.get("timestamp"), f"{where}.timestamp"),
-                          check_metadata(r.get("metadata"), f"{where}.metadata")))
+        out.append(
+            Record(
+                check_text(r.get("text"), f"{where}.text", max_chars),
+                _label(r.get("id"), f"{where}.id", ints=True),
+                _label(r.get("timestamp"), f"{where}.timestamp"),
+                check_metadata(r.get("metadata"), f"{where}.metadata"),
+            )
+        )
     if not out:
         raise ValueError("records is empty: pass at least one record")
     return out

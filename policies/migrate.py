@@ -28,11 +28,10 @@ from pathlib import Path
 
 import lancedb
 from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
 from memtune.policies.store import MemoryStore
 from memtune.policies.store_changes import _now
-from memtune.policies.store_lance import META_EMBEDDER, _ROW_COLUMNS
+from memtune.policies.store_lance import _ROW_COLUMNS, META_EMBEDDER
+from omegaconf import OmegaConf
 
 BATCH = 256  # texts per embedder call
 
@@ -66,8 +65,10 @@ def build_target(args) -> tuple[object, str, dict]:
         info = read_bundle(args.bundle)
         embedder = instantiate(OmegaConf.create(info.config["embedder"]))
         if embedder.id != info.embedder_id or int(embedder.dim) != info.embedder_dim:
-            raise MigrationError(f"bundle {info.version} pins embedder {info.embedder_id!r} ({info.embedder_dim}-d) "
-                                 f"but its config builds {embedder.id!r} ({embedder.dim}-d)")
+            raise MigrationError(
+                f"bundle {info.version} pins embedder {info.embedder_id!r} ({info.embedder_dim}-d) "
+                f"but its config builds {embedder.id!r} ({embedder.dim}-d)"
+            )
         store_cfg = {k: v for k, v in (info.config.get("store") or {}).items() if k != "_target_"}
         return embedder, args.policy_version or info.version, store_cfg
     spec = args.embedder.strip()
@@ -76,14 +77,23 @@ def build_target(args) -> tuple[object, str, dict]:
     else:
         conf = files("memtune.conf") / "embedder" / f"{spec}.yaml"
         if not conf.is_file():
-            raise MigrationError(f"no embedder config {spec!r} (conf/embedder/{spec}.yaml); pass a name from "
-                                 "conf/embedder/ or a JSON object with a _target_")
+            raise MigrationError(
+                f"no embedder config {spec!r} (conf/embedder/{spec}.yaml); pass a name from "
+                "conf/embedder/ or a JSON object with a _target_"
+            )
         node = OmegaConf.create(conf.read_text())
     return instantiate(node), args.policy_version, {}
 
 
-def migrate(src: str, dst: str, embedder, policy_version: str = "", store_cfg: dict | None = None,
-            table: str = "memories", progress=None) -> dict:
+def migrate(
+    src: str,
+    dst: str,
+    embedder,
+    policy_version: str = "",
+    store_cfg: dict | None = None,
+    table: str = "memories",
+    progress=None,
+) -> dict:
     """Copy the store at `src` into a new store at `dst` with `embedder`'s vectors; returns the report."""
     t0 = time.perf_counter()
     src_path, dst_path = Path(src).resolve(), Path(dst).resolve()
@@ -96,24 +106,47 @@ def migrate(src: str, dst: str, embedder, policy_version: str = "", store_cfg: d
     rows, history, from_embedder = read_source(str(src_path), table)
     tmp = dst_path.with_name(f".{dst_path.name}.tmp-{uuid.uuid4().hex[:8]}")
     try:
-        knobs = {k: v for k, v in (store_cfg or {}).items() if k not in ("uri", "dim", "embedder_id",
-                                                                        "policy_version", "table")}
-        store = MemoryStore(tmp, dim=int(embedder.dim), embedder_id=embedder.id, table=table,
-                            policy_version=policy_version, **knobs)
+        knobs = {
+            k: v
+            for k, v in (store_cfg or {}).items()
+            if k not in ("uri", "dim", "embedder_id", "policy_version", "table")
+        }
+        store = MemoryStore(
+            tmp, dim=int(embedder.dim), embedder_id=embedder.id, table=table, policy_version=policy_version, **knobs
+        )
         now = _now()
-        meta = json.dumps({"reason": "migrate", "from_embedder": from_embedder, "from_store": str(src_path)},
-                          sort_keys=True)
+        meta = json.dumps(
+            {"reason": "migrate", "from_embedder": from_embedder, "from_store": str(src_path)}, sort_keys=True
+        )
         new_rows, notes = [], []
         for start in range(0, len(rows), BATCH):
-            batch = rows[start:start + BATCH]
+            batch = rows[start : start + BATCH]
             vectors = embedder.embed([r["text"] for r in batch])
             for r, v in zip(batch, vectors):
-                new_rows.append({**{c: r.get(c) or ("" if c != "provenance" else []) for c in _ROW_COLUMNS},
-                                 "vector": v, "embedder_id": embedder.id, "policy_version": policy_version})
-                notes.append({"memory_id": r["id"], "op": "UPDATE", "old_text": r["text"], "new_text": r["text"],
-                              "time": now, "seq": store._next_seq(), "provenance": [], "user_id": r["user_id"] or "",
-                              "agent_id": r["agent_id"] or "", "run_id": r["run_id"] or "", "metadata": meta,
-                              "policy_version": policy_version})
+                new_rows.append(
+                    {
+                        **{c: r.get(c) or ("" if c != "provenance" else []) for c in _ROW_COLUMNS},
+                        "vector": v,
+                        "embedder_id": embedder.id,
+                        "policy_version": policy_version,
+                    }
+                )
+                notes.append(
+                    {
+                        "memory_id": r["id"],
+                        "op": "UPDATE",
+                        "old_text": r["text"],
+                        "new_text": r["text"],
+                        "time": now,
+                        "seq": store._next_seq(),
+                        "provenance": [],
+                        "user_id": r["user_id"] or "",
+                        "agent_id": r["agent_id"] or "",
+                        "run_id": r["run_id"] or "",
+                        "metadata": meta,
+                        "policy_version": policy_version,
+                    }
+                )
             if progress:
                 progress(min(start + BATCH, len(rows)), len(rows))
         old_history = [{**h, "policy_version": h.get("policy_version") or ""} for h in history]
@@ -129,15 +162,24 @@ def migrate(src: str, dst: str, embedder, policy_version: str = "", store_cfg: d
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-    return {"src": str(src_path), "dst": str(dst_path), "memories": len(rows), "history_rows": len(old_history),
-            "migration_rows": len(notes), "from_embedder": from_embedder, "to_embedder": embedder.id,
-            "dim": int(embedder.dim), "policy_version": policy_version,
-            "seconds": round(time.perf_counter() - t0, 2)}
+    return {
+        "src": str(src_path),
+        "dst": str(dst_path),
+        "memories": len(rows),
+        "history_rows": len(old_history),
+        "migration_rows": len(notes),
+        "from_embedder": from_embedder,
+        "to_embedder": embedder.id,
+        "dim": int(embedder.dim),
+        "policy_version": policy_version,
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="memtune-migrate", description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="memtune-migrate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--src", required=True, help="the store to copy (read-only)")
     ap.add_argument("--dst", required=True, help="the new store (must not exist, or be an empty directory)")
     target = ap.add_mutually_exclusive_group(required=True)

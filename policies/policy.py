@@ -15,12 +15,10 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import dspy
-
 from memtune.policies.lm import CostMeter
 from memtune.policies.store import Change, MemoryStore
 from memtune.policies.store_sql import in_scope
 from memtune.policies.types import Decision, Event, MemoryRecord, Message, Scope
-
 
 RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
 
@@ -33,8 +31,19 @@ class _ScopeState:
 
 
 class MemoryPolicy:
-    def __init__(self, extractor, summarizer, decider, retriever, answerer, embedder, store: MemoryStore,
-                 lm: dspy.LM | None = None, meter: CostMeter | None = None, graph=None):
+    def __init__(
+        self,
+        extractor,
+        summarizer,
+        decider,
+        retriever,
+        answerer,
+        embedder,
+        store: MemoryStore,
+        lm: dspy.LM | None = None,
+        meter: CostMeter | None = None,
+        graph=None,
+    ):
         self.extractor, self.summarizer, self.decider = extractor, summarizer, decider
         self.retriever, self.answerer = retriever, answerer
         self.embedder, self.store, self.lm = embedder, store, lm
@@ -51,8 +60,13 @@ class MemoryPolicy:
             )
 
     def stages(self) -> dict:
-        return {"extractor": self.extractor, "summarizer": self.summarizer, "decider": self.decider,
-                "retriever": self.retriever, "answerer": self.answerer}
+        return {
+            "extractor": self.extractor,
+            "summarizer": self.summarizer,
+            "decider": self.decider,
+            "retriever": self.retriever,
+            "answerer": self.answerer,
+        }
 
     def _lm(self):
         return dspy.context(lm=self.lm) if self.lm is not None else nullcontext()
@@ -89,12 +103,15 @@ class MemoryPolicy:
             if d.op == "NOOP" and d.target is None:
                 events.append(Event("NOOP", None, d.text))
                 continue
-            changes.append(Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp,
-                                  metadata))
+            changes.append(
+                Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp, metadata)
+            )
         with self.meter.timed("store_write"):
             results = self.store.apply(changes) if changes else []
-        events += [Event(op, memory_id, c.text if op != "DELETE" else "", old)
-                   for c, (op, memory_id, old) in zip(changes, results)]
+        events += [
+            Event(op, memory_id, c.text if op != "DELETE" else "", old)
+            for c, (op, memory_id, old) in zip(changes, results)
+        ]
         return events
 
     def reset_state(self, scope: Scope | None = None) -> None:

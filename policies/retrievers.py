@@ -6,7 +6,6 @@ import re
 from dataclasses import dataclass
 
 import numpy as np
-
 from memtune.policies.lm import CostMeter
 from memtune.policies.types import MemoryRecord, Scope
 

@@ -60,5 +60,7 @@ class AnswerQuestion(dspy.Signature):
     say "Not mentioned"."""
 
     question: str = dspy.InputField()
-    memories: list[dict] = dspy.InputField(desc="retrieved memories, most relevant first: {said_at, memory}; graph triplets also carry valid_from and invalid_since")
+    memories: list[dict] = dspy.InputField(
+        desc="retrieved memories, most relevant first: {said_at, memory}; graph triplets also carry valid_from and invalid_since"
+    )
     answer: str = dspy.OutputField()

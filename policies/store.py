@@ -54,13 +54,12 @@ import os
 import threading
 import time
 import weakref
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Sequence
 
 import lancedb
 import numpy as np
 import pyarrow as pa
-
 from memtune.policies.store_cache import _Mirror
 from memtune.policies.store_changes import Change, _Plan, check_vectors, delete_history, plan_changes, validate_change
 from memtune.policies.store_lance import (
@@ -101,11 +100,25 @@ class MemoryStore(VersionsMixin):
                     per apply instead of two).
     """
 
-    def __init__(self, uri: str | os.PathLike, dim: int, embedder_id: str, table: str = "memories",
-                 index_min_rows: int = 50_000, compact_every: int = 50, *, cache: bool = True,
-                 cache_max_rows: int | None = None, history_flush_every: int = 1,
-                 keep_versions_seconds: float = 0.0, keep_last_versions: int = 0, reindex_growth: float = 2.0,
-                 nprobes: int = 20, refine_factor: int = 10, policy_version: str = ""):
+    def __init__(
+        self,
+        uri: str | os.PathLike,
+        dim: int,
+        embedder_id: str,
+        table: str = "memories",
+        index_min_rows: int = 50_000,
+        compact_every: int = 50,
+        *,
+        cache: bool = True,
+        cache_max_rows: int | None = None,
+        history_flush_every: int = 1,
+        keep_versions_seconds: float = 0.0,
+        keep_last_versions: int = 0,
+        reindex_growth: float = 2.0,
+        nprobes: int = 20,
+        refine_factor: int = 10,
+        policy_version: str = "",
+    ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         if not embedder_id or not isinstance(embedder_id, str):
@@ -121,8 +134,10 @@ class MemoryStore(VersionsMixin):
             raise ValueError(f"history_flush_every must be >= 1, got {history_flush_every!r}")
         self.history_flush_every = int(history_flush_every)
         if float(keep_versions_seconds) < 0 or int(keep_last_versions) < 0:
-            raise ValueError(f"keep_versions_seconds and keep_last_versions must be >= 0, got "
-                             f"{keep_versions_seconds!r} and {keep_last_versions!r}")
+            raise ValueError(
+                f"keep_versions_seconds and keep_last_versions must be >= 0, got "
+                f"{keep_versions_seconds!r} and {keep_last_versions!r}"
+            )
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
@@ -293,8 +308,10 @@ class MemoryStore(VersionsMixin):
             self._pending_history.append(plan.history)
             flush = len(self._pending_history) >= self.history_flush_every
             try:
-                v1 = self._write(lambda: self._write_memories(plan),
-                                 [r for batch in self._pending_history for r in batch] if flush else [])
+                v1 = self._write(
+                    lambda: self._write_memories(plan),
+                    [r for batch in self._pending_history for r in batch] if flush else [],
+                )
             except BaseException:
                 self._pending_history.pop()  # this batch did not happen; earlier ones stay pending
                 raise
@@ -349,8 +366,17 @@ class MemoryStore(VersionsMixin):
             return self._lance_search(q, scope, top_k)
 
     def _lance_search(self, q: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
-        hits = lance_search(self._table, q, sql_where(scope), top_k, self._columns, self._vector_indexed,
-                            self.index_min_rows, self.nprobes, self.refine_factor)
+        hits = lance_search(
+            self._table,
+            q,
+            sql_where(scope),
+            top_k,
+            self._columns,
+            self._vector_indexed,
+            self.index_min_rows,
+            self.nprobes,
+            self.refine_factor,
+        )
         return [[self._record(row, score) for row, score in per_query] for per_query in hits]
 
     def flush(self) -> None:
@@ -396,8 +422,9 @@ class MemoryStore(VersionsMixin):
                 rows = [{**r, "vector": v} for r, v in zip(rows, vectors)]
                 if len({r["id"] for r in rows}) != len(rows):
                     raise ValueError("bulk_load(): duplicate memory ids")
-            self._write(lambda: self._table.add(rows_to_arrow(rows, self._schema, self.dim)).version if rows else None,
-                        history)
+            self._write(
+                lambda: self._table.add(rows_to_arrow(rows, self._schema, self.dim)).version if rows else None, history
+            )
             self._mirror, self._too_big_at = None, None
 
     def delete_all(self, scope: Scope) -> int:
@@ -405,16 +432,19 @@ class MemoryStore(VersionsMixin):
         _check_scope(scope)
         where = sql_where(scope)
         if where is None:
-            raise ValueError("delete_all() got an empty scope, which would delete every memory: "
-                             "pass a user_id/agent_id/run_id, or call reset() to wipe the store")
+            raise ValueError(
+                "delete_all() got an empty scope, which would delete every memory: "
+                "pass a user_id/agent_id/run_id, or call reset() to wipe the store"
+            )
         with self._lock:
             view = self._view()
             rows = view.select(scope) if view is not None else self._query_rows(where)
             if not rows:
                 return 0
             hist = delete_history(rows, "delete_all", self._next_seq, self.policy_version)
-            v1 = self._write(lambda: self._table.delete(where).version,
-                             [r for batch in self._pending_history for r in batch] + hist)
+            v1 = self._write(
+                lambda: self._table.delete(where).version, [r for batch in self._pending_history for r in batch] + hist
+            )
             self._pending_history.clear()
             if view is not None and self._mirror is view and v1 == view.version + 1:
                 view.remove(r["id"] for r in rows)
@@ -457,18 +487,20 @@ class MemoryStore(VersionsMixin):
         self.flush()
         self._writer.shutdown(wait=True)
 
-    def __enter__(self) -> "MemoryStore":
+    def __enter__(self) -> MemoryStore:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
 
     def __repr__(self) -> str:
-        return (f"MemoryStore(uri={self.uri!r}, table={self.table_name!r}, embedder_id={self.embedder_id!r}, "
-                f"dim={self.dim})")
+        return (
+            f"MemoryStore(uri={self.uri!r}, table={self.table_name!r}, embedder_id={self.embedder_id!r}, "
+            f"dim={self.dim})"
+        )
 
 
-def _flush_at_exit(ref: "weakref.ref[MemoryStore]") -> None:
+def _flush_at_exit(ref: weakref.ref[MemoryStore]) -> None:
     store = ref()
     if store is not None:
         store.flush()

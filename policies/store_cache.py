@@ -7,10 +7,9 @@ grows past `cache_max_rows` (see memtune.policies.store).
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
-
 from memtune.policies.store_lance import _ROW_COLUMNS, present_columns
 from memtune.policies.store_sql import SCOPE_FIELDS
 from memtune.policies.types import Scope
@@ -33,13 +32,14 @@ class _Mirror:
         self.slot: dict[str, int] = {}
 
     @classmethod
-    def load(cls, table, dim: int) -> "_Mirror":
+    def load(cls, table, dim: int) -> _Mirror:
         version = table.version
         data = table.to_arrow()
         m = cls(dim, version)
         if data.num_rows:
-            vecs = np.asarray(data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False),
-                              np.float32).reshape(-1, dim)
+            vecs = np.asarray(
+                data["vector"].combine_chunks().flatten().to_numpy(zero_copy_only=False), np.float32
+            ).reshape(-1, dim)
             rows = data.select(list(present_columns(table))).to_pylist()
             m.put_many(rows, _normalise(vecs))
         return m

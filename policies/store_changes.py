@@ -6,19 +6,19 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any
 
 import numpy as np
-
 from memtune.policies.store_cache import _normalise
 from memtune.policies.store_sql import _check_scope, _check_text, in_scope
 from memtune.policies.types import OPS, Op, Scope
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="microseconds")
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a numpy vector has no truth value, so equality is identity
@@ -55,8 +55,9 @@ def check_vectors(vectors: Any, what: str, dim: int, embedder_id: str) -> np.nda
     if v.ndim == 1:
         v = v[None, :]
     if v.ndim != 2 or v.shape[1] != dim:
-        raise ValueError(f"{what}: expected vectors of dim {dim} (embedder {embedder_id!r}), "
-                         f"got shape {tuple(np.shape(vectors))}")
+        raise ValueError(
+            f"{what}: expected vectors of dim {dim} (embedder {embedder_id!r}), got shape {tuple(np.shape(vectors))}"
+        )
     if not np.isfinite(v).all():
         raise ValueError(f"{what}: vector contains NaN or inf")
     if (np.linalg.norm(v, axis=1) == 0).any():
@@ -91,8 +92,14 @@ def validate_change(c: Change, i: int, dim: int, embedder_id: str) -> np.ndarray
     return None
 
 
-def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], before: dict[str, dict],
-                 embedder_id: str, next_seq: Callable[[], int], policy_version: str = "") -> _Plan:
+def plan_changes(
+    changes: Sequence[Change],
+    vectors: list[np.ndarray | None],
+    before: dict[str, dict],
+    embedder_id: str,
+    next_seq: Callable[[], int],
+    policy_version: str = "",
+) -> _Plan:
     """The effect of a validated batch, in order: `vectors[i]` is change i's normalised vector, `before` the
     stored rows of the ids the batch names, `next_seq()` the next history seq. Rows added or updated, and every
     history row, are stamped with `policy_version`. Raises KeyError on an unknown id or one outside the change's
@@ -104,11 +111,21 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
     for i, (c, vec) in enumerate(zip(changes, vectors)):
         if c.op == "ADD":
             mid = str(uuid.uuid4())
-            row = {"id": mid, "text": c.text, "vector": vec, "user_id": c.scope.user_id,
-                   "agent_id": c.scope.agent_id, "run_id": c.scope.run_id, "provenance": list(c.provenance),
-                   "timestamp": c.timestamp, "created_at": now, "updated_at": now,
-                   "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
-                   "embedder_id": embedder_id, "policy_version": policy_version}
+            row = {
+                "id": mid,
+                "text": c.text,
+                "vector": vec,
+                "user_id": c.scope.user_id,
+                "agent_id": c.scope.agent_id,
+                "run_id": c.scope.run_id,
+                "provenance": list(c.provenance),
+                "timestamp": c.timestamp,
+                "created_at": now,
+                "updated_at": now,
+                "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
+                "embedder_id": embedder_id,
+                "policy_version": policy_version,
+            }
             state[mid] = row
             dirty[mid] = None
             old_text, new_text = "", c.text
@@ -117,11 +134,14 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
             row = state.get(mid)
             if row is None:
                 gone = " (deleted earlier in this batch)" if mid in before else ""
-                raise KeyError(f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; "
-                               "nothing from this batch was written")
+                raise KeyError(
+                    f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; nothing from this batch was written"
+                )
             if not in_scope(row, c.scope):
-                raise KeyError(f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; "
-                               "nothing from this batch was written")
+                raise KeyError(
+                    f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; "
+                    "nothing from this batch was written"
+                )
             old_text = row["text"]
             new_text = c.text
             if c.op == "UPDATE":
@@ -129,11 +149,17 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
                 meta = json.loads(row["metadata"]) if row["metadata"] else {}
                 if c.metadata:
                     meta.update(c.metadata)
-                row = {**row, "text": c.text, "vector": vec,
-                       "provenance": old_prov + [p for p in dict.fromkeys(c.provenance) if p not in old_prov],
-                       "timestamp": c.timestamp or row["timestamp"], "updated_at": now,
-                       "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False),
-                       "embedder_id": embedder_id, "policy_version": policy_version}
+                row = {
+                    **row,
+                    "text": c.text,
+                    "vector": vec,
+                    "provenance": old_prov + [p for p in dict.fromkeys(c.provenance) if p not in old_prov],
+                    "timestamp": c.timestamp or row["timestamp"],
+                    "updated_at": now,
+                    "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False),
+                    "embedder_id": embedder_id,
+                    "policy_version": policy_version,
+                }
                 state[mid] = row
                 dirty[mid] = None
             elif c.op == "DELETE":
@@ -141,11 +167,22 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
                 dirty.pop(mid, None)
                 new_text = ""
         results.append((c.op, mid, old_text))
-        history.append({"memory_id": mid, "op": c.op, "old_text": old_text, "new_text": new_text,
-                        "time": now, "seq": next_seq(), "provenance": list(c.provenance),
-                        "user_id": row["user_id"], "agent_id": row["agent_id"], "run_id": row["run_id"],
-                        "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
-                        "policy_version": policy_version})
+        history.append(
+            {
+                "memory_id": mid,
+                "op": c.op,
+                "old_text": old_text,
+                "new_text": new_text,
+                "time": now,
+                "seq": next_seq(),
+                "provenance": list(c.provenance),
+                "user_id": row["user_id"],
+                "agent_id": row["agent_id"],
+                "run_id": row["run_id"],
+                "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
+                "policy_version": policy_version,
+            }
+        )
     inserts = [state[i] for i in dirty if i not in before]
     updates = [state[i] for i in dirty if i in before]
     deletes = [i for i in before if state[i] is None]
@@ -156,7 +193,20 @@ def plan_changes(changes: Sequence[Change], vectors: list[np.ndarray | None], be
 def delete_history(rows: list[dict], reason: str, next_seq: Callable[[], int], policy_version: str) -> list[dict]:
     """History rows for deleting `rows` outside apply() (delete_all), with metadata {"reason": reason}."""
     now = _now()
-    return [{"memory_id": r["id"], "op": "DELETE", "old_text": r["text"], "new_text": "", "time": now,
-             "seq": next_seq(), "provenance": [], "user_id": r["user_id"], "agent_id": r["agent_id"],
-             "run_id": r["run_id"], "metadata": json.dumps({"reason": reason}), "policy_version": policy_version}
-            for r in rows]
+    return [
+        {
+            "memory_id": r["id"],
+            "op": "DELETE",
+            "old_text": r["text"],
+            "new_text": "",
+            "time": now,
+            "seq": next_seq(),
+            "provenance": [],
+            "user_id": r["user_id"],
+            "agent_id": r["agent_id"],
+            "run_id": r["run_id"],
+            "metadata": json.dumps({"reason": reason}),
+            "policy_version": policy_version,
+        }
+        for r in rows
+    ]

@@ -12,14 +12,25 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 from lancedb.index import BTree, IvfPq
-
 from memtune.policies.types import MemoryRecord, Scope
 
 META_EMBEDDER = b"memtune.embedder_id"
 META_DIM = b"memtune.dim"
 META_TRAINED = b"memtune.index_trained_rows"  # vector-field metadata: rows the ANN index was trained on
-_ROW_COLUMNS = ("id", "text", "user_id", "agent_id", "run_id", "provenance", "timestamp", "created_at",
-                "updated_at", "metadata", "embedder_id", "policy_version")
+_ROW_COLUMNS = (
+    "id",
+    "text",
+    "user_id",
+    "agent_id",
+    "run_id",
+    "provenance",
+    "timestamp",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "embedder_id",
+    "policy_version",
+)
 # Columns added after the first release, appended at the end of both tables (nullable: an upgraded table holds
 # nulls in old rows, read as ""). Stores written before them are upgraded on open by add_missing_columns().
 _ADDED_COLUMNS = ("policy_version",)
@@ -31,23 +42,45 @@ def schema_meta(embedder_id: str, dim: int) -> dict[bytes, bytes]:
 
 def memory_schema(dim: int, meta: dict[bytes, bytes]) -> pa.Schema:
     s = pa.string()
-    return pa.schema([
-        pa.field("id", s), pa.field("text", s), pa.field("vector", pa.list_(pa.float32(), dim)),
-        pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
-        pa.field("provenance", pa.list_(s)), pa.field("timestamp", s), pa.field("created_at", s),
-        pa.field("updated_at", s), pa.field("metadata", s), pa.field("embedder_id", s),
-        pa.field("policy_version", s),  # the policy bundle version that last wrote the row ("" for eval runs)
-    ], metadata=meta)
+    return pa.schema(
+        [
+            pa.field("id", s),
+            pa.field("text", s),
+            pa.field("vector", pa.list_(pa.float32(), dim)),
+            pa.field("user_id", s),
+            pa.field("agent_id", s),
+            pa.field("run_id", s),
+            pa.field("provenance", pa.list_(s)),
+            pa.field("timestamp", s),
+            pa.field("created_at", s),
+            pa.field("updated_at", s),
+            pa.field("metadata", s),
+            pa.field("embedder_id", s),
+            pa.field("policy_version", s),  # the policy bundle version that last wrote the row ("" for eval runs)
+        ],
+        metadata=meta,
+    )
 
 
 def history_schema(meta: dict[bytes, bytes]) -> pa.Schema:
     s = pa.string()
-    return pa.schema([
-        pa.field("memory_id", s), pa.field("op", s), pa.field("old_text", s), pa.field("new_text", s),
-        pa.field("time", s), pa.field("seq", pa.int64()), pa.field("provenance", pa.list_(s)),
-        pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s), pa.field("metadata", s),
-        pa.field("policy_version", s),
-    ], metadata=meta)
+    return pa.schema(
+        [
+            pa.field("memory_id", s),
+            pa.field("op", s),
+            pa.field("old_text", s),
+            pa.field("new_text", s),
+            pa.field("time", s),
+            pa.field("seq", pa.int64()),
+            pa.field("provenance", pa.list_(s)),
+            pa.field("user_id", s),
+            pa.field("agent_id", s),
+            pa.field("run_id", s),
+            pa.field("metadata", s),
+            pa.field("policy_version", s),
+        ],
+        metadata=meta,
+    )
 
 
 def add_missing_columns(tbl, schema: pa.Schema) -> list[str]:
@@ -58,8 +91,10 @@ def add_missing_columns(tbl, schema: pa.Schema) -> list[str]:
     added = [c for c in _ADDED_COLUMNS if c in schema.names and c not in names]
     other = [c for c in schema.names if c not in names and c not in added]
     if other:
-        raise ValueError(f"LanceDB table at version {tbl.version} lacks columns {other}: it was not written by "
-                         "memtune's MemoryStore (or by an incompatible version); use a new store uri")
+        raise ValueError(
+            f"LanceDB table at version {tbl.version} lacks columns {other}: it was not written by "
+            "memtune's MemoryStore (or by an incompatible version); use a new store uri"
+        )
     if added:
         tbl.add_columns([schema.field(c) for c in added])
     return added
@@ -108,7 +143,8 @@ def maybe_index(table, index_min_rows: int, reindex_growth: float, dim: int) -> 
     if has_vector_index(table) and rows < reindex_growth * trained:
         return
     table.create_index(
-        "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(dim)), replace=True)
+        "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(dim)), replace=True
+    )
     for col in ("id", "user_id"):  # merge_insert joins, id look-ups and scope prefilters on a big table
         table.create_index(col, config=BTree(), replace=True)
     table.update_field_metadata({"path": "vector", "metadata": {META_TRAINED.decode(): str(rows)}})
@@ -125,17 +161,31 @@ def _num_sub_vectors(dim: int) -> int:
 def to_record(row: dict, score: float | None = None) -> MemoryRecord:
     """A memories row (from LanceDB or the mirror) as a MemoryRecord; columns an old version lacks read as ""."""
     return MemoryRecord(
-        id=row["id"], text=row["text"],
+        id=row["id"],
+        text=row["text"],
         scope=Scope(row["user_id"] or "", row["agent_id"] or "", row["run_id"] or ""),
-        provenance=tuple(row["provenance"] or ()), timestamp=row["timestamp"] or "",
-        created_at=row["created_at"] or "", updated_at=row["updated_at"] or "",
-        metadata=json.loads(row["metadata"]) if row["metadata"] else {}, score=score,
-        policy_version=row.get("policy_version") or "", embedder_id=row.get("embedder_id") or "",
+        provenance=tuple(row["provenance"] or ()),
+        timestamp=row["timestamp"] or "",
+        created_at=row["created_at"] or "",
+        updated_at=row["updated_at"] or "",
+        metadata=json.loads(row["metadata"]) if row["metadata"] else {},
+        score=score,
+        policy_version=row.get("policy_version") or "",
+        embedder_id=row.get("embedder_id") or "",
     )
 
 
-def lance_search(table, q: np.ndarray, where: str | None, top_k: int, columns, indexed: bool, index_min_rows: int,
-                 nprobes: int, refine_factor: int) -> list[list[tuple[dict, float]]]:
+def lance_search(
+    table,
+    q: np.ndarray,
+    where: str | None,
+    top_k: int,
+    columns,
+    indexed: bool,
+    index_min_rows: int,
+    nprobes: int,
+    refine_factor: int,
+) -> list[list[tuple[dict, float]]]:
     """Cosine top_k per query row of `q` from LanceDB: (row, similarity) best first. With the ANN index, a scope
     of at most index_min_rows rows is searched exactly (prefiltered flat scan), a wider one through the index
     (nprobes partitions, re-ranked exactly over refine_factor x top_k candidates)."""

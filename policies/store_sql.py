@@ -8,7 +8,8 @@ Scope values and memory ids reach LanceDB's SQL filters only through `sql_where(
 from __future__ import annotations
 
 import unicodedata
-from typing import Any, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from memtune.policies.types import Scope
 
@@ -26,8 +27,10 @@ def _check_text(value: Any, field: str) -> None:
         raise TypeError(f"{field} must be a str, got {type(value).__name__}: {value!r}")
     for ch in value:
         if unicodedata.category(ch) == "Cc":
-            raise ValueError(f"{field} contains control character {ch!r} (U+{ord(ch):04X}): {value!r}; "
-                             "ids and scope values may not contain control characters")
+            raise ValueError(
+                f"{field} contains control character {ch!r} (U+{ord(ch):04X}): {value!r}; "
+                "ids and scope values may not contain control characters"
+            )
 
 
 def sql_where(scope: Scope | None = None, ids: Iterable[str] | None = None, id_column: str = "id") -> str | None:

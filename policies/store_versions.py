@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import json
 import warnings
-from datetime import datetime, timedelta, timezone
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from memtune.policies.store_changes import _now
 from memtune.policies.store_lance import add_missing_columns, disk_bytes, maybe_index, present_columns
@@ -37,8 +38,10 @@ _KEEP_ALL = _NEVER  # optimize() without dropping versions (its default drops ve
 
 def version_list(table) -> list[dict]:
     """[{"version": int, "timestamp": ISO-8601 UTC}] of every version on disk, oldest first."""
-    return [{"version": int(v["version"]), "timestamp": _utc(v["timestamp"]).isoformat(timespec="microseconds")}
-            for v in sorted(table.list_versions(), key=lambda v: v["version"])]
+    return [
+        {"version": int(v["version"]), "timestamp": _utc(v["timestamp"]).isoformat(timespec="microseconds")}
+        for v in sorted(table.list_versions(), key=lambda v: v["version"])
+    ]
 
 
 def commit_ns(table, version: int) -> int:
@@ -52,7 +55,7 @@ def commit_ns(table, version: int) -> int:
 
 def _utc(ts: datetime) -> datetime:
     # LanceDB reports naive local wall-clock times; astimezone() reads a naive datetime as local time.
-    return ts.astimezone(timezone.utc)
+    return ts.astimezone(UTC)
 
 
 def check_version(table, version, what: str) -> int:
@@ -62,8 +65,10 @@ def check_version(table, version, what: str) -> int:
     kept = [v["version"] for v in table.list_versions()]
     if version not in kept:
         shown = kept if len(kept) <= 20 else [*kept[:5], "...", *kept[-10:]]
-        raise ValueError(f"{what}: version {version} is not on disk (kept: {shown}). Compaction drops old "
-                         "versions: raise keep_versions_seconds / keep_last_versions to keep more")
+        raise ValueError(
+            f"{what}: version {version} is not on disk (kept: {shown}). Compaction drops old "
+            "versions: raise keep_versions_seconds / keep_last_versions to keep more"
+        )
     return version
 
 
@@ -73,8 +78,11 @@ def cleanup_age(table, keep_seconds: float, keep_last: int, before_version: int)
     age = timedelta(seconds=max(float(keep_seconds), 0.0))
     if keep_last <= 0:
         return age
-    older = sorted((v for v in table.list_versions() if int(v["version"]) <= before_version),
-                   key=lambda v: v["version"], reverse=True)
+    older = sorted(
+        (v for v in table.list_versions() if int(v["version"]) <= before_version),
+        key=lambda v: v["version"],
+        reverse=True,
+    )
     if len(older) <= keep_last:
         return _NEVER  # nothing past the last N yet
     oldest_kept, first_dropped = older[keep_last - 1]["timestamp"], older[keep_last]["timestamp"]
@@ -85,17 +93,35 @@ def cleanup_age(table, keep_seconds: float, keep_last: int, before_version: int)
     return max(age, now - oldest_kept + (oldest_kept - first_dropped) / 2)
 
 
-def restore_history(current: dict[str, dict], target: dict[str, dict], version: int, now: str,
-                    next_seq: Callable[[], int], policy_version: str) -> list[dict]:
+def restore_history(
+    current: dict[str, dict],
+    target: dict[str, dict],
+    version: int,
+    now: str,
+    next_seq: Callable[[], int],
+    policy_version: str,
+) -> list[dict]:
     """History rows that explain a rollback from `current` to `target` rows (id -> row, without vectors)."""
     meta = json.dumps({"reason": "restore", "restored_version": version}, sort_keys=True)
     rows = []
 
     def record(op: str, row: dict, old_text: str, new_text: str) -> None:
-        rows.append({"memory_id": row["id"], "op": op, "old_text": old_text, "new_text": new_text, "time": now,
-                     "seq": next_seq(), "provenance": list(row.get("provenance") or []),
-                     "user_id": row["user_id"] or "", "agent_id": row["agent_id"] or "",
-                     "run_id": row["run_id"] or "", "metadata": meta, "policy_version": policy_version})
+        rows.append(
+            {
+                "memory_id": row["id"],
+                "op": op,
+                "old_text": old_text,
+                "new_text": new_text,
+                "time": now,
+                "seq": next_seq(),
+                "provenance": list(row.get("provenance") or []),
+                "user_id": row["user_id"] or "",
+                "agent_id": row["agent_id"] or "",
+                "run_id": row["run_id"] or "",
+                "metadata": meta,
+                "policy_version": policy_version,
+            }
+        )
 
     for mid, row in current.items():
         if mid not in target:
@@ -110,8 +136,15 @@ def restore_history(current: dict[str, dict], target: dict[str, dict], version: 
 
 
 def _content(row: dict) -> tuple:
-    return (row["text"], row["updated_at"], row["metadata"], tuple(row.get("provenance") or ()),
-            row["user_id"], row["agent_id"], row["run_id"])
+    return (
+        row["text"],
+        row["updated_at"],
+        row["metadata"],
+        tuple(row.get("provenance") or ()),
+        row["user_id"],
+        row["agent_id"],
+        row["run_id"],
+    )
 
 
 class VersionsMixin:
@@ -135,8 +168,11 @@ class VersionsMixin:
                     self._table.optimize(cleanup_older_than=_KEEP_ALL)
                     maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
                     # the age is computed right before the cleanup it drives (see cleanup_age)
-                    self._table.optimize(cleanup_older_than=cleanup_age(
-                        self._table, self.keep_versions_seconds, self.keep_last_versions, before))
+                    self._table.optimize(
+                        cleanup_older_than=cleanup_age(
+                            self._table, self.keep_versions_seconds, self.keep_last_versions, before
+                        )
+                    )
                     # history versions are never restored (restore() appends to the history): keep them only
                     # as long as readers of old versions may need them
                     self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
@@ -145,7 +181,6 @@ class VersionsMixin:
             if in_sync:
                 self._mirror.version = self._version  # compaction and indexing keep the rows as they were
             self._since_compact = 0
-
 
     # -- versions -------------------------------------------------------------------------------------------------
     def versions_list(self) -> list[dict]:
@@ -187,7 +222,6 @@ class VersionsMixin:
             self._vector_indexed = self._has_vector_index()
             return self._version
 
-
     def versions(self) -> int:
         """How many versions of the memories table are kept on disk (compact() drops old ones)."""
         return len(self._table.list_versions())
@@ -199,6 +233,11 @@ class VersionsMixin:
     def stats(self) -> dict:
         """Rows, versions, fragments and indices of the memories table (for logging)."""
         s = self._table.stats()
-        return {"rows": s["num_rows"], "version": self.version, "versions_kept": self.versions(),
-                "fragments": s["fragment_stats"]["num_fragments"], "indices": s["num_indices"],
-                "disk_bytes": self.disk_bytes()}
+        return {
+            "rows": s["num_rows"],
+            "version": self.version,
+            "versions_kept": self.versions(),
+            "fragments": s["fragment_stats"]["num_fragments"],
+            "indices": s["num_indices"],
+            "disk_bytes": self.disk_bytes(),
+        }

@@ -10,19 +10,35 @@ PermissionError: roll the store back with MemoryStore.restore(version) instead.
 from __future__ import annotations
 
 import lancedb
-
 from memtune.policies.store import MemoryStore
 from memtune.policies.store_versions import commit_ns
 
-_KNOBS = ("uri", "dim", "embedder_id", "table_name", "history_name", "index_min_rows", "compact_every", "cache",
-          "cache_max_rows", "history_flush_every", "keep_versions_seconds", "keep_last_versions", "reindex_growth",
-          "nprobes", "refine_factor", "_policy_version", "_schema", "_history_schema")
+_KNOBS = (
+    "uri",
+    "dim",
+    "embedder_id",
+    "table_name",
+    "history_name",
+    "index_min_rows",
+    "compact_every",
+    "cache",
+    "cache_max_rows",
+    "history_flush_every",
+    "keep_versions_seconds",
+    "keep_last_versions",
+    "reindex_growth",
+    "nprobes",
+    "refine_factor",
+    "_policy_version",
+    "_schema",
+    "_history_schema",
+)
 
 
 class StoreView(MemoryStore):
     """`store` as it was at `version` (a version still on disk); read-only."""
 
-    def __init__(self, store: MemoryStore, version: int):  # noqa: super().__init__ would open/create tables
+    def __init__(self, store: MemoryStore, version: int):  # no super().__init__(): would open/create tables
         for name in _KNOBS:
             setattr(self, name, getattr(store, name))
         self._db = lancedb.connect(self.uri)
@@ -36,7 +52,8 @@ class StoreView(MemoryStore):
     def _refuse(self, *args, **kwargs):
         raise PermissionError(
             f"memory store {self.uri!r} as of version {self.as_of_version} is read-only: write to the store "
-            f"itself, or roll it back with restore({self.as_of_version})")
+            f"itself, or roll it back with restore({self.as_of_version})"
+        )
 
     apply = delete_all = reset = compact = restore = refresh = _refuse
 

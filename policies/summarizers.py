@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import dspy
-
 from memtune.policies.extractors import render
 from memtune.policies.lm import CostMeter, call_predictor
 from memtune.policies.signatures import SummarizeConversation
@@ -48,7 +47,12 @@ class LLMSummarizer(dspy.Module):
 
     def refresh(self, summary: str, pending: list[Message], meter: CostMeter) -> str:
         result = call_predictor(
-            self.predict, meter, "summarize", item=",".join(m.dia_id for m in pending[-2:]),
-            retries=self.knobs.retries, previous_summary=summary, new_messages=[render(m) for m in pending],
+            self.predict,
+            meter,
+            "summarize",
+            item=",".join(m.dia_id for m in pending[-2:]),
+            retries=self.knobs.retries,
+            previous_summary=summary,
+            new_messages=[render(m) for m in pending],
         )
         return summary if result is None else str(result.summary or "").strip()

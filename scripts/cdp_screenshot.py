@@ -80,9 +80,17 @@ def main() -> None:
     parser.add_argument("--wait", type=float, default=30.0)
     parser.add_argument("flags", nargs="*")
     args = parser.parse_args()
-    proc = subprocess.Popen([args.chromium, *args.flags, f"--user-data-dir={tempfile.mkdtemp()}",
-                             f"--remote-debugging-port={args.port}", "about:blank"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [
+            args.chromium,
+            *args.flags,
+            f"--user-data-dir={tempfile.mkdtemp()}",
+            f"--remote-debugging-port={args.port}",
+            "about:blank",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         asyncio.run(shoot(args.port, args.url, args.out, args.wait))
     finally:

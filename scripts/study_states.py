@@ -12,7 +12,7 @@ from collections import Counter
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 warnings.filterwarnings("ignore")
 
-import optuna
+import optuna  # noqa: E402  (after the env var: litellm reads it at import)
 
 
 def main() -> None:
@@ -33,17 +33,34 @@ def main() -> None:
     for t in study.get_trials(deepcopy=False):
         run_id = t.user_attrs.get("mlflow_run_id")
         status = client.get_run(run_id).info.status if client and run_id else None
-        rows.append({"number": t.number, "state": t.state.name,
-                     "values": [round(v, 4) for v in t.values] if t.values else None,
-                     "params": t.params, "worker": (t.user_attrs.get("worker") or "").split(":")[1:2],
-                     "retry_of": t.user_attrs.get("retry_of"), "surplus": t.user_attrs.get("surplus", False),
-                     "error": (t.user_attrs.get("error") or "")[:60], "mlflow": status})
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name,
+                "values": [round(v, 4) for v in t.values] if t.values else None,
+                "params": t.params,
+                "worker": (t.user_attrs.get("worker") or "").split(":")[1:2],
+                "retry_of": t.user_attrs.get("retry_of"),
+                "surplus": t.user_attrs.get("surplus", False),
+                "error": (t.user_attrs.get("error") or "")[:60],
+                "mlflow": status,
+            }
+        )
     for r in rows:
         values = "-" if r["values"] is None else ", ".join(map(str, r["values"]))
-        extra = " ".join(x for x in (f"retry_of={r['retry_of']}" if r["retry_of"] is not None else "",
-                                     "surplus" if r["surplus"] else "", r["error"],
-                                     f"mlflow={r['mlflow']}" if r["mlflow"] else "") if x)
-        print(f"  trial {r['number']:3d} {r['state']:<9} pid {''.join(r['worker']) or '-':>8}  values [{values}]  {extra}")
+        extra = " ".join(
+            x
+            for x in (
+                f"retry_of={r['retry_of']}" if r["retry_of"] is not None else "",
+                "surplus" if r["surplus"] else "",
+                r["error"],
+                f"mlflow={r['mlflow']}" if r["mlflow"] else "",
+            )
+            if x
+        )
+        print(
+            f"  trial {r['number']:3d} {r['state']:<9} pid {''.join(r['worker']) or '-':>8}  values [{values}]  {extra}"
+        )
     counts = Counter(r["state"] for r in rows)
     print(f"  states: {dict(counts)}; finished (COMPLETE+PRUNED) = {counts['COMPLETE'] + counts['PRUNED']}")
     if args.json:

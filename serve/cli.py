@@ -14,9 +14,8 @@ import logging
 import sys
 
 import hydra
-from omegaconf import DictConfig
-
 from memtune.serve.middleware import resolve_token
+from omegaconf import DictConfig
 
 TRANSPORTS = ("rest", "mcp-stdio", "mcp-http")
 log = logging.getLogger("memtune.serve")
@@ -31,8 +30,10 @@ def check_config(cfg: DictConfig) -> str | None:
     if cfg.transport not in TRANSPORTS:
         raise ServeConfigError(f"transport={cfg.transport!r} is not one of {', '.join(TRANSPORTS)}")
     if not cfg.get("bundle"):
-        raise ServeConfigError("no bundle given: run `memtune-serve bundle=path/to/bundle` (memtune-export writes "
-                               "one; see README 'Using a tuned policy in production')")
+        raise ServeConfigError(
+            "no bundle given: run `memtune-serve bundle=path/to/bundle` (memtune-export writes "
+            "one; see README 'Using a tuned policy in production')"
+        )
     if cfg.transport == "mcp-stdio":
         return None  # the client owns the process: nothing listens on a port
     try:
@@ -45,8 +46,12 @@ def load_memory(cfg: DictConfig):
     from memtune.policies.memory import Memory
 
     top_k = cfg.get("default_top_k")
-    return Memory.from_bundle(cfg.bundle, cfg.store_uri, cache_dir=cfg.get("cache_dir") or None,
-                              default_top_k=int(top_k) if top_k is not None else None)
+    return Memory.from_bundle(
+        cfg.bundle,
+        cfg.store_uri,
+        cache_dir=cfg.get("cache_dir") or None,
+        default_top_k=int(top_k) if top_k is not None else None,
+    )
 
 
 def build_app(cfg: DictConfig, memory, token: str | None):
@@ -74,16 +79,22 @@ def serve(cfg: DictConfig) -> None:
 
         if token is None:
             log.warning("serving WITHOUT auth on %s (allow_no_auth=true)", cfg.host)
-        uvicorn.run(build_app(cfg, memory, token), host=str(cfg.host), port=int(cfg.port),
-                    log_level=str(cfg.log_level).lower(), server_header=False)
+        uvicorn.run(
+            build_app(cfg, memory, token),
+            host=str(cfg.host),
+            port=int(cfg.port),
+            log_level=str(cfg.log_level).lower(),
+            server_header=False,
+        )
     finally:
         memory.close()
 
 
 @hydra.main(config_path="pkg://memtune.conf", config_name="serve", version_base="1.3")
 def main(cfg: DictConfig) -> None:
-    logging.basicConfig(stream=sys.stderr, level=str(cfg.log_level).upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        stream=sys.stderr, level=str(cfg.log_level).upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         serve(cfg)
     except ValueError as err:  # ServeConfigError, BundleError (a ValueError), bad store: one clear line, exit 2

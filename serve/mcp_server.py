@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import Field, ValidationError
-
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-
 from memtune.policies.memory import MemoryNotFound
 from memtune.serve import schemas as s
 from memtune.serve.middleware import LOOPBACK, BearerAuth, BodyLimit
 from memtune.serve.service import MemoryService
+from pydantic import Field, ValidationError
 
 INSTRUCTIONS = (
     "Long-term memory for a conversation agent. After each turn call add_memory with the new messages and the "
@@ -32,8 +30,14 @@ INSTRUCTIONS = (
 )
 
 UserId = Annotated[str, Field(description="whose memories (at least one of user_id, agent_id, run_id)")]
-MemoryId = Annotated[str, Field(description="a memory id from add_memory, search_memories or list_memories",
-                                min_length=1, max_length=s.MAX_ID_CHARS)]
+MemoryId = Annotated[
+    str,
+    Field(
+        description="a memory id from add_memory, search_memories or list_memories",
+        min_length=1,
+        max_length=s.MAX_ID_CHARS,
+    ),
+]
 
 
 def _checked(model, **values):
@@ -63,26 +67,53 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
     server = MCPServer(name=name, instructions=INSTRUCTIONS, version=str(getattr(memory, "bundle_version", "")))
 
     @server.tool()
-    def add_memory(messages: str | list[dict[str, str]], user_id: UserId = "", agent_id: str = "",
-                   run_id: str = "", metadata: dict[str, Any] | None = None, infer: bool = True) -> list[dict[str, Any]]:
+    def add_memory(
+        messages: str | list[dict[str, str]],
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        metadata: dict[str, Any] | None = None,
+        infer: bool = True,
+    ) -> list[dict[str, Any]]:
         """Remember new conversation messages. `messages` is a string (one user message) or a list of
         {"role": "user"|"assistant"|<name>, "content": <text>}. Returns what changed: ADD / UPDATE / DELETE / NOOP
         events with memory ids."""
-        req = _checked(s.AddRequest, messages=messages, user_id=user_id, agent_id=agent_id, run_id=run_id,
-                       metadata=metadata, infer=infer)
+        req = _checked(
+            s.AddRequest,
+            messages=messages,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            metadata=metadata,
+            infer=infer,
+        )
         return _call(service.add, req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())
 
     @server.tool()
-    def search_memories(query: str, user_id: UserId = "", agent_id: str = "", run_id: str = "",
-                        top_k: int | None = None, threshold: float | None = None) -> list[dict[str, Any]]:
+    def search_memories(
+        query: str,
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        top_k: int | None = None,
+        threshold: float | None = None,
+    ) -> list[dict[str, Any]]:
         """The memories most relevant to `query` in one scope, best first, each with a similarity score."""
-        req = _checked(s.SearchRequest, query=query, user_id=user_id, agent_id=agent_id, run_id=run_id,
-                       top_k=top_k, threshold=threshold)
+        req = _checked(
+            s.SearchRequest,
+            query=query,
+            user_id=user_id,
+            agent_id=agent_id,
+            run_id=run_id,
+            top_k=top_k,
+            threshold=threshold,
+        )
         return _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.scope())
 
     @server.tool()
-    def list_memories(user_id: UserId = "", agent_id: str = "", run_id: str = "",
-                      limit: int = 100) -> list[dict[str, Any]]:
+    def list_memories(
+        user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100
+    ) -> list[dict[str, Any]]:
         """All memories of one scope, oldest first (at most `limit`)."""
         req = _checked(s.ScopeIn, user_id=user_id, agent_id=agent_id, run_id=run_id)
         _call(req.require_scope)
@@ -107,24 +138,25 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(request):
-        from starlette.responses import JSONResponse
-
         import anyio.to_thread
+        from starlette.responses import JSONResponse
 
         return JSONResponse(await anyio.to_thread.run_sync(service.info))
 
     return server
 
 
-def mcp_http_app(memory, token: str | None, *, host: str = "127.0.0.1", path: str = "/mcp",
-                 max_body_bytes: int = s.MAX_BODY_BYTES):
+def mcp_http_app(
+    memory, token: str | None, *, host: str = "127.0.0.1", path: str = "/mcp", max_body_bytes: int = s.MAX_BODY_BYTES
+):
     """Streamable-HTTP MCP app at `path`, behind bearer auth (when `token`) and the body limit.
 
     DNS-rebinding protection (Host/Origin checks) stays on for loopback hosts, as the SDK defaults; on other hosts
     the bearer token is the guard (a browser page cannot attach it)."""
     server = create_mcp_server(memory)
     security = None if host in LOOPBACK else TransportSecuritySettings(enable_dns_rebinding_protection=False)
-    app = server.streamable_http_app(streamable_http_path=path, host=host, max_request_body_size=max_body_bytes,
-                                     transport_security=security)
+    app = server.streamable_http_app(
+        streamable_http_path=path, host=host, max_request_body_size=max_body_bytes, transport_security=security
+    )
     app = BodyLimit(app, max_body_bytes)
     return BearerAuth(app, token, open_paths={"/healthz"}) if token else app

@@ -26,15 +26,21 @@ def resolve_token(token: str | None, allow_no_auth: bool, host: str) -> str | No
     token = token if token is not None else os.environ.get(TOKEN_ENV) or None
     if token:
         if len(token) < 16:
-            raise ValueError(f"the API token is {len(token)} characters; use at least 16 (e.g. "
-                             f"`export {TOKEN_ENV}=$(openssl rand -hex 32)`)")
+            raise ValueError(
+                f"the API token is {len(token)} characters; use at least 16 (e.g. "
+                f"`export {TOKEN_ENV}=$(openssl rand -hex 32)`)"
+            )
         return token
     if not allow_no_auth:
-        raise ValueError(f"no API token: set {TOKEN_ENV} (e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`), "
-                         "or pass allow_no_auth=true to serve without auth on 127.0.0.1 only")
+        raise ValueError(
+            f"no API token: set {TOKEN_ENV} (e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`), "
+            "or pass allow_no_auth=true to serve without auth on 127.0.0.1 only"
+        )
     if host not in LOOPBACK:
-        raise ValueError(f"allow_no_auth=true serves without auth, which is only allowed on loopback "
-                         f"(127.0.0.1), not host={host}: set {TOKEN_ENV} to listen on {host}")
+        raise ValueError(
+            f"allow_no_auth=true serves without auth, which is only allowed on loopback "
+            f"(127.0.0.1), not host={host}: set {TOKEN_ENV} to listen on {host}"
+        )
     return None
 
 
@@ -54,8 +60,13 @@ class BearerAuth:
         if hmac.compare_digest(given, self._expected):
             return await self.app(scope, receive, send)
         reason = "missing Authorization header" if not given else "wrong token"
-        await send_error(send, 401, "unauthorized", f"{reason}: send `Authorization: Bearer <token>` with the "
-                         f"server's {TOKEN_ENV}", [(b"www-authenticate", b'Bearer realm="memtune"')])
+        await send_error(
+            send,
+            401,
+            "unauthorized",
+            f"{reason}: send `Authorization: Bearer <token>` with the server's {TOKEN_ENV}",
+            [(b"www-authenticate", b'Bearer realm="memtune"')],
+        )
 
 
 class BodyTooLarge(Exception):
@@ -96,7 +107,11 @@ class BodyLimit:
 
 async def send_error(send, status: int, kind: str, detail: str, headers=()) -> None:
     body = json.dumps({"error": kind, "detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                            *headers]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *headers],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

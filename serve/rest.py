@@ -28,13 +28,12 @@ from fastapi import Body, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from starlette.exceptions import HTTPException as StarletteHTTPException
-
 from memtune.policies.memory import MemoryNotFound
 from memtune.serve import schemas as s
 from memtune.serve.middleware import BearerAuth, BodyLimit
 from memtune.serve.service import MemoryService
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MemoryId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_CHARS, description="memory id")]
 
@@ -94,16 +93,20 @@ def _described(error: dict) -> dict:
     return {"field": field, "message": str(error.get("msg", "")).removeprefix("Value error, ")}
 
 
-def create_app(memory, token: str | None, *, allow_reset: bool = False,
-               max_body_bytes: int = s.MAX_BODY_BYTES) -> FastAPI:
+def create_app(
+    memory, token: str | None, *, allow_reset: bool = False, max_body_bytes: int = s.MAX_BODY_BYTES
+) -> FastAPI:
     """The REST app over `memory` (a `memtune.policies.memory.Memory`).
 
     token None means no auth: callers decide that (see `memtune.serve.auth.resolve_token`, which only allows it on
     loopback). allow_reset enables POST /v1/reset (off by default: it deletes every scope's memories).
     """
     service = MemoryService(memory)
-    app = FastAPI(title="memtune memory server", version=str(getattr(memory, "bundle_version", "") or "0"),
-                  description="Mem0-style memory of an exported memtune policy. Authorize with the bearer token.")
+    app = FastAPI(
+        title="memtune memory server",
+        version=str(getattr(memory, "bundle_version", "") or "0"),
+        description="Mem0-style memory of an exported memtune policy. Authorize with the bearer token.",
+    )
     app.state.service = service
     bearer = [Security(HTTPBearer(auto_error=False, description="the server's MEMTUNE_API_TOKEN"))]
 
@@ -121,8 +124,12 @@ def create_app(memory, token: str | None, *, allow_reset: bool = False,
         # Field names and messages only: echoing the rejected input back could return megabytes of it.
         content_type = request.headers.get("content-type", "")
         if request.method in ("POST", "PUT") and content_type and "json" not in content_type:
-            return _error(415, "unsupported_media_type", f"the body was sent as {content_type!r}: send JSON with "
-                          "`Content-Type: application/json` (curl: -H 'Content-Type: application/json')")
+            return _error(
+                415,
+                "unsupported_media_type",
+                f"the body was sent as {content_type!r}: send JSON with "
+                "`Content-Type: application/json` (curl: -H 'Content-Type: application/json')",
+            )
         errors = [_described(e) for e in exc.errors()]
         detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
         return JSONResponse({"error": "validation_error", "detail": detail, "errors": errors}, status_code=422)
@@ -130,8 +137,9 @@ def create_app(memory, token: str | None, *, allow_reset: bool = False,
     @app.exception_handler(StarletteHTTPException)
     def _http(request: Request, exc: StarletteHTTPException):
         kind = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "error")
-        return JSONResponse({"error": kind, "detail": exc.detail}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            {"error": kind, "detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
 
     @app.get("/healthz", tags=["ops"])
     def healthz() -> dict:
@@ -146,8 +154,11 @@ def create_app(memory, token: str | None, *, allow_reset: bool = False,
     @app.post("/v1/memories/search", response_model=MemoryList, tags=["memories"], dependencies=bearer)
     def search(req: s.SearchRequest):
         """Top-k memories of a scope for a query (call before each answer), best first."""
-        return {"results": service.search(req.query, top_k=req.top_k, filters=req.filters,
-                                          threshold=req.threshold, **req.scope())}
+        return {
+            "results": service.search(
+                req.query, top_k=req.top_k, filters=req.filters, threshold=req.threshold, **req.scope()
+            )
+        }
 
     @app.get("/v1/memories", response_model=MemoryList, tags=["memories"], dependencies=bearer)
     def list_memories(q: Annotated[ListQuery, Query()]):
@@ -186,8 +197,9 @@ def create_app(memory, token: str | None, *, allow_reset: bool = False,
         return {"reset": True}
 
     # add_middleware puts the newest outermost: auth runs first, then the body limit.
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes,
-                       on_overflow=lambda detail: StarletteHTTPException(413, detail))
+    app.add_middleware(
+        BodyLimit, max_bytes=max_body_bytes, on_overflow=lambda detail: StarletteHTTPException(413, detail)
+    )
     if token:
         app.add_middleware(BearerAuth, token=token)
     return app

@@ -28,8 +28,9 @@ def check_id(value: str, field: str) -> str:
     too); everything else, quotes and unicode included, is plain data."""
     for ch in value:
         if unicodedata.category(ch) == "Cc":
-            raise ValueError(f"{field} contains control character U+{ord(ch):04X}; ids may not contain control "
-                             "characters")
+            raise ValueError(
+                f"{field} contains control character U+{ord(ch):04X}; ids may not contain control characters"
+            )
     return value
 
 
@@ -50,11 +51,12 @@ class ScopeIn(_Strict):
     def scope(self) -> dict[str, str]:
         return {"user_id": self.user_id, "agent_id": self.agent_id, "run_id": self.run_id}
 
-    def require_scope(self) -> "ScopeIn":
+    def require_scope(self) -> ScopeIn:
         """Memories always belong to someone: an all-empty scope would read or write across every user."""
         if not (self.user_id or self.agent_id or self.run_id):
-            raise ValueError("give at least one of user_id, agent_id, run_id (an empty scope would act on every "
-                             "user's memories)")
+            raise ValueError(
+                "give at least one of user_id, agent_id, run_id (an empty scope would act on every user's memories)"
+            )
         return self
 
 
@@ -62,8 +64,7 @@ class MessageIn(_Strict):
     """One turn. `role` and `content` are mem0's names; `speaker` and `text` are accepted too."""
 
     role: str = Field(validation_alias=AliasChoices("role", "speaker"), min_length=1, max_length=MAX_ID_CHARS)
-    content: str = Field(validation_alias=AliasChoices("content", "text"), min_length=1,
-                         max_length=MAX_MESSAGE_CHARS)
+    content: str = Field(validation_alias=AliasChoices("content", "text"), min_length=1, max_length=MAX_MESSAGE_CHARS)
     dia_id: str = Field(default="", max_length=MAX_ID_CHARS)
     timestamp: str = Field(default="", max_length=MAX_ID_CHARS)
 
@@ -78,7 +79,8 @@ class MessageIn(_Strict):
 
 class AddRequest(ScopeIn):
     messages: str | list[MessageIn] = Field(
-        description=f"a string (one user message) or 1-{MAX_MESSAGES} messages {{role, content}}")
+        description=f"a string (one user message) or 1-{MAX_MESSAGES} messages {{role, content}}"
+    )
     metadata: dict[str, Any] | None = None
     infer: bool = Field(True, description="false: store the messages verbatim, no extraction")
 

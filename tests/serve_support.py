@@ -50,8 +50,10 @@ def ingest_fixture(memory) -> list[str]:
     conv = fixture_conversation()
     for session in conv.sessions:  # pairs of turns, never across two sessions (as memtune-eval ingests)
         for i in range(0, len(session.turns), 2):
-            pair = [{"role": t.speaker, "content": t.text, "dia_id": t.dia_id, "timestamp": t.timestamp}
-                    for t in session.turns[i:i + 2]]
+            pair = [
+                {"role": t.speaker, "content": t.text, "dia_id": t.dia_id, "timestamp": t.timestamp}
+                for t in session.turns[i : i + 2]
+            ]
             memory.add(pair, user_id=FIXTURE_USER)
     return [q.question for q in conv.questions]
 

@@ -13,7 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
 import pytest
-
 from memtune.policies.embed import CachedEmbedder, Embedder, MiniLMEmbedder, OpenAIEmbedder
 
 
@@ -26,8 +25,10 @@ def minilm():
 
 
 def test_module_import_is_light():
-    code = ("import sys, memtune.policies.embed as e; "
-            "print([m for m in ('onnxruntime', 'tokenizers', 'openai', 'torch') if m in sys.modules])")
+    code = (
+        "import sys, memtune.policies.embed as e; "
+        "print([m for m in ('onnxruntime', 'tokenizers', 'openai', 'torch') if m in sys.modules])"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -53,18 +54,29 @@ def test_minilm_rejects_a_bare_string(minilm):
 
 
 def test_minilm_semantics(minilm):
-    a, b, c = minilm.embed(["A man is eating food.", "A man is eating a piece of bread.",
-                            "The stock market fell sharply on Monday."])
+    a, b, c = minilm.embed(
+        ["A man is eating food.", "A man is eating a piece of bread.", "The stock market fell sharply on Monday."]
+    )
     assert a @ b > a @ c + 0.3
-    q, pos, neg = minilm.embed(["What did Melanie paint last year?",
-                                "Melanie painted a sunrise over the lake in 2022.",
-                                "Caroline is researching adoption agencies."])
+    q, pos, neg = minilm.embed(
+        [
+            "What did Melanie paint last year?",
+            "Melanie painted a sunrise over the lake in 2022.",
+            "Caroline is researching adoption agencies.",
+        ]
+    )
     assert q @ pos > q @ neg
 
 
 def test_minilm_batch_order_independence():
-    texts = ["one", "a considerably longer sentence about hiking in the mountains with friends last summer",
-             "Hey Mel! Good to see you! How have you been?", "", "one", "the third of ten texts, medium size"]
+    texts = [
+        "one",
+        "a considerably longer sentence about hiking in the mountains with friends last summer",
+        "Hey Mel! Good to see you! How have you been?",
+        "",
+        "one",
+        "the third of ten texts, medium size",
+    ]
     small = MiniLMEmbedder(batch_size=2)
     together = small.embed(texts)
     singles = np.vstack([small.embed([t]) for t in texts])
@@ -182,7 +194,7 @@ def _worker(cache_dir, start, q):
     c = CachedEmbedder(FakeEmbedder(), cache_dir)
     texts = [f"text {i}" for i in range(start, start + 300)]
     for i in range(0, 300, 30):
-        c.embed(texts[i:i + 30])
+        c.embed(texts[i : i + 30])
     q.put(c.misses)
 
 
@@ -232,8 +244,14 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         type(self).requests.append({"body": body, "auth": self.headers.get("Authorization")})
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         data = [{"object": "embedding", "index": i, "embedding": fake_vector(t)} for i, t in enumerate(inputs)]
-        payload = json.dumps({"object": "list", "model": body["model"], "data": data[::-1],  # out of order
-                              "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+        payload = json.dumps(
+            {
+                "object": "list",
+                "model": body["model"],
+                "data": data[::-1],  # out of order
+                "usage": {"prompt_tokens": 1, "total_tokens": 1},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

@@ -17,9 +17,19 @@ ROOT = Path(__file__).resolve().parents[1]
 def run_eval(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "MEMTUNE_CACHE_DIR": str(tmp_path / "cache")}
     return subprocess.run(
-        [sys.executable, "-m", "memtune.optimize.evaluate_app", f"hydra.run.dir={tmp_path / 'run'}",
-         "progress=false", *overrides],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "memtune.optimize.evaluate_app",
+            f"hydra.run.dir={tmp_path / 'run'}",
+            "progress=false",
+            *overrides,
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
 
 
@@ -80,10 +90,21 @@ def test_ingestion_is_cached_by_ingestion_knobs_only(fixture_run):
 
     def rerun(name, *overrides):
         proc = subprocess.run(
-            [sys.executable, "-m", "memtune.optimize.evaluate_app", f"hydra.run.dir={tmp / name}", "progress=false",
-             "dataset=fixture", *overrides],
-            cwd=ROOT, env={**os.environ, "MEMTUNE_CACHE_DIR": str(tmp / "cache")}, capture_output=True, text=True,
-            timeout=300)
+            [
+                sys.executable,
+                "-m",
+                "memtune.optimize.evaluate_app",
+                f"hydra.run.dir={tmp / name}",
+                "progress=false",
+                "dataset=fixture",
+                *overrides,
+            ],
+            cwd=ROOT,
+            env={**os.environ, "MEMTUNE_CACHE_DIR": str(tmp / "cache")},
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert proc.returncode == 0, proc.stderr[-3000:]
         return json.loads((tmp / name / "summary.json").read_text())
 

@@ -11,7 +11,6 @@ import pytest
 from dspy.utils.dummies import DummyLM
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-
 from memtune.optimize.data import load_locomo
 from memtune.optimize.export import CONF_DIR, ExportError, export_from_overrides, split_overrides
 from memtune.policies.build import STAGES, build_policy
@@ -78,8 +77,13 @@ def test_graph_policy_round_trip(tmp_path, embedder):
     """Mem0g (policy/graph=on, spaCy): the graph is rebuilt from the bundle and answers the same."""
     cfg = composed("policy=mem0_offline", "policy/graph=on")
     original = build_policy(cfg, tmp_path / "a", embedder=embedder)
-    info = save_bundle(tmp_path / "bundle", bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim,
-                       stages=policy_modules(original))
+    info = save_bundle(
+        tmp_path / "bundle",
+        bundle_config(cfg),
+        embedder_id=embedder.id,
+        embedder_dim=embedder.dim,
+        stages=policy_modules(original),
+    )
     loaded, _ = load_policy(info.path, tmp_path / "b", embedder=embedder)
     assert loaded.graph is not None and loaded.graph.mode == "on"
     conversation = load_locomo(FIXTURE).conversations[0]
@@ -89,15 +93,16 @@ def test_graph_policy_round_trip(tmp_path, embedder):
     # among seed nodes change the entity walk): compare the best score per question, and the whole graph
     assert [max(s for *_, s in hits) for _, hits in expected[2]] == [max(s for *_, s in hits) for _, hits in actual[2]]
     scope = Scope(user_id=conversation.sample_id)
-    edges = [sorted((e["text"], bool(e["invalidated_at"]))
-                    for e in p.graph.store.scope_edges(scope, include_invalid=True)) for p in (original, loaded)]
+    edges = [
+        sorted((e["text"], bool(e["invalidated_at"])) for e in p.graph.store.scope_edges(scope, include_invalid=True))
+        for p in (original, loaded)
+    ]
     assert edges[0] == edges[1] and len(edges[0]) > 10
     assert loaded.graph.counts == original.graph.counts and loaded.graph.counts["edges_added"] > 0
 
     # an LLM graph stage's module state is saved and loaded like the others
     llm_cfg = composed("policy=mem0_llm", "lm=openai", "policy/graph=on", "policy/graph/entities=llm")
-    llm_info = save_bundle(tmp_path / "llm", bundle_config(llm_cfg), embedder_id=embedder.id,
-                           embedder_dim=embedder.dim)
+    llm_info = save_bundle(tmp_path / "llm", bundle_config(llm_cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
     assert "graph.entities" in llm_info.modules and "graph.relations" not in llm_info.modules
     policy, _ = load_policy(llm_info.path, tmp_path / "c", embedder=embedder, lm=DummyLM([]))
     assert set(policy.graph.llm_stages()) == {"graph.entities"}
@@ -108,12 +113,19 @@ def optimised_llm_policy(cfg, store_uri, embedder, lm):
     stages = {name: instantiate(cfg.policy[name]) for name in STAGES}
     extractor = stages["extractor"].predict
     extractor.signature = extractor.signature.with_instructions("TUNED: extract durable personal facts only.")
-    extractor.demos = [dspy.Example(new_messages=["[1 May 2023] Ann: I moved to Oslo."], recent_messages=[],
-                                    summary="", facts=["Ann moved to Oslo in May 2023"])]
+    extractor.demos = [
+        dspy.Example(
+            new_messages=["[1 May 2023] Ann: I moved to Oslo."],
+            recent_messages=[],
+            summary="",
+            facts=["Ann moved to Oslo in May 2023"],
+        )
+    ]
     decider = stages["decider"].predict
     decider.signature = decider.signature.with_instructions("TUNED: prefer UPDATE over ADD for the same topic.")
-    stages["answerer"].predict.demos = [dspy.Example(question="Where does Ann live?", memories=[],
-                                                     answer="Oslo (demo)")]
+    stages["answerer"].predict.demos = [
+        dspy.Example(question="Where does Ann live?", memories=[], answer="Oslo (demo)")
+    ]
     from memtune.policies.store import MemoryStore
 
     store = MemoryStore(store_uri, dim=embedder.dim, embedder_id=embedder.id)
@@ -124,17 +136,27 @@ def script():
     """The LM's answers for two message pairs and one question (DummyLM replays them in order)."""
     return [
         {"facts": json.dumps(["Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"])},
-        {"operations": json.dumps([{"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
-                                   {"event": "ADD", "text": "Caroline lives in Boston"}])},
+        {
+            "operations": json.dumps(
+                [
+                    {"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
+                    {"event": "ADD", "text": "Caroline lives in Boston"},
+                ]
+            )
+        },
         {"facts": json.dumps(["Caroline moved to Denver"])},
         {"operations": json.dumps([{"event": "UPDATE", "id": 0, "text": "Caroline lives in Denver"}])},
         {"answer": "Denver"},
     ]
 
 
-PAIRS = [[Message("Melanie", "I ran a charity race for mental health last Saturday.", "D1:1", "20 May 2023"),
-          Message("Caroline", "That's great! I live in Boston now.", "D1:2", "20 May 2023")],
-         [Message("Caroline", "Big news: I moved to Denver.", "D2:1", "9 Jun 2023")]]
+PAIRS = [
+    [
+        Message("Melanie", "I ran a charity race for mental health last Saturday.", "D1:1", "20 May 2023"),
+        Message("Caroline", "That's great! I live in Boston now.", "D1:2", "20 May 2023"),
+    ],
+    [Message("Caroline", "Big news: I moved to Denver.", "D2:1", "9 Jun 2023")],
+]
 
 
 def run_llm(policy):
@@ -142,15 +164,27 @@ def run_llm(policy):
     events = [(e.op, e.text, e.old_text) for pair in PAIRS for e in policy.add(pair, scope)]
     answer, memories = policy.answer("Where does Caroline live?", scope)
     prompts = [entry["messages"] for entry in policy.lm.history]
-    return events, sorted((m.text, m.provenance) for m in policy.store.get_all(scope)), answer, \
-        [m.text for m in memories], prompts
+    return (
+        events,
+        sorted((m.text, m.provenance) for m in policy.store.get_all(scope)),
+        answer,
+        [m.text for m in memories],
+        prompts,
+    )
 
 
 def test_llm_policy_with_tuned_prompts_round_trips(tmp_path, embedder):
     cfg = composed("policy=mem0_llm", "lm=openai")
     original = optimised_llm_policy(cfg, tmp_path / "a", embedder, DummyLM(script()))
-    info = save_bundle(tmp_path / "bundle", bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim,
-                       stages=original.stages(), scores={"chosen_on": None}, source={"kind": "test"})
+    info = save_bundle(
+        tmp_path / "bundle",
+        bundle_config(cfg),
+        embedder_id=embedder.id,
+        embedder_dim=embedder.dim,
+        stages=original.stages(),
+        scores={"chosen_on": None},
+        source={"kind": "test"},
+    )
     assert sorted(info.modules) == ["answerer", "decider", "extractor", "summarizer"]
     saved = json.loads((tmp_path / "bundle" / "modules" / "extractor.json").read_text())
     assert saved["predict"]["signature"]["instructions"].startswith("TUNED: extract")
@@ -171,8 +205,13 @@ def test_llm_policy_with_tuned_prompts_round_trips(tmp_path, embedder):
     # a changed prompt is a different policy: another version
     other = optimised_llm_policy(cfg, tmp_path / "c", embedder, DummyLM([]))
     other.answerer.predict.demos = []
-    info2 = save_bundle(tmp_path / "bundle2", bundle_config(cfg), embedder_id=embedder.id,
-                        embedder_dim=embedder.dim, stages=other.stages())
+    info2 = save_bundle(
+        tmp_path / "bundle2",
+        bundle_config(cfg),
+        embedder_id=embedder.id,
+        embedder_dim=embedder.dim,
+        stages=other.stages(),
+    )
     assert info2.version != info.version
 
 
@@ -197,7 +236,7 @@ def test_missing_or_corrupt_files_are_named(tmp_path, embedder):
     save_bundle(root, bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
     lm = DummyLM([])
     module = root / "modules" / "decider.json"
-    module.write_text(module.read_text().replace("\"instructions\": \"", "\"instructions\": \"Edited. ", 1))
+    module.write_text(module.read_text().replace('"instructions": "', '"instructions": "Edited. ', 1))
     with pytest.raises(BundleError, match=r"decider\.json does not match the sha256"):
         load_policy(root, tmp_path / "s", lm=lm, embedder=embedder)
     module.unlink()
@@ -225,8 +264,9 @@ def test_existing_bundle_is_not_overwritten(offline_bundle, tmp_path, embedder):
     with pytest.raises(FileExistsError, match="not empty"):
         save_bundle(offline_bundle.path, bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim)
     assert read_bundle(offline_bundle.path).name == "mem0_offline"
-    replaced = save_bundle(offline_bundle.path, bundle_config(cfg), embedder_id=embedder.id,
-                           embedder_dim=embedder.dim, overwrite=True)
+    replaced = save_bundle(
+        offline_bundle.path, bundle_config(cfg), embedder_id=embedder.id, embedder_dim=embedder.dim, overwrite=True
+    )
     assert replaced.name == "rag" and not list(Path(offline_bundle.path).parent.glob(".bundle.*"))
 
 
@@ -253,8 +293,12 @@ def test_oracle_extractor_is_not_exportable(tmp_path, embedder):
 
 
 def test_split_overrides_keeps_lists_whole():
-    assert split_overrides("dataset=fixture 'x=[a, b]' y={k: 1}  z=2") == ["dataset=fixture", "'x=[a, b]'",
-                                                                           "y={k: 1}", "z=2"]
+    assert split_overrides("dataset=fixture 'x=[a, b]' y={k: 1}  z=2") == [
+        "dataset=fixture",
+        "'x=[a, b]'",
+        "y={k: 1}",
+        "z=2",
+    ]
 
 
 def make_study(tmp_path):
@@ -263,23 +307,39 @@ def make_study(tmp_path):
 
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     study = optuna.create_study(study_name="s", storage=storage, directions=["maximize", "minimize"])
-    study.set_user_attr("signature", {"objectives": [
-        {"name": "evidence_recall", "metric": "scores.overall.evidence_recall", "direction": "maximize"},
-        {"name": "context_tokens", "metric": "scores.overall.context_tokens", "direction": "minimize"}],
-        "tune": ["conv-26"]})
+    study.set_user_attr(
+        "signature",
+        {
+            "objectives": [
+                {"name": "evidence_recall", "metric": "scores.overall.evidence_recall", "direction": "maximize"},
+                {"name": "context_tokens", "metric": "scores.overall.context_tokens", "direction": "minimize"},
+            ],
+            "tune": ["conv-26"],
+        },
+    )
     dist = {"policy.retriever.top_k": optuna.distributions.IntDistribution(1, 50)}
     for top_k, values in ((5, [0.4, 100.0]), (20, [0.7, 400.0]), (30, [0.6, 500.0])):  # 30 is dominated
-        study.add_trial(optuna.trial.create_trial(
-            params={"policy.retriever.top_k": top_k}, distributions=dist, values=values,
-            user_attrs={"overrides": [f"policy.retriever.top_k={top_k}"], "base_overrides": ["policy=rag"],
-                        "config_name": "sweep", "metrics": {"scores.overall.f1": 0.1}}))
+        study.add_trial(
+            optuna.trial.create_trial(
+                params={"policy.retriever.top_k": top_k},
+                distributions=dist,
+                values=values,
+                user_attrs={
+                    "overrides": [f"policy.retriever.top_k={top_k}"],
+                    "base_overrides": ["policy=rag"],
+                    "config_name": "sweep",
+                    "metrics": {"scores.overall.f1": 0.1},
+                },
+            )
+        )
     return storage
 
 
 def test_export_from_a_study_composes_the_trial_like_the_sweep(tmp_path):
     storage = make_study(tmp_path)
-    result = export_from_overrides(["study=s", f"storage={storage}", "pick=pareto:evidence_recall",
-                                    f"out={tmp_path / 'best_recall'}"])
+    result = export_from_overrides(
+        ["study=s", f"storage={storage}", "pick=pareto:evidence_recall", f"out={tmp_path / 'best_recall'}"]
+    )
     info = read_bundle(result["bundle"])
     policy = info.config["policy"]
     assert policy["name"] == "rag" and policy["retriever"]["top_k"] == 20  # base overrides + the trial's own
@@ -288,8 +348,9 @@ def test_export_from_a_study_composes_the_trial_like_the_sweep(tmp_path):
     assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.7, "context_tokens": 400.0}
     assert info.scores["tune"]["conversations"] == ["conv-26"] and "no held-out score" in info.scores["note"]
 
-    cheap = export_from_overrides(["study=s", f"storage={storage}", "pick=pareto:context_tokens",
-                                   f"out={tmp_path / 'cheap'}"])
+    cheap = export_from_overrides(
+        ["study=s", f"storage={storage}", "pick=pareto:context_tokens", f"out={tmp_path / 'cheap'}"]
+    )
     assert read_bundle(cheap["bundle"]).config["policy"]["retriever"]["top_k"] == 5
     chosen = export_from_overrides(["study=s", f"storage={storage}", "pick=trial:2", f"out={tmp_path / 't2'}"])
     assert read_bundle(chosen["bundle"]).config["policy"]["retriever"]["top_k"] == 30
@@ -308,52 +369,80 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     model -> mlflow.pyfunc.load_model("models:/...") adds and searches memories."""
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import mlflow
-    from omegaconf import OmegaConf
-
     from memtune.optimize.tracking import MlflowTracker
+    from omegaconf import OmegaConf
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, "memtune-sweep", str(tmp_path / "artifacts"))
-    tracker.start_study("key", "s", {"base_overrides": "policy=rag dataset.conversations=[conv-26, conv-30]",
-                                      "tune_conversations": "conv-26", "holdout_conversations": "conv-30"},
-                        {"memtune.study": "s"})
+    tracker.start_study(
+        "key",
+        "s",
+        {
+            "base_overrides": "policy=rag dataset.conversations=[conv-26, conv-30]",
+            "tune_conversations": "conv-26",
+            "holdout_conversations": "conv-30",
+        },
+        {"memtune.study": "s"},
+    )
     ran = composed("policy=rag", "policy.retriever.top_k=7")
     run_id = tracker.start_trial(3, {"overrides": "policy.retriever.top_k=7"})
-    tracker.end_trial(run_id, "FINISHED", metrics={"overall.evidence_recall": 0.5, "objective.evidence_recall": 0.5},
-                      dicts={"policy.json": OmegaConf.to_container(ran.policy, resolve=True)})
+    tracker.end_trial(
+        run_id,
+        "FINISHED",
+        metrics={"overall.evidence_recall": 0.5, "objective.evidence_recall": 0.5},
+        dicts={"policy.json": OmegaConf.to_container(ran.policy, resolve=True)},
+    )
     tracker.end_study(metrics={"heldout.trial-3.evidence_recall": 0.42})
     with pytest.raises(ExportError, match="not a memtune-sweep trial run"):
         export_from_overrides([f"run_id={tracker.parent_run_id}", f"tracking.tracking_uri={uri}"])
 
-    result = export_from_overrides([
-        f"run_id={run_id}", f"tracking.tracking_uri={uri}", f"tracking.artifact_location={tmp_path / 'artifacts'}",
-        f"out={tmp_path / 'bundle'}", "register=memtune-policy", f"cache_dir={tmp_path / 'cache'}"])
+    result = export_from_overrides(
+        [
+            f"run_id={run_id}",
+            f"tracking.tracking_uri={uri}",
+            f"tracking.artifact_location={tmp_path / 'artifacts'}",
+            f"out={tmp_path / 'bundle'}",
+            "register=memtune-policy",
+            f"cache_dir={tmp_path / 'cache'}",
+        ]
+    )
     info = read_bundle(result["bundle"])
     assert info.config["policy"]["name"] == "rag" and info.config["policy"]["retriever"]["top_k"] == 7
     assert info.source["kind"] == "mlflow_run" and info.source["trial"] == 3 and info.source["study"] == "s"
     assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.5}
-    assert info.scores["heldout"] == {"conversations": ["conv-30"],
-                                      "metrics": {"scores.overall.evidence_recall": 0.42}}
+    assert info.scores["heldout"] == {"conversations": ["conv-30"], "metrics": {"scores.overall.evidence_recall": 0.42}}
     reg = result["registered"]
     assert reg["model_uri"] == "models:/memtune-policy/1" and reg["bundle_version"] == info.version
 
     mlflow.set_tracking_uri(uri)
     model = mlflow.pyfunc.load_model(reg["model_uri"])
-    added, found = model.predict([
-        {"op": "add", "user_id": "alice", "messages": [
-            {"role": "Caroline", "content": "I adopted a golden retriever puppy named Rex last week."},
-            {"role": "Melanie", "content": "I ran a charity race for mental health on Saturday."}]},
-        {"op": "search", "user_id": "alice", "query": "What pet did Caroline adopt?", "top_k": 1},
-    ])
+    added, found = model.predict(
+        [
+            {
+                "op": "add",
+                "user_id": "alice",
+                "messages": [
+                    {"role": "Caroline", "content": "I adopted a golden retriever puppy named Rex last week."},
+                    {"role": "Melanie", "content": "I ran a charity race for mental health on Saturday."},
+                ],
+            },
+            {"op": "search", "user_id": "alice", "query": "What pet did Caroline adopt?", "top_k": 1},
+        ]
+    )
     assert [e["event"] for e in added["result"]] == ["ADD", "ADD"]
     [hit] = found["result"]
     assert "golden retriever" in hit["memory"] and hit["policy_version"] == info.version
     assert hit["embedder_id"] == info.embedder_id and hit["user_id"] == "alice"
     import pandas as pd
 
-    everything, answered = model.predict(pd.DataFrame([
-        {"op": "get_all", "user_id": "alice"},
-        {"op": "answer", "user_id": "alice", "query": "What is the puppy's name?"}]))
+    everything, answered = model.predict(
+        pd.DataFrame(
+            [
+                {"op": "get_all", "user_id": "alice"},
+                {"op": "answer", "user_id": "alice", "query": "What is the puppy's name?"},
+            ]
+        )
+    )
     assert len(everything["result"]) == 2 and "Rex" in answered["result"]["answer"]
     assert model.predict([{"op": "get_all", "user_id": "bob"}])[0]["result"] == []
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['colour'\]"):
@@ -368,7 +457,9 @@ def test_loading_a_bundle_needs_no_tuning_stack():
     import subprocess
     import sys
 
-    code = ("import sys, memtune.policies.bundle; "
-            "print(sorted(m for m in ('optuna', 'mlflow', 'polars') if m in sys.modules))")
+    code = (
+        "import sys, memtune.policies.bundle; "
+        "print(sorted(m for m in ('optuna', 'mlflow', 'polars') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

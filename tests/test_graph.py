@@ -7,13 +7,16 @@ import json
 
 import pytest
 from dspy.utils.dummies import DummyLM
-
 from memtune.policies.answerers import ExtractiveAnswerer, memory_context
 from memtune.policies.deciders import ThresholdDecider
 from memtune.policies.extractors import HeuristicExtractor
 from memtune.policies.graph import GraphMemory
-from memtune.policies.graph_extract import (LLMEntityExtractor, LLMRelationGenerator, SpacyEntityExtractor,
-                                            SpacyRelationGenerator)
+from memtune.policies.graph_extract import (
+    LLMEntityExtractor,
+    LLMRelationGenerator,
+    SpacyEntityExtractor,
+    SpacyRelationGenerator,
+)
 from memtune.policies.graph_retrieve import is_graph_record
 from memtune.policies.graph_store import GraphStore
 from memtune.policies.graph_types import Entity, Triplet
@@ -52,18 +55,31 @@ def graph(tmp_path, embedder, script=None, resolver=None, **kw) -> GraphMemory:
     collide in the 64 buckets of the test's hashing embedder."""
     script = script or Scripted()
     kw.setdefault("nodes", {"merge_threshold": 1.01})
-    return GraphMemory("on", entities=script, relations=script, resolver=resolver or RuleConflictResolver(),
-                       uri=str(tmp_path / "store"), embedder=embedder, **kw)
+    return GraphMemory(
+        "on",
+        entities=script,
+        relations=script,
+        resolver=resolver or RuleConflictResolver(),
+        uri=str(tmp_path / "store"),
+        embedder=embedder,
+        **kw,
+    )
 
 
 def test_node_merge_by_key_and_by_embedding_within_threshold_and_type(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s, nodes={"merge_threshold": 0.8})
-    g.add([say(s, "m1", "8 May 2023", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "THING"))],
-          ALICE, CostMeter())
+    g.add(
+        [say(s, "m1", "8 May 2023", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "THING"))],
+        ALICE,
+        CostMeter(),
+    )
     # same key (case and determiner differ) -> the same node; "support group" is 0.95 cosine from it -> merged
-    g.add([say(s, "m2", "9 May 2023", "D1:2", ("caroline", "like", "the support group", "PERSON", "THING"))],
-          ALICE, CostMeter())
+    g.add(
+        [say(s, "m2", "9 May 2023", "D1:2", ("caroline", "like", "the support group", "PERSON", "THING"))],
+        ALICE,
+        CostMeter(),
+    )
     assert g.store.counts(ALICE)["nodes"] == 2
     assert g.counts["nodes_merged"] == 1
     node = next(n for n in g.store.scope_nodes(ALICE) if n["key"] == "caroline")
@@ -71,22 +87,35 @@ def test_node_merge_by_key_and_by_embedding_within_threshold_and_type(tmp_path, 
     # a stricter threshold keeps them apart; so does an incompatible type
     s2 = Scripted()
     strict = graph(tmp_path / "b", embedder, s2, nodes={"merge_threshold": 0.96})
-    strict.add([say(s2, "m1", "", "D1:1", ("Caroline", "go_to", "LGBTQ support group")),
-                say(s2, "m2", "", "D1:2", ("Caroline", "like", "support group"))], ALICE, CostMeter())
+    strict.add(
+        [
+            say(s2, "m1", "", "D1:1", ("Caroline", "go_to", "LGBTQ support group")),
+            say(s2, "m2", "", "D1:2", ("Caroline", "like", "support group")),
+        ],
+        ALICE,
+        CostMeter(),
+    )
     assert strict.store.counts(ALICE)["nodes"] == 3
     s3 = Scripted()
     typed = graph(tmp_path / "c", embedder, s3, nodes={"merge_threshold": 0.8})
-    typed.add([say(s3, "m1", "", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "ORG")),
-               say(s3, "m2", "", "D1:2", ("Caroline", "meet", "support group", "PERSON", "PERSON"))],
-              ALICE, CostMeter())
+    typed.add(
+        [
+            say(s3, "m1", "", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "ORG")),
+            say(s3, "m2", "", "D1:2", ("Caroline", "meet", "support group", "PERSON", "PERSON")),
+        ],
+        ALICE,
+        CostMeter(),
+    )
     assert typed.store.counts(ALICE)["nodes"] == 3
 
 
 def _moves(s: Scripted):
-    return [say(s, "I live in Boston", "1:00 pm on 1 January, 2023", "D1:1", ("Caroline", "live_in", "Boston")),
-            say(s, "I moved, I live in Denver", "1:00 pm on 1 June, 2023", "D2:1", ("Caroline", "live_in", "Denver")),
-            say(s, "I like tea", "1:00 pm on 2 June, 2023", "D2:2", ("Caroline", "like", "tea")),
-            say(s, "I like chess", "1:00 pm on 3 June, 2023", "D2:3", ("Caroline", "like", "chess"))]
+    return [
+        say(s, "I live in Boston", "1:00 pm on 1 January, 2023", "D1:1", ("Caroline", "live_in", "Boston")),
+        say(s, "I moved, I live in Denver", "1:00 pm on 1 June, 2023", "D2:1", ("Caroline", "live_in", "Denver")),
+        say(s, "I like tea", "1:00 pm on 2 June, 2023", "D2:2", ("Caroline", "like", "tea")),
+        say(s, "I like chess", "1:00 pm on 3 June, 2023", "D2:3", ("Caroline", "like", "chess")),
+    ]
 
 
 def test_conflict_soft_invalidation_keeps_the_edge_marked_and_persists(tmp_path, embedder):
@@ -110,8 +139,9 @@ def test_conflict_soft_invalidation_keeps_the_edge_marked_and_persists(tmp_path,
 def test_hard_invalidation_deletes_and_repeats_only_add_provenance(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s, edges={"invalidation": "hard"})
-    for m in _moves(s) + [say(s, "Still in Denver", "1:00 pm on 4 June, 2023", "D2:4",
-                              ("Caroline", "live_in", "Denver"))]:
+    for m in _moves(s) + [
+        say(s, "Still in Denver", "1:00 pm on 4 June, 2023", "D2:4", ("Caroline", "live_in", "Denver"))
+    ]:
         g.add([m], ALICE, CostMeter())
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
     assert "Boston" not in edges and g.store.counts(ALICE)["invalid_edges"] == 0
@@ -138,15 +168,25 @@ def test_retrieval_returns_only_valid_edges_unless_asked(tmp_path, embedder):
     assert old and old[0].metadata["invalidated_at"] == "1:00 pm on 1 June, 2023"
     # the answerer sees each triplet with when it held
     shown = memory_context(old)[0]
-    assert shown == {"said_at": "1:00 pm on 1 January, 2023", "memory": "Caroline -- live_in -- Boston",
-                     "valid_from": "1:00 pm on 1 January, 2023", "invalid_since": "1:00 pm on 1 June, 2023"}
+    assert shown == {
+        "said_at": "1:00 pm on 1 January, 2023",
+        "memory": "Caroline -- live_in -- Boston",
+        "valid_from": "1:00 pm on 1 January, 2023",
+        "invalid_since": "1:00 pm on 1 June, 2023",
+    }
 
 
 def test_entity_walk_follows_hops(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s, retrieval={"triplet_top_k": 0, "seed_nodes": 0, "hops": 1})
-    g.add([say(s, "a", "", "D1:1", ("Caroline", "has_sister", "Anna")),
-           say(s, "b", "", "D1:2", ("Anna", "work_at", "Zeta Corp"))], ALICE, CostMeter())
+    g.add(
+        [
+            say(s, "a", "", "D1:1", ("Caroline", "has_sister", "Anna")),
+            say(s, "b", "", "D1:2", ("Anna", "work_at", "Zeta Corp")),
+        ],
+        ALICE,
+        CostMeter(),
+    )
     q = "What about Caroline?"
     vec = embedder.embed([q])[0]
     assert [h.metadata["relation"] for h in g.search(q, vec, ALICE, CostMeter())] == ["has_sister"]
@@ -157,16 +197,21 @@ def test_entity_walk_follows_hops(tmp_path, embedder):
 
 def _flip_flop(s: Scripted) -> list[Message]:
     months = ["January", "February", "March", "April", "September"]
-    return [say(s, f"m{i}", f"1:00 pm on 1 {month}, 2023", f"D{i}:1", ("Caroline", "feel", mood))
-            for i, (month, mood) in enumerate(zip(months, ["happy", "sad", "calm", "tired", "happy"]))]
+    return [
+        say(s, f"m{i}", f"1:00 pm on 1 {month}, 2023", f"D{i}:1", ("Caroline", "feel", mood))
+        for i, (month, mood) in enumerate(zip(months, ["happy", "sad", "calm", "tired", "happy"]))
+    ]
 
 
-@pytest.mark.parametrize("edges, kept_invalid", [
-    ({"compaction": "keep_all"}, ["happy", "sad", "calm", "tired"]),
-    ({"compaction": "keep_last", "keep_last": 1}, ["tired"]),
-    ({"compaction": "keep_last", "keep_last": 0}, []),
-    ({"compaction": "max_age", "max_age_days": 180}, ["calm", "tired"]),  # newest time said: 1 September
-])
+@pytest.mark.parametrize(
+    "edges, kept_invalid",
+    [
+        ({"compaction": "keep_all"}, ["happy", "sad", "calm", "tired"]),
+        ({"compaction": "keep_last", "keep_last": 1}, ["tired"]),
+        ({"compaction": "keep_last", "keep_last": 0}, []),
+        ({"compaction": "max_age", "max_age_days": 180}, ["calm", "tired"]),  # newest time said: 1 September
+    ],
+)
 def test_compaction(tmp_path, embedder, edges, kept_invalid):
     s = Scripted()
     g = graph(tmp_path, embedder, s, edges=edges)
@@ -185,8 +230,9 @@ def test_scope_isolation(tmp_path, embedder):
     g.add([say(s, "x", "", "D1:1", ("Caroline", "live_in", "Boston"))], ALICE, CostMeter())
     g.add([say(s, "y", "", "D9:1", ("Caroline", "live_in", "Paris"))], BOB, CostMeter())
     # the same name in two scopes is two nodes, and Bob's move does not invalidate Alice's edge
-    assert g.store.counts(ALICE) == g.store.counts(BOB) == {"nodes": 2, "edges": 1, "valid_edges": 1,
-                                                            "invalid_edges": 0}
+    assert (
+        g.store.counts(ALICE) == g.store.counts(BOB) == {"nodes": 2, "edges": 1, "valid_edges": 1, "invalid_edges": 0}
+    )
     q = "Where does Caroline live?"
     vec = embedder.embed([q])[0]
     assert [h.metadata["destination"] for h in g.search(q, vec, BOB, CostMeter())] == ["Paris"]
@@ -194,19 +240,36 @@ def test_scope_isolation(tmp_path, embedder):
     assert g.store.counts(BOB)["nodes"] == 0 and g.store.counts(ALICE)["edges"] == 1
     g.close()
     assert GraphStore(tmp_path / "store", embedder.dim, embedder.id).counts() == {
-        "nodes": 2, "edges": 1, "valid_edges": 1, "invalid_edges": 0}
+        "nodes": 2,
+        "edges": 1,
+        "valid_edges": 1,
+        "invalid_edges": 0,
+    }
 
 
 def test_spacy_extraction_resolves_first_person_to_the_speaker():
     meter = CostMeter()
-    msgs = [Message("Caroline", "I went to the LGBTQ support group yesterday. My sister Anna loves painting.",
-                    "D1:3", "1:56 pm on 8 May, 2023"),
-            Message("Melanie", "I am keen on pottery.", "D1:4", "1:56 pm on 8 May, 2023")]
+    msgs = [
+        Message(
+            "Caroline",
+            "I went to the LGBTQ support group yesterday. My sister Anna loves painting.",
+            "D1:3",
+            "1:56 pm on 8 May, 2023",
+        ),
+        Message("Melanie", "I am keen on pottery.", "D1:4", "1:56 pm on 8 May, 2023"),
+    ]
     entities = SpacyEntityExtractor().extract(msgs, meter)
     names = {(e.name, e.type) for e in entities}
-    assert {("Caroline", "PERSON"), ("Melanie", "PERSON"), ("Anna", "PERSON"), ("LGBTQ support group", "THING")} <= names
+    assert {
+        ("Caroline", "PERSON"),
+        ("Melanie", "PERSON"),
+        ("Anna", "PERSON"),
+        ("LGBTQ support group", "THING"),
+    } <= names
     assert not any(e.name.lower() in ("i", "yesterday") for e in entities)
-    triplets = {(t.source, t.relation, t.destination): t for t in SpacyRelationGenerator().generate(msgs, entities, meter)}
+    triplets = {
+        (t.source, t.relation, t.destination): t for t in SpacyRelationGenerator().generate(msgs, entities, meter)
+    }
     assert ("Caroline", "go_to", "LGBTQ support group") in triplets
     assert ("Caroline", "has_sister", "Anna") in triplets
     assert ("Melanie", "is_keen_on", "pottery") in triplets
@@ -216,36 +279,65 @@ def test_spacy_extraction_resolves_first_person_to_the_speaker():
 
 def _llm_policy(tmp_path, embedder, answers):
     lm = DummyLM(answers)
-    g = GraphMemory("on", entities=LLMEntityExtractor(), relations=LLMRelationGenerator(),
-                    resolver=LLMConflictResolver(), uri=str(tmp_path / "store"), embedder=embedder)
+    g = GraphMemory(
+        "on",
+        entities=LLMEntityExtractor(),
+        relations=LLMRelationGenerator(),
+        resolver=LLMConflictResolver(),
+        uri=str(tmp_path / "store"),
+        embedder=embedder,
+    )
     from memtune.policies.store import MemoryStore
 
     store = MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)
-    return MemoryPolicy(HeuristicExtractor(), NoSummarizer(), ThresholdDecider(), CosineRetriever(top_k=3),
-                        ExtractiveAnswerer(), embedder, store, lm=lm, graph=g)
+    return MemoryPolicy(
+        HeuristicExtractor(),
+        NoSummarizer(),
+        ThresholdDecider(),
+        CosineRetriever(top_k=3),
+        ExtractiveAnswerer(),
+        embedder,
+        store,
+        lm=lm,
+        graph=g,
+    )
 
 
 def test_llm_graph_stages_with_dummy_lm(tmp_path, embedder):
-    ents = lambda *n: {"entities": json.dumps([{"name": x, "type": "PERSON" if x == "Caroline" else "PLACE"}
-                                               for x in n])}
-    rels = lambda d: {"relations": json.dumps([{"source": "Caroline", "relation": "Lives In", "destination": d}])}
-    policy = _llm_policy(tmp_path, embedder, [
-        ents("Caroline", "Boston"), rels("Boston"),
-        ents("Caroline", "Denver"), rels("Denver"), {"outdated_ids": json.dumps([0, 7])},  # 7 was never shown
-    ])
+    def ents(*n):
+        return {"entities": json.dumps([{"name": x, "type": "PERSON" if x == "Caroline" else "PLACE"} for x in n])}
+
+    def rels(d):
+        return {"relations": json.dumps([{"source": "Caroline", "relation": "Lives In", "destination": d}])}
+
+    policy = _llm_policy(
+        tmp_path,
+        embedder,
+        [
+            ents("Caroline", "Boston"),
+            rels("Boston"),
+            ents("Caroline", "Denver"),
+            rels("Denver"),
+            {"outdated_ids": json.dumps([0, 7])},  # 7 was never shown
+        ],
+    )
     policy.add([Message("Caroline", "I live in Boston now, it is lovely.", "D1:1", "1 January 2023")], ALICE)
     policy.add([Message("Caroline", "I moved to Denver last week, big change.", "D2:1", "1 June 2023")], ALICE)
     edges = {e["destination"]: e for e in policy.graph.store.scope_edges(ALICE, include_invalid=True)}
     assert edges["Boston"]["relation"] == "lives_in" and edges["Boston"]["invalidated_at"] == "1 June 2023"
     assert not edges["Denver"]["invalidated_at"] and policy.graph.resolver.rejected == [7]
     assert {(n["name"], n["type"]) for n in policy.graph.store.scope_nodes(ALICE)} == {
-        ("Caroline", "PERSON"), ("Boston", "PLACE"), ("Denver", "PLACE")}
+        ("Caroline", "PERSON"),
+        ("Boston", "PLACE"),
+        ("Denver", "PLACE"),
+    }
     phases = policy.meter.as_dict()["phases"]
     assert phases["graph_entities"]["calls"] == 2 and phases["graph_conflicts"]["calls"] == 1
     # mode "on": vector memories first, then triplets; "only": triplets alone
     found = policy.search("Where does Caroline live?", ALICE)
     assert not is_graph_record(found[0]) and [m.text for m in found if is_graph_record(m)] == [
-        "Caroline lives in Denver"]
+        "Caroline lives in Denver"
+    ]
     policy.graph.mode = "only"
     assert [m.text for m in policy.search("Where does Caroline live?", ALICE)] == ["Caroline lives in Denver"]
 
@@ -253,30 +345,50 @@ def test_llm_graph_stages_with_dummy_lm(tmp_path, embedder):
 def test_llm_graph_stage_without_lm_is_a_clear_error(tmp_path, embedder):
     policy = _llm_policy(tmp_path, embedder, [])
     with pytest.raises(ValueError, match="graph.entities"):
-        MemoryPolicy(policy.extractor, policy.summarizer, policy.decider, policy.retriever, policy.answerer,
-                     embedder, policy.store, graph=policy.graph)
+        MemoryPolicy(
+            policy.extractor,
+            policy.summarizer,
+            policy.decider,
+            policy.retriever,
+            policy.answerer,
+            embedder,
+            policy.store,
+            graph=policy.graph,
+        )
 
 
 def test_graph_knob_builds_and_keys_the_ingestion_cache(tmp_path):
     from hydra import compose, initialize_config_module
-
     from memtune.optimize.data import load_locomo, resolve_path
     from memtune.optimize.ingest_cache import ingestion_key
     from memtune.policies.build import build_graph, graph_mode
 
     with initialize_config_module("memtune.conf", version_base="1.3"):
-        cfgs = {o: compose("eval", overrides=["dataset=fixture", *o])
-                for o in [(), ("policy/graph=on",), ("policy/graph=only",), ("policy.graph.mode=off",),
-                          ("policy/graph=on", "policy.graph.edges.invalidation=hard"),
-                          ("policy/graph=on", "policy.graph.retrieval.hops=2"), ("policy=rag",)]}
+        cfgs = {
+            o: compose("eval", overrides=["dataset=fixture", *o])
+            for o in [
+                (),
+                ("policy/graph=on",),
+                ("policy/graph=only",),
+                ("policy.graph.mode=off",),
+                ("policy/graph=on", "policy.graph.edges.invalidation=hard"),
+                ("policy/graph=on", "policy.graph.retrieval.hops=2"),
+                ("policy=rag",),
+            ]
+        }
     assert [graph_mode(c) for c in cfgs.values()] == ["off", "on", "only", "off", "on", "on", "off"]
     dataset = load_locomo(resolve_path(cfgs[()].dataset.path))
     keys = {o: ingestion_key(c, dataset) for o, c in cfgs.items()}
     assert keys[()] == keys[("policy.graph.mode=off",)]  # off: the Mem0 store, shared
-    assert keys[("policy/graph=on",)] == keys[("policy/graph=only",)] == keys[
-        ("policy/graph=on", "policy.graph.retrieval.hops=2")]  # retrieval knobs do not re-ingest
-    assert len({keys[()], keys[("policy/graph=on",)], keys[("policy/graph=on",
-                                                              "policy.graph.edges.invalidation=hard")]}) == 3
+    assert (
+        keys[("policy/graph=on",)]
+        == keys[("policy/graph=only",)]
+        == keys[("policy/graph=on", "policy.graph.retrieval.hops=2")]
+    )  # retrieval knobs do not re-ingest
+    assert (
+        len({keys[()], keys[("policy/graph=on",)], keys[("policy/graph=on", "policy.graph.edges.invalidation=hard")]})
+        == 3
+    )
     assert build_graph(cfgs[()], tmp_path, None) is None
 
 
@@ -287,11 +399,24 @@ def test_eval_with_graph_reports_graph_metrics(tmp_path, embedder):
     from memtune.policies.store import MemoryStore
 
     dataset = load_locomo(resolve_path("data/fixture/fixture.json"))
-    g = GraphMemory("on", entities=SpacyEntityExtractor(), relations=SpacyRelationGenerator(),
-                    resolver=RuleConflictResolver(), uri=str(tmp_path / "s"), embedder=embedder)
-    policy = MemoryPolicy(HeuristicExtractor(), NoSummarizer(), ThresholdDecider(), CosineRetriever(top_k=5),
-                          ExtractiveAnswerer(), embedder, MemoryStore(tmp_path / "s", embedder.dim, embedder.id),
-                          graph=g)
+    g = GraphMemory(
+        "on",
+        entities=SpacyEntityExtractor(),
+        relations=SpacyRelationGenerator(),
+        resolver=RuleConflictResolver(),
+        uri=str(tmp_path / "s"),
+        embedder=embedder,
+    )
+    policy = MemoryPolicy(
+        HeuristicExtractor(),
+        NoSummarizer(),
+        ThresholdDecider(),
+        CosineRetriever(top_k=5),
+        ExtractiveAnswerer(),
+        embedder,
+        MemoryStore(tmp_path / "s", embedder.dim, embedder.id),
+        graph=g,
+    )
     facts = ingest_all(policy, dataset, progress=False)
     growth = facts["graph_growth"]
     assert [x["sessions"] for x in growth] == list(range(1, len(growth) + 1)) and len(growth) >= 2
@@ -305,17 +430,23 @@ def test_eval_with_graph_reports_graph_metrics(tmp_path, embedder):
 def test_graph_search_space_composes_for_every_mode():
     import optuna
     from hydra import compose, initialize_config_module
-    from omegaconf import OmegaConf
-
     from memtune.optimize.search_space import SearchSpace
     from memtune.policies.build import graph_mode
+    from omegaconf import OmegaConf
 
     space = SearchSpace.from_config(OmegaConf.load("conf/search_space/graph.yaml"))
-    base = {"policy/graph": "on", "policy.graph.edges.invalidation": "soft",
-            "policy.graph.edges.compaction": "keep_last", "policy.graph.edges.keep_last": 2,
-            "policy.graph.nodes.merge_threshold": 0.9, "policy.graph.retrieval.hops": 2,
-            "policy.graph.retrieval.entity_top_k": 5, "policy.graph.retrieval.triplet_top_k": 10,
-            "policy.graph.retrieval.merge": "score", "policy.graph.retrieval.include_invalid": True}
+    base = {
+        "policy/graph": "on",
+        "policy.graph.edges.invalidation": "soft",
+        "policy.graph.edges.compaction": "keep_last",
+        "policy.graph.edges.keep_last": 2,
+        "policy.graph.nodes.merge_threshold": 0.9,
+        "policy.graph.retrieval.hops": 2,
+        "policy.graph.retrieval.entity_top_k": 5,
+        "policy.graph.retrieval.triplet_top_k": 10,
+        "policy.graph.retrieval.merge": "score",
+        "policy.graph.retrieval.include_invalid": True,
+    }
     with initialize_config_module("memtune.conf", version_base="1.3"):
         for mode in ("off", "on", "only"):
             overrides = space.suggest(optuna.trial.FixedTrial(base | {"policy/graph": mode}))
@@ -344,8 +475,20 @@ def test_merge_appends_or_ranks_by_score():
 def test_triplets_stated_together_do_not_invalidate_each_other(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s)
-    g.add([say(s, "I'm happy and thankful", "8 May 2023", "D1:1", ("Caroline", "is", "happy"),
-               ("Caroline", "is", "thankful"))], ALICE, CostMeter())
+    g.add(
+        [
+            say(
+                s,
+                "I'm happy and thankful",
+                "8 May 2023",
+                "D1:1",
+                ("Caroline", "is", "happy"),
+                ("Caroline", "is", "thankful"),
+            )
+        ],
+        ALICE,
+        CostMeter(),
+    )
     assert g.store.counts(ALICE)["invalid_edges"] == 0
     g.add([say(s, "I'm tired", "9 May 2023", "D1:2", ("Caroline", "is", "tired"))], ALICE, CostMeter())
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
@@ -360,8 +503,18 @@ def test_memory_api_delete_all_and_reset_reach_the_graph(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s)
     store = MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)
-    memory = Memory(MemoryPolicy(HeuristicExtractor(), NoSummarizer(), ThresholdDecider(), CosineRetriever(top_k=3),
-                                 ExtractiveAnswerer(), embedder, store, graph=g))
+    memory = Memory(
+        MemoryPolicy(
+            HeuristicExtractor(),
+            NoSummarizer(),
+            ThresholdDecider(),
+            CosineRetriever(top_k=3),
+            ExtractiveAnswerer(),
+            embedder,
+            store,
+            graph=g,
+        )
+    )
     say(s, "I live in Boston now.", "", "D1:1", ("Caroline", "live_in", "Boston"))
     say(s, "I live in Paris now.", "", "D1:2", ("Caroline", "live_in", "Paris"))
     memory.add([{"role": "Caroline", "content": "I live in Boston now."}], user_id="alice")

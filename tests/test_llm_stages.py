@@ -7,7 +7,6 @@ import json
 
 import pytest
 from dspy.utils.dummies import DummyLM
-
 from memtune.policies.answerers import ExtractiveAnswerer, LLMAnswerer
 from memtune.policies.deciders import LLMDecider, ThresholdDecider
 from memtune.policies.extractors import HeuristicExtractor, LLMExtractor
@@ -26,22 +25,35 @@ def ops(*items):
 def make_policy(store, embedder, answers, extractor=None, decider=None, summarizer=None, answerer=None):
     lm = DummyLM(answers)
     return MemoryPolicy(
-        extractor=extractor or LLMExtractor(), summarizer=summarizer or NoSummarizer(),
-        decider=decider or LLMDecider(), retriever=CosineRetriever(top_k=5), answerer=answerer or LLMAnswerer(),
-        embedder=embedder, store=store, lm=lm,
+        extractor=extractor or LLMExtractor(),
+        summarizer=summarizer or NoSummarizer(),
+        decider=decider or LLMDecider(),
+        retriever=CosineRetriever(top_k=5),
+        answerer=answerer or LLMAnswerer(),
+        embedder=embedder,
+        store=store,
+        lm=lm,
     ), lm
 
 
-PAIR = [Message("Melanie", "I ran a charity race for mental health last Saturday.", "D1:1", "20 May 2023"),
-        Message("Caroline", "That's great! I live in Boston now.", "D1:2", "20 May 2023")]
+PAIR = [
+    Message("Melanie", "I ran a charity race for mental health last Saturday.", "D1:1", "20 May 2023"),
+    Message("Caroline", "That's great! I live in Boston now.", "D1:2", "20 May 2023"),
+]
 
 
 def test_llm_extractor_parses_facts_with_pair_provenance(store, embedder):
-    policy, lm = make_policy(store, embedder, [
-        {"facts": json.dumps(["Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"])},
-        ops({"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
-            {"event": "ADD", "text": "Caroline lives in Boston"}),
-    ])
+    policy, lm = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": json.dumps(["Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"])},
+            ops(
+                {"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
+                {"event": "ADD", "text": "Caroline lives in Boston"},
+            ),
+        ],
+    )
     events = policy.add(PAIR, ALICE)
     assert [e.op for e in events] == ["ADD", "ADD"]
     stored = {m.text: m for m in store.get_all(ALICE)}
@@ -56,31 +68,52 @@ def test_llm_extractor_parses_facts_with_pair_provenance(store, embedder):
 
 def test_llm_decider_applies_every_op_and_ignores_hallucinated_ids(store, embedder):
     seed = [Message("Caroline", "seed", "D1:1", "1 May 2023")]
-    policy, _ = make_policy(store, embedder, [
-        {"facts": json.dumps(["Caroline lives in Boston", "Caroline has a dog named Rex", "Caroline likes tea"])},
-        ops({"event": "ADD", "text": "Caroline lives in Boston"}, {"event": "ADD", "text": "Caroline has a dog named Rex"},
-            {"event": "ADD", "text": "Caroline likes tea"}),
-    ])
+    policy, _ = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": json.dumps(["Caroline lives in Boston", "Caroline has a dog named Rex", "Caroline likes tea"])},
+            ops(
+                {"event": "ADD", "text": "Caroline lives in Boston"},
+                {"event": "ADD", "text": "Caroline has a dog named Rex"},
+                {"event": "ADD", "text": "Caroline likes tea"},
+            ),
+        ],
+    )
     policy.add(seed, ALICE)
     ids = {m.text: m.id for m in store.get_all(ALICE)}
     # Second pair: the decider shows the 3 memories as small ints 0..2 in similarity order.
-    policy.lm = DummyLM([
-        {"facts": json.dumps(["Caroline moved to Denver", "Caroline's dog Rex died", "Caroline likes tea",
-                              "Caroline plays chess"])},
-    ])
+    policy.lm = DummyLM(
+        [
+            {
+                "facts": json.dumps(
+                    [
+                        "Caroline moved to Denver",
+                        "Caroline's dog Rex died",
+                        "Caroline likes tea",
+                        "Caroline plays chess",
+                    ]
+                )
+            },
+        ]
+    )
     original, shown = policy.decider.predict, {}
 
     def scripted(**kwargs):  # reads the small ids the decider shows, then scripts the LM's answer with them
         listed = {m["text"]: m["id"] for m in kwargs["existing_memories"]}
         shown.update(listed)
-        policy.lm.answers = iter([ops(
-            {"event": "UPDATE", "id": listed["Caroline lives in Boston"], "text": "Caroline lives in Denver"},
-            {"event": "DELETE", "id": listed["Caroline has a dog named Rex"]},
-            {"event": "NOOP", "id": listed["Caroline likes tea"]},
-            {"event": "ADD", "text": "Caroline plays chess"},
-            {"event": "DELETE", "id": 99},  # hallucinated: never shown
-            {"event": "UPDATE", "id": 42, "text": "should never be written"},
-        )])
+        policy.lm.answers = iter(
+            [
+                ops(
+                    {"event": "UPDATE", "id": listed["Caroline lives in Boston"], "text": "Caroline lives in Denver"},
+                    {"event": "DELETE", "id": listed["Caroline has a dog named Rex"]},
+                    {"event": "NOOP", "id": listed["Caroline likes tea"]},
+                    {"event": "ADD", "text": "Caroline plays chess"},
+                    {"event": "DELETE", "id": 99},  # hallucinated: never shown
+                    {"event": "UPDATE", "id": 42, "text": "should never be written"},
+                )
+            ]
+        )
         return original(**kwargs)
 
     policy.decider.predict = scripted
@@ -100,12 +133,16 @@ def test_llm_decider_applies_every_op_and_ignores_hallucinated_ids(store, embedd
 
 
 def test_update_to_the_same_text_is_a_noop(store, embedder):
-    policy, _ = make_policy(store, embedder, [
-        {"facts": json.dumps(["Caroline lives in Boston"])},
-        ops({"event": "ADD", "text": "Caroline lives in Boston"}),
-        {"facts": json.dumps(["Caroline lives in Boston"])},
-        ops({"event": "UPDATE", "id": 0, "text": " Caroline lives in Boston "}),
-    ])
+    policy, _ = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": json.dumps(["Caroline lives in Boston"])},
+            ops({"event": "ADD", "text": "Caroline lives in Boston"}),
+            {"facts": json.dumps(["Caroline lives in Boston"])},
+            ops({"event": "UPDATE", "id": 0, "text": " Caroline lives in Boston "}),
+        ],
+    )
     policy.add([Message("Caroline", "I live in Boston.", "D1:1")], ALICE)
     events = policy.add([Message("Caroline", "Still in Boston!", "D2:1")], ALICE)
     (memory,) = store.get_all(ALICE)
@@ -115,11 +152,16 @@ def test_update_to_the_same_text_is_a_noop(store, embedder):
 
 
 def test_malformed_output_is_retried_then_recorded_and_skipped(store, embedder):
-    policy, lm = make_policy(store, embedder, [
-        {"facts": "not a list"}, {"facts": "not a list"},  # attempt 1 (chat adapter + JSON fallback)
-        {"facts": json.dumps(["Melanie ran a race"])},  # attempt 2 succeeds
-        ops({"event": "ADD", "text": "Melanie ran a race"}),
-    ])
+    policy, lm = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": "not a list"},
+            {"facts": "not a list"},  # attempt 1 (chat adapter + JSON fallback)
+            {"facts": json.dumps(["Melanie ran a race"])},  # attempt 2 succeeds
+            ops({"event": "ADD", "text": "Melanie ran a race"}),
+        ],
+    )
     assert [e.op for e in policy.add(PAIR, ALICE)] == ["ADD"]
     assert policy.meter.failures == []
 
@@ -145,9 +187,16 @@ def test_repeated_failures_stop_the_run_with_a_clear_error(store, embedder):
 
 
 def test_llm_summarizer_refreshes_every_window_and_feeds_extraction(store, embedder):
-    policy, lm = make_policy(store, embedder, [
-        {"facts": "[]"}, {"summary": "Melanie runs; Caroline lives in Boston."}, {"facts": "[]"},
-    ], summarizer=LLMSummarizer(window=2))
+    policy, lm = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": "[]"},
+            {"summary": "Melanie runs; Caroline lives in Boston."},
+            {"facts": "[]"},
+        ],
+        summarizer=LLMSummarizer(window=2),
+    )
     policy.add(PAIR, ALICE)
     assert policy.summary(ALICE) == "Melanie runs; Caroline lives in Boston."
     policy.add([Message("Melanie", "ok", "D1:3")], ALICE)
@@ -156,10 +205,15 @@ def test_llm_summarizer_refreshes_every_window_and_feeds_extraction(store, embed
 
 
 def test_llm_answerer_sees_memories_with_timestamps(store, embedder):
-    policy, lm = make_policy(store, embedder, [
-        {"facts": json.dumps(["Melanie ran a charity race"])}, ops({"event": "ADD", "text": "Melanie ran a charity race"}),
-        {"answer": "13 May 2023"},
-    ])
+    policy, lm = make_policy(
+        store,
+        embedder,
+        [
+            {"facts": json.dumps(["Melanie ran a charity race"])},
+            ops({"event": "ADD", "text": "Melanie ran a charity race"}),
+            {"answer": "13 May 2023"},
+        ],
+    )
     policy.add(PAIR, ALICE)
     answer, memories = policy.answer("When did Melanie run a charity race?", ALICE)
     assert answer == "13 May 2023" and memories[0].text == "Melanie ran a charity race"
@@ -168,13 +222,28 @@ def test_llm_answerer_sees_memories_with_timestamps(store, embedder):
 
 def test_llm_stage_without_lm_is_a_clear_error(store, embedder):
     with pytest.raises(ValueError, match="need an LM"):
-        MemoryPolicy(LLMExtractor(), NoSummarizer(), ThresholdDecider(), CosineRetriever(), ExtractiveAnswerer(),
-                     embedder, store, lm=None)
+        MemoryPolicy(
+            LLMExtractor(),
+            NoSummarizer(),
+            ThresholdDecider(),
+            CosineRetriever(),
+            ExtractiveAnswerer(),
+            embedder,
+            store,
+            lm=None,
+        )
 
 
 def test_offline_policy_threshold_decider_noop_update_add(store, embedder):
-    policy = MemoryPolicy(HeuristicExtractor(), NoSummarizer(), ThresholdDecider(noop_threshold=0.99,
-                          update_threshold=0.7), CosineRetriever(top_k=3), ExtractiveAnswerer(), embedder, store)
+    policy = MemoryPolicy(
+        HeuristicExtractor(),
+        NoSummarizer(),
+        ThresholdDecider(noop_threshold=0.99, update_threshold=0.7),
+        CosineRetriever(top_k=3),
+        ExtractiveAnswerer(),
+        embedder,
+        store,
+    )
     msg = Message("Caroline", "I adopted a golden retriever puppy named Rex.", "D1:1", "1 May 2023")
     assert [e.op for e in policy.add([msg], ALICE)] == ["ADD"]
     assert [e.op for e in policy.add([msg], ALICE)] == ["NOOP"]

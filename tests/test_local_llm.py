@@ -44,14 +44,22 @@ def local_server(tmp_path_factory):
     if gguf is None:
         pytest.skip("no GGUF model: set MEMTUNE_GGUF or run scripts/install_local_llm.sh (-> /opt/models/*.gguf)")
     server_python = LLM_VENV / "bin" / "python"
-    if not server_python.exists() or subprocess.run(
-        [str(server_python), "-c", "import llama_cpp.server"], capture_output=True
-    ).returncode != 0:
+    if (
+        not server_python.exists()
+        or subprocess.run([str(server_python), "-c", "import llama_cpp.server"], capture_output=True).returncode != 0
+    ):
         pytest.skip(f"no llama-cpp-python[server] venv at {LLM_VENV}: run scripts/install_local_llm.sh")
     tmp = tmp_path_factory.mktemp("llm-server")
     port = _free_port()
-    env = {**os.environ, "PORT": str(port), "MEMTUNE_GGUF": gguf, "LLM_VENV": str(LLM_VENV),
-           "PIDFILE": str(tmp / "server.pid"), "LOG": str(tmp / "server.log"), "WAIT_SECONDS": "300"}
+    env = {
+        **os.environ,
+        "PORT": str(port),
+        "MEMTUNE_GGUF": gguf,
+        "LLM_VENV": str(LLM_VENV),
+        "PIDFILE": str(tmp / "server.pid"),
+        "LOG": str(tmp / "server.log"),
+        "WAIT_SECONDS": "300",
+    }
     proc = subprocess.run(["bash", str(SERVER)], env=env, capture_output=True, text=True, timeout=360)
     assert proc.returncode == 0, f"server did not start: {proc.stdout}{proc.stderr}"
     try:
@@ -61,16 +69,37 @@ def local_server(tmp_path_factory):
 
 
 def test_mem0_llm_policy_runs_against_a_real_local_server(local_server, tmp_path):
-    env = {**os.environ, "LITELLM_LOCAL_MODEL_COST_MAP": "True", "OPENAI_BASE_URL": local_server,
-           "OPENAI_API_KEY": "local", "MEMTUNE_LM_MODEL": "local", "MEMTUNE_JUDGE_MODEL": "local",
-           "MEMTUNE_CACHE_DIR": str(tmp_path / "cache")}  # a fresh DSPy cache: every call reaches the server
+    env = {
+        **os.environ,
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OPENAI_BASE_URL": local_server,
+        "OPENAI_API_KEY": "local",
+        "MEMTUNE_LM_MODEL": "local",
+        "MEMTUNE_JUDGE_MODEL": "local",
+        "MEMTUNE_CACHE_DIR": str(tmp_path / "cache"),
+    }  # a fresh DSPy cache: every call reaches the server
     env.pop("MEMTUNE_JUDGE_BASE_URL", None)
     run_dir = tmp_path / "run"
     proc = subprocess.run(
-        [sys.executable, "-m", "memtune.optimize.evaluate_app", "policy=mem0_llm", "lm=openai", "judge=openai",
-         "dataset=fixture", "dataset.max_questions=3", "progress=false", "lm.timeout=600", "judge.lm.timeout=600",
-         f"hydra.run.dir={run_dir}"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=3600,
+        [
+            sys.executable,
+            "-m",
+            "memtune.optimize.evaluate_app",
+            "policy=mem0_llm",
+            "lm=openai",
+            "judge=openai",
+            "dataset=fixture",
+            "dataset.max_questions=3",
+            "progress=false",
+            "lm.timeout=600",
+            "judge.lm.timeout=600",
+            f"hydra.run.dir={run_dir}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -6,16 +6,15 @@ from __future__ import annotations
 import anyio
 import httpx
 import pytest
-
-from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, memory, ranked,  # noqa: F401 (fixture)
-                           snapshot, uvicorn_thread)
-
 from mcp import Client
 from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
+from serve_support import AUTH, FIXTURE_USER, TOKEN, fixture_conversation, memory, ranked, snapshot, uvicorn_thread  # noqa: F401 (fixture)
 
 TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "memory_history", "delete_memory"}
-PAIR = [{"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
-        {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."}]
+PAIR = [
+    {"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
+    {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."},
+]
 
 
 async def call(client, tool, **args):
@@ -64,8 +63,9 @@ def test_refused_tool_calls_name_the_problem_and_change_nothing(memory):
         async with Client(create_mcp_server(memory)) as client:
             assert "messages" in await refused(client, "add_memory", messages=[], user_id=FIXTURE_USER)
             assert "user_id" in await refused(client, "add_memory", messages="I like green tea a lot")
-            assert "content" in await refused(client, "add_memory", messages=[{"role": "u", "content": "x" * 20_001}],
-                                              user_id=FIXTURE_USER)
+            assert "content" in await refused(
+                client, "add_memory", messages=[{"role": "u", "content": "x" * 20_001}], user_id=FIXTURE_USER
+            )
             assert "user_id" in await refused(client, "add_memory", messages=PAIR, user_id="a\x00b")
             assert "top_k" in await refused(client, "search_memories", query="tea", user_id=FIXTURE_USER, top_k=0)
             assert "user_id" in await refused(client, "list_memories")
@@ -87,9 +87,15 @@ def test_streamable_http_with_auth(memory):
     count = memory.policy.store.count()
     with uvicorn_thread(mcp_http_app(memory, TOKEN)) as base:
         # Without the token: 401 before the MCP layer, nothing stored.
-        r = httpx.post(f"{base}/mcp", json={"jsonrpc": "2.0", "id": 1, "method": "tools/call",
-                                            "params": {"name": "add_memory",
-                                                       "arguments": {"messages": PAIR, "user_id": "u"}}})
+        r = httpx.post(
+            f"{base}/mcp",
+            json={
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "tools/call",
+                "params": {"name": "add_memory", "arguments": {"messages": PAIR, "user_id": "u"}},
+            },
+        )
         assert r.status_code == 401 and memory.policy.store.count() == count
         health = httpx.get(f"{base}/healthz").json()
         assert health["memories"] == count and health["bundle_version"] == "test-v1"
@@ -100,8 +106,10 @@ def test_streamable_http_with_auth(memory):
             async with Client(transport) as client:
                 events = await call(client, "add_memory", messages=PAIR, user_id=FIXTURE_USER)
                 assert any(e["event"] == "ADD" for e in events)
-                for question in ["which grey cat Caroline adopted from the shelter", *[q.question for q in
-                                                                  fixture_conversation().questions[:5]]]:
+                for question in [
+                    "which grey cat Caroline adopted from the shelter",
+                    *[q.question for q in fixture_conversation().questions[:5]],
+                ]:
                     hits = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
                     assert ranked(hits) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
 
@@ -117,21 +125,28 @@ def test_export_then_memtune_serve_mcp_stdio(tmp_path):
     import sys
 
     from mcp import StdioServerParameters
-
     from memtune.optimize.export import export_from_overrides
 
     bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
-    params = StdioServerParameters(command=sys.executable, env=dict(os.environ), args=[
-        "-m", "memtune.serve.cli", f"bundle={bundle['bundle']}", f"store_uri={tmp_path / 'store'}",
-        "transport=mcp-stdio", "log_level=warning"])
+    params = StdioServerParameters(
+        command=sys.executable,
+        env=dict(os.environ),
+        args=[
+            "-m",
+            "memtune.serve.cli",
+            f"bundle={bundle['bundle']}",
+            f"store_uri={tmp_path / 'store'}",
+            "transport=mcp-stdio",
+            "log_level=warning",
+        ],
+    )
 
     async def main():
         async with Client(params) as client:
             assert TOOLS <= {t.name for t in (await client.list_tools()).tools}
             events = await call(client, "add_memory", messages=PAIR, user_id="u1")
             assert any(e["event"] == "ADD" for e in events)
-            hits = await call(client, "search_memories", query="What is the name of the cat?", user_id="u1",
-                              top_k=3)
+            hits = await call(client, "search_memories", query="What is the name of the cat?", user_id="u1", top_k=3)
             assert "Pixel" in hits[0]["memory"] and hits[0]["policy_version"] == bundle["version"]
 
     anyio.run(main)

@@ -8,17 +8,29 @@ import json
 
 import pytest
 from hydra import compose, initialize_config_module
-
 from memtune.policies.build import build_policy
 from memtune.policies.memory import Memory, MemoryNotFound
 from memtune.policies.types import Message
 
-MEMORY_KEYS = {"id", "memory", "user_id", "agent_id", "run_id", "provenance", "timestamp", "created_at",
-               "updated_at", "metadata", "score", "policy_version", "embedder_id"}
+MEMORY_KEYS = {
+    "id",
+    "memory",
+    "user_id",
+    "agent_id",
+    "run_id",
+    "provenance",
+    "timestamp",
+    "created_at",
+    "updated_at",
+    "metadata",
+    "score",
+    "policy_version",
+    "embedder_id",
+}
 EVENT_KEYS = {"event", "id", "memory", "previous_memory"}
 
 
-@functools.lru_cache(maxsize=None)  # composing takes ~0.2 s; build_policy does not modify the config
+@functools.cache  # composing takes ~0.2 s; build_policy does not modify the config
 def offline_cfg(*overrides):
     with initialize_config_module("memtune.conf", version_base="1.3"):
         return compose("eval", overrides=["policy=mem0_offline", "lm=none", *overrides])
@@ -32,8 +44,10 @@ def memory(tmp_path, embedder):
 
 
 def pair(user: str, assistant: str = "Cool, thanks!", n: int = 1) -> list[dict]:
-    return [{"role": "user", "content": user, "dia_id": f"D1:{2 * n - 1}", "timestamp": "8 May 2023"},
-            {"role": "assistant", "content": assistant, "dia_id": f"D1:{2 * n}"}]
+    return [
+        {"role": "user", "content": user, "dia_id": f"D1:{2 * n - 1}", "timestamp": "8 May 2023"},
+        {"role": "assistant", "content": assistant, "dia_id": f"D1:{2 * n}"},
+    ]
 
 
 def texts(results: list[dict]) -> list[str]:
@@ -42,8 +56,12 @@ def texts(results: list[dict]) -> list[str]:
 
 # ---- the contract ------------------------------------------------------------------------------------------------
 def test_add_search_get_return_the_contract_shapes(memory, embedder):
-    events = memory.add(pair("I moved to Lisbon last spring with my two cats."), user_id="u1", agent_id="a1",
-                        metadata={"source": "chat"})
+    events = memory.add(
+        pair("I moved to Lisbon last spring with my two cats."),
+        user_id="u1",
+        agent_id="a1",
+        metadata={"source": "chat"},
+    )
     assert events and all(set(e) == EVENT_KEYS for e in events)
     assert [e["event"] for e in events] == ["ADD"]
     assert events[0]["memory"] == "user: I moved to Lisbon last spring with my two cats."
@@ -65,25 +83,29 @@ def test_add_search_get_return_the_contract_shapes(memory, embedder):
 def test_scopes_are_isolated_and_shared_between_agents_of_a_user(memory):
     memory.add("My favourite colour is teal and I paint every weekend.", user_id="u1", agent_id="a1")
     memory.add("My favourite colour is crimson and I paint every weekend.", user_id="u2", agent_id="a1")
-    memory.add("I run the Berlin marathon in my favourite colour every year.", user_id="u1", agent_id="a2",
-               run_id="r9")
+    memory.add("I run the Berlin marathon in my favourite colour every year.", user_id="u1", agent_id="a2", run_id="r9")
     q = "what is the favourite colour"
     # the agent a2 of u1 finds what agent a1 learnt about u1: agent_id empty = every agent of the user
     assert len(memory.search(q, user_id="u1")) == 2
     assert all(h["user_id"] == "u1" for h in memory.search(q, user_id="u1"))
     assert texts(memory.search(q, user_id="u1", agent_id="a1")) == [
-        "user: My favourite colour is teal and I paint every weekend."]
+        "user: My favourite colour is teal and I paint every weekend."
+    ]
     assert texts(memory.search(q, user_id="u2")) == ["user: My favourite colour is crimson and I paint every weekend."]
     assert texts(memory.search(q, run_id="r9")) == [
-        "user: I run the Berlin marathon in my favourite colour every year."]
+        "user: I run the Berlin marathon in my favourite colour every year."
+    ]
     assert memory.search(q, user_id="u3") == [] and memory.get_all(user_id="u3") == []
     assert len(memory.get_all(agent_id="a1")) == 2 and len(memory.get_all()) == 3
     assert memory.get_all(user_id="u1", limit=1) == memory.get_all(user_id="u1")[:1]
 
 
 def test_writes_need_an_owner(memory):
-    for call in (lambda: memory.add("I like tea very much indeed."), lambda: memory.delete_all(),
-                 lambda: memory.import_records(["I like tea very much indeed."])):
+    for call in (
+        lambda: memory.add("I like tea very much indeed."),
+        lambda: memory.delete_all(),
+        lambda: memory.import_records(["I like tea very much indeed."]),
+    ):
         with pytest.raises(ValueError, match="at least one of user_id, agent_id, run_id"):
             call()
     assert memory.get_all() == []
@@ -94,8 +116,10 @@ def test_infer_false_stores_text_verbatim_without_the_policy(memory, monkeypatch
         raise AssertionError("infer=False must not run extraction")
 
     monkeypatch.setattr(memory.policy.extractor, "extract", no_extraction)
-    msgs = [{"speaker": "Caroline", "text": "ok", "dia_id": "D3:1", "timestamp": "1 Jan 2024"},
-            Message("Mel", "Same text twice.", "D3:2")]
+    msgs = [
+        {"speaker": "Caroline", "text": "ok", "dia_id": "D3:1", "timestamp": "1 Jan 2024"},
+        Message("Mel", "Same text twice.", "D3:2"),
+    ]
     events = memory.add(msgs, user_id="u1", infer=False, metadata={"k": 1})
     assert [e["event"] for e in events] == ["ADD", "ADD"]
     stored = memory.get_all(user_id="u1")
@@ -111,13 +135,21 @@ def test_update_and_delete_go_through_the_history(memory):
     (ev,) = memory.add("I work as a nurse at the city hospital.", user_id="u1", infer=False)
     mid = ev["id"]
     up = memory.update(mid, "I work as a surgeon at the city hospital.", metadata={"checked": True})
-    assert up == {"event": "UPDATE", "id": mid, "memory": "I work as a surgeon at the city hospital.",
-                  "previous_memory": "I work as a nurse at the city hospital."}
+    assert up == {
+        "event": "UPDATE",
+        "id": mid,
+        "memory": "I work as a surgeon at the city hospital.",
+        "previous_memory": "I work as a nurse at the city hospital.",
+    }
     got = memory.get(mid)
     assert got["memory"] == "I work as a surgeon at the city hospital." and got["metadata"] == {"checked": True}
     assert texts(memory.search("surgeon", user_id="u1", top_k=1)) == [got["memory"]]  # re-embedded
-    assert memory.delete(mid) == {"event": "DELETE", "id": mid, "memory": got["memory"],
-                                  "previous_memory": got["memory"]}
+    assert memory.delete(mid) == {
+        "event": "DELETE",
+        "id": mid,
+        "memory": got["memory"],
+        "previous_memory": got["memory"],
+    }
     hist = memory.history(mid)
     assert [h["op"] for h in hist] == ["ADD", "UPDATE", "DELETE"]
     assert hist[1]["old_text"] == "I work as a nurse at the city hospital."
@@ -143,10 +175,18 @@ def test_delete_all_and_reset(memory):
 # ---- search knobs ------------------------------------------------------------------------------------------------
 def test_search_filters_overfetch_and_threshold(memory):
     # 60 memories close to the query tagged "a", 3 further away tagged "b": the b's rank below every a
-    memory.add([{"role": "user", "content": f"coffee coffee coffee note {i}"} for i in range(60)], user_id="u1",
-               infer=False, metadata={"tag": "a", "n": 1})
-    memory.add([{"role": "user", "content": f"coffee and tea and juice {i}"} for i in range(3)], user_id="u1",
-               infer=False, metadata={"tag": "b", "n": True})
+    memory.add(
+        [{"role": "user", "content": f"coffee coffee coffee note {i}"} for i in range(60)],
+        user_id="u1",
+        infer=False,
+        metadata={"tag": "a", "n": 1},
+    )
+    memory.add(
+        [{"role": "user", "content": f"coffee and tea and juice {i}"} for i in range(3)],
+        user_id="u1",
+        infer=False,
+        metadata={"tag": "b", "n": True},
+    )
     q = "coffee coffee coffee"
     assert {h["metadata"]["tag"] for h in memory.search(q, user_id="u1", top_k=10)} == {"a"}
     hits = memory.search(q, user_id="u1", top_k=2, filters={"tag": "b"})
@@ -174,17 +214,28 @@ def test_default_top_k(tmp_path, embedder):
 # ---- importing an existing database ------------------------------------------------------------------------------
 def test_import_records_goes_through_extraction_and_decisions(memory):
     records = [
-        {"id": "crm-17", "text": "Dana Smith prefers email over phone calls. She is allergic to peanuts.",
-         "timestamp": "2024-03-01", "metadata": {"table": "crm"}},
+        {
+            "id": "crm-17",
+            "text": "Dana Smith prefers email over phone calls. She is allergic to peanuts.",
+            "timestamp": "2024-03-01",
+            "metadata": {"table": "crm"},
+        },
         "The office moves to 42 Harbour Street in June 2025.",
         {"id": 18, "text": "Dana Smith prefers email over phone calls."},  # the same fact again: NOOP
     ]
     events = memory.import_records(records, user_id="acme", metadata={"import": "2024-q1"})
     assert [(e["event"], e["record_id"]) for e in events] == [
-        ("ADD", "crm-17"), ("ADD", "crm-17"), ("ADD", ""), ("NOOP", "18")]
+        ("ADD", "crm-17"),
+        ("ADD", "crm-17"),
+        ("ADD", ""),
+        ("NOOP", "18"),
+    ]
     stored = {m["memory"]: m for m in memory.get_all(user_id="acme")}
-    assert set(stored) == {"Dana Smith prefers email over phone calls.", "She is allergic to peanuts.",
-                           "The office moves to 42 Harbour Street in June 2025."}
+    assert set(stored) == {
+        "Dana Smith prefers email over phone calls.",
+        "She is allergic to peanuts.",
+        "The office moves to 42 Harbour Street in June 2025.",
+    }
     email = stored["Dana Smith prefers email over phone calls."]
     assert email["provenance"] == ["crm-17"] and email["timestamp"] == "2024-03-01"
     assert email["metadata"] == {"import": "2024-q1", "table": "crm"}
@@ -212,23 +263,44 @@ BAD_CALLS = [
     ("empty list", lambda m: m.add([], user_id="u1"), "messages is empty"),
     ("blank string", lambda m: m.add("   ", user_id="u1"), "messages is empty"),
     ("too long", lambda m: m.add("x" * 32_001, user_id="u1"), "32,001 characters long; at most 32,000"),
-    ("too long in list", lambda m: m.add([{"role": "user", "content": "ok"}, {"role": "user", "content": "y" * 40_000}],
-                                         user_id="u1"), r"messages\[1\].content is 40,000 characters"),
+    (
+        "too long in list",
+        lambda m: m.add([{"role": "user", "content": "ok"}, {"role": "user", "content": "y" * 40_000}], user_id="u1"),
+        r"messages\[1\].content is 40,000 characters",
+    ),
     ("not a list", lambda m: m.add({"role": "user", "content": "hi"}, user_id="u1"), "string or a list"),
     ("no content", lambda m: m.add([{"role": "user"}], user_id="u1"), r"messages\[0\] has no \"content\""),
-    ("bad role type", lambda m: m.add([{"role": 3, "content": "hello there"}], user_id="u1"),
-     r"messages\[0\].role must be a string"),
-    ("empty role", lambda m: m.add([{"role": " ", "content": "hello there"}], user_id="u1"),
-     r"messages\[0\].role is required"),
-    ("unknown key", lambda m: m.add([{"role": "user", "content": "hi", "tool_calls": []}], user_id="u1"),
-     r"unknown field\(s\) \['tool_calls'\]"),
+    (
+        "bad role type",
+        lambda m: m.add([{"role": 3, "content": "hello there"}], user_id="u1"),
+        r"messages\[0\].role must be a string",
+    ),
+    (
+        "empty role",
+        lambda m: m.add([{"role": " ", "content": "hello there"}], user_id="u1"),
+        r"messages\[0\].role is required",
+    ),
+    (
+        "unknown key",
+        lambda m: m.add([{"role": "user", "content": "hi", "tool_calls": []}], user_id="u1"),
+        r"unknown field\(s\) \['tool_calls'\]",
+    ),
     ("content and text differ", lambda m: m.add([{"content": "a", "text": "b"}], user_id="u1"), "they differ"),
-    ("metadata not a dict", lambda m: m.add("I like tea a lot.", user_id="u1", metadata=["a"]),
-     "metadata must be an object"),
-    ("metadata not JSON", lambda m: m.add("I like tea a lot.", user_id="u1", metadata={"s": {1, 2}}),
-     "JSON-serialisable"),
-    ("metadata NaN", lambda m: m.add("I like tea a lot.", user_id="u1", metadata={"x": float("nan")}),
-     "JSON-serialisable"),
+    (
+        "metadata not a dict",
+        lambda m: m.add("I like tea a lot.", user_id="u1", metadata=["a"]),
+        "metadata must be an object",
+    ),
+    (
+        "metadata not JSON",
+        lambda m: m.add("I like tea a lot.", user_id="u1", metadata={"s": {1, 2}}),
+        "JSON-serialisable",
+    ),
+    (
+        "metadata NaN",
+        lambda m: m.add("I like tea a lot.", user_id="u1", metadata={"x": float("nan")}),
+        "JSON-serialisable",
+    ),
     ("control char in scope", lambda m: m.add("I like tea a lot.", user_id="u\x001"), "control character U\\+0000"),
     ("padded user id", lambda m: m.add("I like tea a lot.", user_id=" u1"), "leading or trailing whitespace"),
     ("user id not str", lambda m: m.add("I like tea a lot.", user_id=7), "user_id must be a string"),
@@ -266,8 +338,9 @@ class OtherEmbedder:
 
 def test_a_store_written_by_another_embedder_is_refused(tmp_path, memory, embedder):
     memory.add("I like tea a lot.", user_id="u1", infer=False)
-    with pytest.raises(Exception, match="written with embedder 'test-hash-64'.*opened with embedder "
-                                        "'other-embedder-64'"):  # Hydra wraps it; Memory.from_bundle unwraps it
+    with pytest.raises(
+        Exception, match="written with embedder 'test-hash-64'.*opened with embedder 'other-embedder-64'"
+    ):  # Hydra wraps it; Memory.from_bundle unwraps it
         Memory(build_policy(offline_cfg(), memory.store.uri, embedder=OtherEmbedder()))
     assert texts(memory.get_all()) == ["I like tea a lot."]
 
@@ -275,8 +348,13 @@ def test_a_store_written_by_another_embedder_is_refused(tmp_path, memory, embedd
 def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
     bundle = pytest.importorskip("memtune.policies.bundle")
     cfg = offline_cfg()
-    info = bundle.save_bundle(tmp_path / "bundle", bundle.bundle_config(cfg), embedder_id=embedder.id,
-                              embedder_dim=embedder.dim, version="offline-test-7")
+    info = bundle.save_bundle(
+        tmp_path / "bundle",
+        bundle.bundle_config(cfg),
+        embedder_id=embedder.id,
+        embedder_dim=embedder.dim,
+        version="offline-test-7",
+    )
     m = Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=embedder)
     assert m.bundle_version == info.version == "offline-test-7"
     (ev,) = m.add("My sister Ana lives in Porto with her husband.", user_id="u1")
@@ -285,11 +363,14 @@ def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
     m.close()
     with pytest.raises(ValueError, match="embedder"):  # the bundle's own check
         Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=OtherEmbedder())
-    other = bundle.save_bundle(tmp_path / "other", bundle.bundle_config(cfg), embedder_id=OtherEmbedder.id,
-                               embedder_dim=64, version="other-1")
-    with pytest.raises(ValueError, match="written with embedder 'test-hash-64'.*opened with embedder "
-                                         "'other-embedder-64'"):  # the store's check, unwrapped from Hydra's
+    other = bundle.save_bundle(
+        tmp_path / "other", bundle.bundle_config(cfg), embedder_id=OtherEmbedder.id, embedder_dim=64, version="other-1"
+    )
+    with pytest.raises(
+        ValueError, match="written with embedder 'test-hash-64'.*opened with embedder 'other-embedder-64'"
+    ):  # the store's check, unwrapped from Hydra's
         Memory.from_bundle(tmp_path / "other", tmp_path / "store", embedder=OtherEmbedder())
     assert other.version == "other-1"
-    assert [m["memory"] for m in Memory.from_bundle(tmp_path / "bundle", tmp_path / "store",
-                                                    embedder=embedder).get_all()] == [ev["memory"]]
+    assert [
+        m["memory"] for m in Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=embedder).get_all()
+    ] == [ev["memory"]]

@@ -8,7 +8,6 @@ import re
 
 import numpy as np
 import pytest
-
 from memtune.policies.migrate import main
 from memtune.policies.store import Change, MemoryStore
 from memtune.policies.types import Scope
@@ -38,8 +37,12 @@ def source(tmp_path):
     s = MemoryStore(tmp_path / "src", dim=16, embedder_id=emb.id, policy_version="old-bundle")
     texts = ["Caroline adopted a dog named Biscuit", "Mel runs marathons in Berlin", "Ana lives in Porto"]
     scopes = [Scope("u1", "a1"), Scope("u1", "a2"), Scope("u2", run_id="r1")]
-    out = s.apply([Change("ADD", t, v, scope=sc, provenance=(f"D1:{i}",), timestamp=f"day {i}", metadata={"i": i})
-                   for i, (t, v, sc) in enumerate(zip(texts, emb.embed(texts), scopes))])
+    out = s.apply(
+        [
+            Change("ADD", t, v, scope=sc, provenance=(f"D1:{i}",), timestamp=f"day {i}", metadata={"i": i})
+            for i, (t, v, sc) in enumerate(zip(texts, emb.embed(texts), scopes))
+        ]
+    )
     ids = [mid for _, mid, _ in out]
     s.apply([Change("UPDATE", "Ana lives in Lisbon now", emb.embed(["Ana lives in Lisbon now"])[0], ids[2])])
     s.apply([Change("DELETE", memory_id=ids[1])])
@@ -48,8 +51,10 @@ def source(tmp_path):
 
 
 def snapshot(store: MemoryStore) -> list[tuple]:
-    return [(m.id, m.text, m.scope, m.provenance, m.timestamp, m.created_at, m.updated_at, m.metadata)
-            for m in store.get_all()]
+    return [
+        (m.id, m.text, m.scope, m.provenance, m.timestamp, m.created_at, m.updated_at, m.metadata)
+        for m in store.get_all()
+    ]
 
 
 def test_migrate_copies_everything_with_new_vectors(tmp_path, source, capsys):
@@ -59,8 +64,21 @@ def test_migrate_copies_everything_with_new_vectors(tmp_path, source, capsys):
     old.close()
     files_before = sorted((p.relative_to(src), p.stat().st_mtime_ns) for p in src.rglob("*"))
 
-    assert main(["--src", str(src), "--dst", str(tmp_path / "dst"), "--embedder", spec(32),
-                 "--policy-version", "new-bundle"]) == 0
+    assert (
+        main(
+            [
+                "--src",
+                str(src),
+                "--dst",
+                str(tmp_path / "dst"),
+                "--embedder",
+                spec(32),
+                "--policy-version",
+                "new-bundle",
+            ]
+        )
+        == 0
+    )
     report = json.loads(capsys.readouterr().out)
     assert report["memories"] == 2 and report["history_rows"] == 5 and report["migration_rows"] == 2
     assert (report["from_embedder"], report["to_embedder"], report["dim"]) == ("test-hash-16", "test-hash-32", 32)
@@ -76,9 +94,10 @@ def test_migrate_copies_everything_with_new_vectors(tmp_path, source, capsys):
     for i in ids:  # the whole history, then one row recording the migration for each live memory
         hist = new.history(i)
         assert hist[: len(old_history[i])] == old_history[i]
-        extra = hist[len(old_history[i]):]
+        extra = hist[len(old_history[i]) :]
         assert [(h["op"], h["metadata"]["reason"], h["policy_version"]) for h in extra] == (
-            [] if i == ids[1] else [("UPDATE", "migrate", "new-bundle")])
+            [] if i == ids[1] else [("UPDATE", "migrate", "new-bundle")]
+        )
     # the source was only read
     assert sorted((p.relative_to(src), p.stat().st_mtime_ns) for p in src.rglob("*")) == files_before
     with pytest.raises(ValueError, match="test-hash-16"):

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-
 from memtune.optimize.report import bootstrap_ci, build_report, load_run, main, paired_bootstrap, resample_means
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,44 +84,63 @@ def test_bad_inputs_fail_loudly():
 # fake runs
 
 
-def make_run(root: Path, name: str, policy: str, f1: list[float], judge: bool = False, qids=None,
-             drop: str | None = None) -> Path:
+def make_run(
+    root: Path, name: str, policy: str, f1: list[float], judge: bool = False, qids=None, drop: str | None = None
+) -> Path:
     """A tiny memtune-eval run dir: 10 questions, two per category 1-5."""
     run = root / name
     run.mkdir(parents=True)
     n = len(f1)
     categories = [1 + i % 5 for i in range(n)]
-    frame = pl.DataFrame({
-        "qid": qids or [f"conv-1:q{i}" for i in range(n)],
-        "conversation_id": ["conv-1"] * n,
-        "category": categories,
-        "category_name": [["multi-hop", "temporal", "open-domain", "single-hop", "adversarial"][c - 1]
-                          for c in categories],
-        "f1": f1,
-        "f1_squad": [min(1.0, x + 0.05) for x in f1],
-        "bleu1": [x / 2 for x in f1],
-        # question 2 (category 3) has no evidence
-        "evidence_recall": [None if i == 2 else (i % 3) / 2 for i in range(n)],
-        "judge": [(1.0 if x > 0.4 else 0.0) if judge and c != 5 else None for x, c in zip(f1, categories)],
-        "abstained": [c == 5 and i % 2 == 0 for i, c in enumerate(categories)],
-        "context_tokens": [100 + 10 * i for i in range(n)],
-        "n_retrieved": [5] * n,
-        "seconds": [0.001 * (i + 1) for i in range(n)],
-    }, schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64})
+    frame = pl.DataFrame(
+        {
+            "qid": qids or [f"conv-1:q{i}" for i in range(n)],
+            "conversation_id": ["conv-1"] * n,
+            "category": categories,
+            "category_name": [
+                ["multi-hop", "temporal", "open-domain", "single-hop", "adversarial"][c - 1] for c in categories
+            ],
+            "f1": f1,
+            "f1_squad": [min(1.0, x + 0.05) for x in f1],
+            "bleu1": [x / 2 for x in f1],
+            # question 2 (category 3) has no evidence
+            "evidence_recall": [None if i == 2 else (i % 3) / 2 for i in range(n)],
+            "judge": [(1.0 if x > 0.4 else 0.0) if judge and c != 5 else None for x, c in zip(f1, categories)],
+            "abstained": [c == 5 and i % 2 == 0 for i, c in enumerate(categories)],
+            "context_tokens": [100 + 10 * i for i in range(n)],
+            "n_retrieved": [5] * n,
+            "seconds": [0.001 * (i + 1) for i in range(n)],
+        },
+        schema_overrides={"evidence_recall": pl.Float64, "judge": pl.Float64},
+    )
     if drop:
         frame = frame.drop(drop)
     frame.write_parquet(run / "questions.parquet")
-    phase = {"calls": 0, "cached_calls": 0, "prompt_tokens": 0, "completion_tokens": 0, "failures": 0,
-             "steps": n, "seconds_total": 0.01, "seconds_p50": 0.001, "seconds_p95": 0.002}
+    phase = {
+        "calls": 0,
+        "cached_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+        "failures": 0,
+        "steps": n,
+        "seconds_total": 0.01,
+        "seconds_p50": 0.001,
+        "seconds_p95": 0.002,
+    }
     summary = {
         "policy": policy,
         "dataset": {"name": "fake", "sha256": "abc123", "questions": n},
         "scores": {},
         "judge": {"model": "fake-judge" if judge else None},
-        "cost": {"memories_stored": 42, "ops": {"ADD": 42, "UPDATE": 1, "DELETE": 0, "NOOP": 3},
-                 "ingest": {"phases": {"extract": dict(phase, calls=7, prompt_tokens=700, completion_tokens=70),
-                                       "decide": phase}},
-                 "answer": {"phases": {"answer": phase}}, "judge": None},
+        "cost": {
+            "memories_stored": 42,
+            "ops": {"ADD": 42, "UPDATE": 1, "DELETE": 0, "NOOP": 3},
+            "ingest": {
+                "phases": {"extract": dict(phase, calls=7, prompt_tokens=700, completion_tokens=70), "decide": phase}
+            },
+            "answer": {"phases": {"answer": phase}},
+            "judge": None,
+        },
         "lm_requests": {},
         "ingest": {"turns": 20, "message_pairs": 10, "seconds": 2.0, "turns_per_s": 10.0, "cache_hit": False},
     }
@@ -163,7 +181,7 @@ def test_report_end_to_end(tmp_path, capsys):
         q = pl.read_parquet(run_dir / "questions.parquet")
         mine = table.filter(pl.col("run") == label)
 
-        def row(category, metric):
+        def row(category, metric, mine=mine, label=label):
             hit = mine.filter((pl.col("category") == category) & (pl.col("metric") == metric))
             assert hit.height == 1, (label, category, metric)
             return hit.row(0, named=True)
@@ -177,7 +195,8 @@ def test_report_end_to_end(tmp_path, capsys):
         assert r["n"] == 7 and r["mean"] == pytest.approx(overall["evidence_recall"].drop_nulls().mean())
         for category in (1, 2, 4):
             assert row(str(category), "f1")["mean"] == pytest.approx(
-                q.filter(pl.col("category") == category)["f1"].mean())
+                q.filter(pl.col("category") == category)["f1"].mean()
+            )
         r = row("5", "abstained")  # category 5 is scored by abstention, not F1
         assert r["mean"] == pytest.approx(q.filter(pl.col("category") == 5)["abstained"].cast(pl.Float64).mean())
         assert mine.filter((pl.col("category") == "5") & (pl.col("metric") == "f1")).height == 0
@@ -243,7 +262,8 @@ def test_a_missing_metric_column_names_the_column_and_the_run(tmp_path, capsys):
 def test_nulls_in_a_metric_that_must_not_have_them_fail(tmp_path):
     run = make_run(tmp_path, "a", "p", F1_A)
     frame = pl.read_parquet(run / "questions.parquet").with_columns(
-        pl.when(pl.col("qid") == "conv-1:q0").then(None).otherwise(pl.col("f1")).alias("f1"))
+        pl.when(pl.col("qid") == "conv-1:q0").then(None).otherwise(pl.col("f1")).alias("f1")
+    )
     frame.write_parquet(run / "questions.parquet")
     with pytest.raises(ValueError, match=r"column 'f1' has 1 null"):
         load_run(run)

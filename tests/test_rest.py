@@ -11,13 +11,22 @@ import time
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from omegaconf import OmegaConf
-
-from serve_support import (AUTH, FIXTURE_USER, TOKEN, fixture_conversation, free_port, ingest_fixture, make_memory,
-                           memory, ranked, snapshot, uvicorn_thread)  # noqa: F401 (memory: fixture)
-
 from memtune.serve.middleware import resolve_token
 from memtune.serve.rest import create_app
+from omegaconf import OmegaConf
+from serve_support import (
+    AUTH,
+    FIXTURE_USER,
+    TOKEN,
+    fixture_conversation,
+    free_port,
+    ingest_fixture,
+    make_memory,
+    memory,  # noqa: F401 (memory: fixture)
+    ranked,
+    snapshot,
+    uvicorn_thread,
+)
 
 
 @pytest.fixture
@@ -31,16 +40,19 @@ def client(memory):
         yield c
 
 
-PAIR = [{"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
-        {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."}]
+PAIR = [
+    {"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
+    {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."},
+]
 
 
 def test_search_over_http_equals_in_process(client, memory, questions):
     assert len(questions) >= 5 and len(snapshot(memory)) >= 5
     for question in questions:
         for top_k in (None, 3):
-            r = client.post("/v1/memories/search", json={"query": question, "user_id": FIXTURE_USER, "top_k": top_k},
-                            headers=AUTH)
+            r = client.post(
+                "/v1/memories/search", json={"query": question, "user_id": FIXTURE_USER, "top_k": top_k}, headers=AUTH
+            )
             assert r.status_code == 200, r.text
             expected = memory.search(question, user_id=FIXTURE_USER, top_k=top_k)
             assert ranked(r.json()["results"]) == ranked(expected)
@@ -50,8 +62,9 @@ def test_search_over_http_equals_in_process(client, memory, questions):
 def test_add_over_http_equals_in_process(tmp_path, embedder, client, memory):
     twin = make_memory(tmp_path / "twin", embedder)  # the same history, added in-process
     ingest_fixture(twin)
-    r = client.post("/v1/memories", json={"messages": PAIR, "user_id": FIXTURE_USER, "metadata": {"src": "t"}},
-                    headers=AUTH)
+    r = client.post(
+        "/v1/memories", json={"messages": PAIR, "user_id": FIXTURE_USER, "metadata": {"src": "t"}}, headers=AUTH
+    )
     assert r.status_code == 200, r.text
     events = r.json()["results"]
     expected = twin.add(PAIR, user_id=FIXTURE_USER, metadata={"src": "t"})
@@ -63,12 +76,12 @@ def test_add_over_http_equals_in_process(tmp_path, embedder, client, memory):
             assert stored == memory.get(e["id"]) and stored["memory"] == e["memory"]
             assert stored["metadata"].get("src") == "t" and stored["policy_version"] == "test-v1"
     query = "which grey cat Caroline adopted from the shelter"
-    over_http = client.post("/v1/memories/search", json={"query": query, "user_id": FIXTURE_USER, "top_k": 5},
-                            headers=AUTH).json()["results"]
+    over_http = client.post(
+        "/v1/memories/search", json={"query": query, "user_id": FIXTURE_USER, "top_k": 5}, headers=AUTH
+    ).json()["results"]
     assert ranked(over_http) == ranked(memory.search(query, user_id=FIXTURE_USER, top_k=5))
     assert "Pixel" in over_http[0]["memory"]
-    assert [m["memory"] for m in over_http] == [m["memory"] for m in twin.search(query, user_id=FIXTURE_USER,
-                                                                                  top_k=5)]
+    assert [m["memory"] for m in over_http] == [m["memory"] for m in twin.search(query, user_id=FIXTURE_USER, top_k=5)]
     twin.close()
 
 
@@ -91,19 +104,25 @@ def test_auth_required_and_nothing_changes_without_it(memory):
     app = create_app(memory, TOKEN, allow_reset=True)
     before, count = snapshot(memory), memory.policy.store.count()
     some_id = before[0][0]
-    calls = [("post", "/v1/memories", {"json": {"messages": PAIR, "user_id": FIXTURE_USER}}),
-             ("post", "/v1/memories/search", {"json": {"query": "cat", "user_id": FIXTURE_USER}}),
-             ("get", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
-             ("delete", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
-             ("get", f"/v1/memories/{some_id}", {}),
-             ("put", f"/v1/memories/{some_id}", {"json": {"text": "hijacked"}}),
-             ("delete", f"/v1/memories/{some_id}", {}),
-             ("get", f"/v1/memories/{some_id}/history", {}),
-             ("post", "/v1/reset", {"json": {"confirm": "delete all memories"}}),
-             ("post", "/v1/memories", {"content": b"{not json"})]
+    calls = [
+        ("post", "/v1/memories", {"json": {"messages": PAIR, "user_id": FIXTURE_USER}}),
+        ("post", "/v1/memories/search", {"json": {"query": "cat", "user_id": FIXTURE_USER}}),
+        ("get", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
+        ("delete", "/v1/memories", {"params": {"user_id": FIXTURE_USER}}),
+        ("get", f"/v1/memories/{some_id}", {}),
+        ("put", f"/v1/memories/{some_id}", {"json": {"text": "hijacked"}}),
+        ("delete", f"/v1/memories/{some_id}", {}),
+        ("get", f"/v1/memories/{some_id}/history", {}),
+        ("post", "/v1/reset", {"json": {"confirm": "delete all memories"}}),
+        ("post", "/v1/memories", {"content": b"{not json"}),
+    ]
     with TestClient(app) as c:
-        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}, {"Authorization": TOKEN},
-                        {"Authorization": f"Basic {TOKEN}"}):
+        for headers in (
+            {},
+            {"Authorization": "Bearer wrong-token-0123456789"},
+            {"Authorization": TOKEN},
+            {"Authorization": f"Basic {TOKEN}"},
+        ):
             for method, path, kwargs in calls:
                 r = getattr(c, method)(path, headers=headers, **kwargs)
                 assert r.status_code == 401, (method, path, headers, r.text)
@@ -129,18 +148,38 @@ def test_bad_input_is_refused_and_loses_nothing(client, memory):
     refused(422, "post", "/v1/memories", "messages", json={"messages": [], "user_id": FIXTURE_USER})
     refused(422, "post", "/v1/memories", "messages", json={"messages": "   ", "user_id": FIXTURE_USER})
     refused(422, "post", "/v1/memories", "messages", json={"user_id": FIXTURE_USER})
-    refused(422, "post", "/v1/memories", "content", json={"messages": [{"role": "u", "content": ""}],
-                                                          "user_id": FIXTURE_USER})
-    refused(422, "post", "/v1/memories", "messages", json={"messages": [{"role": "u", "content": "hi"}] * 101,
-                                                           "user_id": FIXTURE_USER})
-    refused(422, "post", "/v1/memories", "content", json={"messages": [{"role": "u", "content": "x" * 20_001}],
-                                                          "user_id": FIXTURE_USER})
+    refused(
+        422,
+        "post",
+        "/v1/memories",
+        "content",
+        json={"messages": [{"role": "u", "content": ""}], "user_id": FIXTURE_USER},
+    )
+    refused(
+        422,
+        "post",
+        "/v1/memories",
+        "messages",
+        json={"messages": [{"role": "u", "content": "hi"}] * 101, "user_id": FIXTURE_USER},
+    )
+    refused(
+        422,
+        "post",
+        "/v1/memories",
+        "content",
+        json={"messages": [{"role": "u", "content": "x" * 20_001}], "user_id": FIXTURE_USER},
+    )
     refused(422, "post", "/v1/memories", "user_id", json={"messages": "I like tea very much"})  # no scope
     refused(422, "post", "/v1/memories", "usr_id", json={"messages": "I like tea", "usr_id": "x"})  # typo
     refused(422, "post", "/v1/memories", "body", content=b'{"messages": ', headers={"content-type": "application/json"})
-    refused(415, "post", "/v1/memories", "Content-Type: application/json",  # curl -d without -H: a form, not JSON
-            content=b'{"messages": "I like tea a lot", "user_id": "u"}',
-            headers={"content-type": "application/x-www-form-urlencoded"})
+    refused(
+        415,
+        "post",
+        "/v1/memories",
+        "Content-Type: application/json",  # curl -d without -H: a form, not JSON
+        content=b'{"messages": "I like tea a lot", "user_id": "u"}',
+        headers={"content-type": "application/x-www-form-urlencoded"},
+    )
     refused(422, "post", "/v1/memories/search", "top_k", json={"query": "tea", "user_id": FIXTURE_USER, "top_k": 0})
     refused(422, "post", "/v1/memories/search", "query", json={"query": "", "user_id": FIXTURE_USER})
     refused(422, "get", "/v1/memories", "user_id")
@@ -150,13 +189,15 @@ def test_bad_input_is_refused_and_loses_nothing(client, memory):
     # Oversized bodies: 413 by Content-Length, and while streaming a chunked body that has none.
     big = b'{"messages": "' + b"x" * 1_100_000 + b'", "user_id": "' + FIXTURE_USER.encode() + b'"}'
     refused(413, "post", "/v1/memories", content=big, headers={"content-type": "application/json"})
-    chunks = (big[i:i + 65536] for i in range(0, len(big), 65536))
+    chunks = (big[i : i + 65536] for i in range(0, len(big), 65536))
     refused(413, "post", "/v1/memories", content=chunks, headers={"content-type": "application/json"})
     # Unknown ids: 404 everywhere, and a control character in an id is a clear 4xx, not a 500.
-    for method, path, kwargs in (("get", "/v1/memories/no-such-id", {}),
-                                 ("put", "/v1/memories/no-such-id", {"json": {"text": "new text"}}),
-                                 ("delete", "/v1/memories/no-such-id", {}),
-                                 ("get", "/v1/memories/no-such-id/history", {})):
+    for method, path, kwargs in (
+        ("get", "/v1/memories/no-such-id", {}),
+        ("put", "/v1/memories/no-such-id", {"json": {"text": "new text"}}),
+        ("delete", "/v1/memories/no-such-id", {}),
+        ("get", "/v1/memories/no-such-id/history", {}),
+    ):
         assert "no-such-id" in refused(404, method, path, **kwargs)["detail"]
     assert client.get("/v1/memories/a%00b", headers=AUTH).status_code in (400, 404, 422)
     assert snapshot(memory) == before
@@ -169,8 +210,9 @@ def test_hostile_user_ids_are_isolated(client, memory, hostile):
     assert r.status_code == 200, r.text
     mine = client.get("/v1/memories", params={"user_id": hostile}, headers=AUTH).json()["results"]
     assert mine and {m["user_id"] for m in mine} == {hostile}
-    hits = client.post("/v1/memories/search", json={"query": "Pixel the cat", "user_id": hostile},
-                       headers=AUTH).json()["results"]
+    hits = client.post("/v1/memories/search", json={"query": "Pixel the cat", "user_id": hostile}, headers=AUTH).json()[
+        "results"
+    ]
     assert hits and {m["user_id"] for m in hits} == {hostile}
     assert client.delete("/v1/memories", params={"user_id": hostile}, headers=AUTH).json() == {"deleted": len(mine)}
     assert client.get("/v1/memories", params={"user_id": hostile}, headers=AUTH).json()["results"] == []
@@ -234,8 +276,10 @@ def test_memtune_serve_refuses_to_start_without_bundle_or_token(tmp_path, monkey
     from memtune.serve.cli import ServeConfigError, check_config, main
 
     monkeypatch.delenv("MEMTUNE_API_TOKEN", raising=False)
-    cfg = lambda **kw: OmegaConf.create({"bundle": None, "transport": "rest", "host": "127.0.0.1",  # noqa: E731
-                                         "allow_no_auth": False} | kw)
+
+    def cfg(**kw):
+        return OmegaConf.create({"bundle": None, "transport": "rest", "host": "127.0.0.1", "allow_no_auth": False} | kw)
+
     with pytest.raises(ServeConfigError, match="bundle=path/to/bundle"):
         check_config(cfg())
     with pytest.raises(ServeConfigError, match="MEMTUNE_API_TOKEN"):
@@ -244,8 +288,9 @@ def test_memtune_serve_refuses_to_start_without_bundle_or_token(tmp_path, monkey
         check_config(cfg(bundle=str(tmp_path), transport="grpc"))
     assert check_config(cfg(bundle=str(tmp_path), transport="mcp-stdio")) is None  # stdio needs no token
     # The command line (Hydra app, in this process): an empty directory is not a bundle -> one line, exit code 2.
-    monkeypatch.setattr(sys, "argv", ["memtune-serve", f"bundle={tmp_path}", "allow_no_auth=true",
-                                      f"store_uri={tmp_path / 'store'}"])
+    monkeypatch.setattr(
+        sys, "argv", ["memtune-serve", f"bundle={tmp_path}", "allow_no_auth=true", f"store_uri={tmp_path / 'store'}"]
+    )
     with pytest.raises(SystemExit) as exit_:
         main()
     assert exit_.value.code == 2 and "bundle.json" in capsys.readouterr().err
@@ -260,9 +305,20 @@ def test_export_then_memtune_serve_end_to_end(tmp_path):
     bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
     port = free_port()
     env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
-    server = subprocess.Popen([sys.executable, "-m", "memtune.serve.cli", f"bundle={bundle['bundle']}",
-                               f"store_uri={tmp_path / 'store'}", f"port={port}", "log_level=warning"],
-                              env=env, stderr=subprocess.PIPE, text=True)
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "memtune.serve.cli",
+            f"bundle={bundle['bundle']}",
+            f"store_uri={tmp_path / 'store'}",
+            f"port={port}",
+            "log_level=warning",
+        ],
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers=AUTH, timeout=60) as http:
             deadline = time.time() + 120
@@ -278,12 +334,15 @@ def test_export_then_memtune_serve_end_to_end(tmp_path):
                 time.sleep(0.25)
             assert health.json()["bundle_version"] == bundle["version"] and health.json()["memories"] == 0
             assert http.post("/v1/memories", json={"messages": PAIR, "user_id": "u1"}).status_code == 200
-            hits = http.post("/v1/memories/search", json={"query": "What is the name of the cat?",
-                                                          "user_id": "u1", "top_k": 3}).json()["results"]
+            hits = http.post(
+                "/v1/memories/search", json={"query": "What is the name of the cat?", "user_id": "u1", "top_k": 3}
+            ).json()["results"]
             assert "Pixel" in hits[0]["memory"] and hits[0]["policy_version"] == bundle["version"]
             assert http.post("/v1/memories/search", json={"query": "cat", "user_id": "u2"}).json()["results"] == []
-            assert http.get("/v1/memories", params={"user_id": "u1"},
-                            headers={"Authorization": "Bearer nope"}).status_code == 401
+            assert (
+                http.get("/v1/memories", params={"user_id": "u1"}, headers={"Authorization": "Bearer nope"}).status_code
+                == 401
+            )
     finally:
         server.terminate()
         server.wait(timeout=30)

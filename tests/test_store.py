@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from memtune.policies.store import Change, MemoryStore, sql_where
 from memtune.policies.types import Scope
 
@@ -50,17 +49,20 @@ def test_add_update_delete_noop_and_history(store):
     assert rec.text == "Melanie likes running" and rec.scope == ALICE and rec.provenance == ("D1:3",)
     assert rec.created_at and rec.created_at == rec.updated_at
 
-    out = store.apply([
-        Change("UPDATE", "Melanie likes running and swimming", unit(1, 1), mid, ALICE, ("D2:1",), "8 May 2023"),
-        Change("NOOP", "Melanie enjoys running", None, mid, ALICE, ("D2:2",)),
-    ])
+    out = store.apply(
+        [
+            Change("UPDATE", "Melanie likes running and swimming", unit(1, 1), mid, ALICE, ("D2:1",), "8 May 2023"),
+            Change("NOOP", "Melanie enjoys running", None, mid, ALICE, ("D2:2",)),
+        ]
+    )
     assert out == [("UPDATE", mid, "Melanie likes running"), ("NOOP", mid, "Melanie likes running and swimming")]
     rec = store.get(mid)
     assert rec.text == "Melanie likes running and swimming" and rec.timestamp == "8 May 2023"
     assert rec.updated_at > rec.created_at
 
     assert store.apply([Change("DELETE", memory_id=mid, scope=ALICE)]) == [
-        ("DELETE", mid, "Melanie likes running and swimming")]
+        ("DELETE", mid, "Melanie likes running and swimming")
+    ]
     assert store.get(mid) is None and store.count() == 0
 
     hist = store.history(mid)
@@ -77,8 +79,9 @@ def test_add_update_delete_noop_and_history(store):
 
 
 def test_update_unions_provenance_and_merges_metadata(store):
-    mid = store.apply([Change("ADD", "a", unit(1), scope=ALICE, provenance=("D1:1", "D1:2"),
-                              metadata={"session": 1})])[0][1]
+    mid = store.apply([Change("ADD", "a", unit(1), scope=ALICE, provenance=("D1:1", "D1:2"), metadata={"session": 1})])[
+        0
+    ][1]
     store.apply([Change("UPDATE", "b", unit(1, 1), mid, ALICE, ("D1:2", "D3:4", "D3:4"), metadata={"k": "v"})])
     rec = store.get(mid)
     assert rec.provenance == ("D1:1", "D1:2", "D3:4")
@@ -87,27 +90,33 @@ def test_update_unions_provenance_and_merges_metadata(store):
 
 def test_batch_is_applied_in_order(store):
     a = add(store, "a", unit(1))
-    out = store.apply([
-        Change("UPDATE", "a2", unit(1, 1), a, ALICE),
-        Change("UPDATE", "a3", unit(1, 2), a, ALICE, ("D9:9",)),
-        Change("ADD", "b", unit(0, 1), scope=ALICE),
-    ])
+    out = store.apply(
+        [
+            Change("UPDATE", "a2", unit(1, 1), a, ALICE),
+            Change("UPDATE", "a3", unit(1, 2), a, ALICE, ("D9:9",)),
+            Change("ADD", "b", unit(0, 1), scope=ALICE),
+        ]
+    )
     assert [o[:1] + o[2:] for o in out] == [("UPDATE", "a"), ("UPDATE", "a2"), ("ADD", "")]
     assert store.get(a).text == "a3" and store.get(a).provenance == ("D9:9",)
     assert store.count(ALICE) == 2
 
 
-@pytest.mark.parametrize("bad", [
-    Change("UPDATE", "x", unit(1), "no-such-id", ALICE),
-    Change("DELETE", memory_id="no-such-id"),
-    Change("NOOP", "x", memory_id="no-such-id"),
-])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        Change("UPDATE", "x", unit(1), "no-such-id", ALICE),
+        Change("DELETE", memory_id="no-such-id"),
+        Change("NOOP", "x", memory_id="no-such-id"),
+    ],
+)
 def test_unknown_id_raises_and_writes_nothing(store, bad):
     known = add(store, "kept", unit(1))
     version, hist = store.version, history_rows(store)
     with pytest.raises(KeyError, match="no-such-id"):
-        store.apply([Change("ADD", "new", unit(0, 1), scope=ALICE),
-                     Change("UPDATE", "changed", unit(1, 1), known, ALICE), bad])
+        store.apply(
+            [Change("ADD", "new", unit(0, 1), scope=ALICE), Change("UPDATE", "changed", unit(1, 1), known, ALICE), bad]
+        )
     assert store.version == version and history_rows(store) == hist
     assert store.count() == 1 and store.get(known).text == "kept"
 
@@ -175,8 +184,22 @@ def test_scope_isolation_between_users_and_agents(store):
     assert store.get(m_b).text == "bob" and store.get(m_a2).text == "alice/coach"
 
 
-HOSTILE = ["x' OR '1'='1", "' OR 1=1 --", "100%", "a_b", "%", "back\\slash", "\\'", "trail\\", "o''brien",
-           "日本語ユーザー", "emoji 🙂", 'double "quotes"', "semi; DROP TABLE memories; --", "UNION SELECT *"]
+HOSTILE = [
+    "x' OR '1'='1",
+    "' OR 1=1 --",
+    "100%",
+    "a_b",
+    "%",
+    "back\\slash",
+    "\\'",
+    "trail\\",
+    "o''brien",
+    "日本語ユーザー",
+    "emoji 🙂",
+    'double "quotes"',
+    "semi; DROP TABLE memories; --",
+    "UNION SELECT *",
+]
 
 
 def test_hostile_user_ids_neither_error_nor_leak(store):
@@ -219,9 +242,13 @@ def test_sql_where_quotes_literals():
 @pytest.mark.parametrize("bad", ["nul\x00byte", "new\nline", "tab\there", "esc\x1b", "c1\x85"])
 def test_control_characters_are_refused(store, field, bad):
     scope = Scope(**{field: bad})
-    for call in (lambda: store.search(unit(1), scope, 3), lambda: store.get_all(scope),
-                 lambda: store.count(scope), lambda: store.delete_all(scope),
-                 lambda: store.apply([Change("ADD", "x", unit(1), scope=scope)])):
+    for call in (
+        lambda: store.search(unit(1), scope, 3),
+        lambda: store.get_all(scope),
+        lambda: store.count(scope),
+        lambda: store.delete_all(scope),
+        lambda: store.apply([Change("ADD", "x", unit(1), scope=scope)]),
+    ):
         with pytest.raises(ValueError, match=field):
             call()
     with pytest.raises(ValueError, match="memory_id"):

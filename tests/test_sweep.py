@@ -12,10 +12,9 @@ from pathlib import Path
 import optuna
 import polars as pl
 import pytest
-from omegaconf import OmegaConf
-
 from memtune.optimize.search_space import SearchSpace, format_value
 from memtune.optimize.sweep import CONF_DIR, get_path, run_sweep, worker_alive, worker_id
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,6 +24,7 @@ def parse(overrides: list[str]) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------------------------------- search space
+
 
 def test_offline_space_honours_types_ranges_and_conditions():
     space = SearchSpace.from_config(OmegaConf.load(CONF_DIR / "search_space" / "offline.yaml"))
@@ -47,13 +47,18 @@ def test_offline_space_honours_types_ranges_and_conditions():
         if extractor == "chunks":
             assert 2 <= int(chosen["policy.extractor.chunk_turns"]) <= 4
         if decider == "threshold":
-            update, noop = float(chosen["policy.decider.update_threshold"]), float(chosen["policy.decider.noop_threshold"])
+            update, noop = (
+                float(chosen["policy.decider.update_threshold"]),
+                float(chosen["policy.decider.noop_threshold"]),
+            )
             assert 0.70 <= update <= 0.90 <= noop <= 1.0  # always a valid ThresholdDecider
             assert round(update * 20) == update * 20  # on the 0.05 grid, printed without float noise
         top_k = chosen["policy.retriever.top_k"]
         assert top_k.isdigit() and 1 <= int(top_k) <= 50  # int, not "7.0"
         assert 0.0 <= float(chosen["policy.retriever.threshold"]) <= 0.5
-        assert 2 <= int(chosen["policy.answerer.max_words"]) <= 12 and 1 <= int(chosen["policy.answerer.candidates"]) <= 5
+        assert (
+            2 <= int(chosen["policy.answerer.max_words"]) <= 12 and 1 <= int(chosen["policy.answerer.candidates"]) <= 5
+        )
     assert seen == {"heuristic", "verbatim", "chunks", "threshold", "add_only"}
     # a stored trial's params give back its overrides (FixedTrial)
     last = study.trials[-1]
@@ -61,8 +66,9 @@ def test_offline_space_honours_types_ranges_and_conditions():
 
 
 def test_log_scale_top_k_prefers_small_values():
-    space = SearchSpace.from_config({"knobs": [{"target": "policy.retriever.top_k", "type": "int", "low": 1,
-                                                "high": 50, "log": True}]})
+    space = SearchSpace.from_config(
+        {"knobs": [{"target": "policy.retriever.top_k", "type": "int", "low": 1, "high": 50, "log": True}]}
+    )
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     values = []
     for _ in range(400):
@@ -73,15 +79,18 @@ def test_log_scale_top_k_prefers_small_values():
     assert sum(v <= 7 for v in values) > 0.35 * len(values)  # log-uniform: ~half below sqrt(50)
 
 
-@pytest.mark.parametrize("knob, message", [
-    ({"target": "a.b", "type": "int", "low": 5, "high": 1}, "low <= high"),
-    ({"target": "a.b", "type": "float", "low": 0.0, "high": 1.0, "log": True}, "log scale needs low > 0"),
-    ({"target": "a.b", "type": "float", "low": 0.1, "high": 1.0, "log": True, "step": 0.1}, "cannot be combined"),
-    ({"target": "a.b", "type": "categorical", "choices": []}, "non-empty list"),
-    ({"target": "a.b", "type": "bool"}, "type must be one of"),
-    ({"target": "a.b", "type": "int", "low": 1, "high": 3, "when": {"policy/x": "y"}}, "not a knob listed above"),
-    ({"target": "a.b", "type": "int", "low": 1, "high": 3, "hihg": 4}, "unknown field"),
-])
+@pytest.mark.parametrize(
+    "knob, message",
+    [
+        ({"target": "a.b", "type": "int", "low": 5, "high": 1}, "low <= high"),
+        ({"target": "a.b", "type": "float", "low": 0.0, "high": 1.0, "log": True}, "log scale needs low > 0"),
+        ({"target": "a.b", "type": "float", "low": 0.1, "high": 1.0, "log": True, "step": 0.1}, "cannot be combined"),
+        ({"target": "a.b", "type": "categorical", "choices": []}, "non-empty list"),
+        ({"target": "a.b", "type": "bool"}, "type must be one of"),
+        ({"target": "a.b", "type": "int", "low": 1, "high": 3, "when": {"policy/x": "y"}}, "not a knob listed above"),
+        ({"target": "a.b", "type": "int", "low": 1, "high": 3, "hihg": 4}, "unknown field"),
+    ],
+)
 def test_bad_knobs_are_clear_errors(knob, message):
     with pytest.raises(ValueError, match=message):
         SearchSpace.from_config({"knobs": [knob]})
@@ -106,6 +115,7 @@ def test_worker_liveness_uses_pid_and_start_time():
 
 # ------------------------------------------------------------------------------------------- sweeps
 
+
 def two_conversation_fixture(tmp: Path) -> Path:
     """The fixture conversation twice (fixture-1 tunes, fixture-2 is held out)."""
     data = json.loads((ROOT / "data" / "fixture" / "fixture.json").read_text())
@@ -119,9 +129,16 @@ def two_conversation_fixture(tmp: Path) -> Path:
 def sweep(tmp: Path, *overrides: str, edit=None) -> dict:
     from hydra import compose, initialize_config_dir
 
-    base = [f"cache_dir={tmp / 'cache'}", "dataset=fixture", f"sweep.storage=sqlite:///{tmp / 'optuna.db'}",
-            "sweep.tune_conversations=null", "sweep.holdout_conversations=null", "tracking=none",
-            "sweep.heldout.baselines=[]", *overrides]
+    base = [
+        f"cache_dir={tmp / 'cache'}",
+        "dataset=fixture",
+        f"sweep.storage=sqlite:///{tmp / 'optuna.db'}",
+        "sweep.tune_conversations=null",
+        "sweep.holdout_conversations=null",
+        "tracking=none",
+        "sweep.heldout.baselines=[]",
+        *overrides,
+    ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose(config_name="sweep", overrides=base)
         if edit:
@@ -129,8 +146,12 @@ def sweep(tmp: Path, *overrides: str, edit=None) -> dict:
         return run_sweep(cfg, tmp / "run", base)
 
 
-INVALID = {"policy/extractor": "heuristic", "policy/decider": "threshold",
-           "policy.decider.update_threshold": 0.99, "policy.retriever.top_k": 5}
+INVALID = {
+    "policy/extractor": "heuristic",
+    "policy/decider": "threshold",
+    "policy.decider.update_threshold": 0.99,
+    "policy.retriever.top_k": 5,
+}
 
 
 @pytest.fixture(scope="module")
@@ -138,22 +159,39 @@ def tiny(tmp_path_factory):
     """3 finished trials on fixture-1, held out on fixture-2, MLflow in a temp sqlite; trial 0 is invalid
     (update_threshold 0.99 > noop_threshold 0.95)."""
     tmp = tmp_path_factory.mktemp("sweep")
-    space = {"name": "tiny", "knobs": [
-        {"target": "policy/extractor", "type": "categorical", "choices": ["heuristic", "verbatim"]},
-        {"target": "policy/decider", "type": "categorical", "choices": ["threshold", "add_only"]},
-        {"target": "policy.decider.update_threshold", "type": "float", "low": 0.7, "high": 0.9, "step": 0.05,
-         "when": {"policy/decider": "threshold"}},
-        {"target": "policy.retriever.top_k", "type": "int", "low": 1, "high": 10}]}
+    space = {
+        "name": "tiny",
+        "knobs": [
+            {"target": "policy/extractor", "type": "categorical", "choices": ["heuristic", "verbatim"]},
+            {"target": "policy/decider", "type": "categorical", "choices": ["threshold", "add_only"]},
+            {
+                "target": "policy.decider.update_threshold",
+                "type": "float",
+                "low": 0.7,
+                "high": 0.9,
+                "step": 0.05,
+                "when": {"policy/decider": "threshold"},
+            },
+            {"target": "policy.retriever.top_k", "type": "int", "low": 1, "high": 10},
+        ],
+    }
 
     def edit(cfg):
         cfg.search_space = space
         cfg.sweep.enqueue = [INVALID]
 
-    result = sweep(tmp, f"dataset.path={two_conversation_fixture(tmp)}", "sweep.n_trials=3",
-                   "sweep.tune_conversations=[fixture-1]", "sweep.holdout_conversations=[fixture-2]",
-                   "tracking=mlflow", f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
-                   f"tracking.artifact_location={tmp / 'artifacts'}", "sweep.heldout.baselines=[{name:defaults,overrides:[]}]",
-                   edit=edit)
+    result = sweep(
+        tmp,
+        f"dataset.path={two_conversation_fixture(tmp)}",
+        "sweep.n_trials=3",
+        "sweep.tune_conversations=[fixture-1]",
+        "sweep.holdout_conversations=[fixture-2]",
+        "tracking=mlflow",
+        f"tracking.tracking_uri=sqlite:///{tmp / 'mlflow.db'}",
+        f"tracking.artifact_location={tmp / 'artifacts'}",
+        "sweep.heldout.baselines=[{name:defaults,overrides:[]}]",
+        edit=edit,
+    )
     return tmp, result
 
 
@@ -168,7 +206,9 @@ def test_tiny_sweep_completes_and_writes_outputs(tiny):
     done = trials.filter(pl.col("state") == "COMPLETE")["number"].to_list()
     for n in done:
         assert (run / "trials" / f"{n:04d}" / "questions.parquet").exists()
-        assert json.loads((run / "trials" / f"{n:04d}" / "summary.json").read_text())["dataset"]["conversations"] == ["fixture-1"]
+        assert json.loads((run / "trials" / f"{n:04d}" / "summary.json").read_text())["dataset"]["conversations"] == [
+            "fixture-1"
+        ]
     heldout = json.loads((run / "heldout.json").read_text())
     assert heldout["tune_conversations"] == ["fixture-1"] and heldout["holdout_conversations"] == ["fixture-2"]
     assert heldout["selected"] and all(r["heldout"] is not None for r in heldout["selected"])
@@ -208,13 +248,23 @@ def test_mlflow_parent_run_with_nested_trial_runs(tiny):
             continue
         p, m = r.data.params, r.data.metrics
         assert "policy.retriever.top_k" in p and "policy.decider._target_" in p and "overrides" in p
-        for name in ("overall.evidence_recall", "overall.f1", "1_multi-hop.f1", "cost.memories_stored",
-                     "cost.context_tokens", "ingest.cache_hit_rate", "objective.evidence_recall"):
+        for name in (
+            "overall.evidence_recall",
+            "overall.f1",
+            "1_multi-hop.f1",
+            "cost.memories_stored",
+            "cost.context_tokens",
+            "ingest.cache_hit_rate",
+            "objective.evidence_recall",
+        ):
             assert name in m, name
         assert not any(" " in k for k in m)
         assert {a.path for a in client.list_artifacts(r.info.run_id)} >= {"policy.json", "questions.parquet"}
-    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {"trials.parquet", "heldout.json",
-                                                                           "pareto.parquet"}
+    assert {a.path for a in client.list_artifacts(parent.info.run_id)} >= {
+        "trials.parquet",
+        "heldout.json",
+        "pareto.parquet",
+    }
     # the study-level held-out numbers are parent-run metrics
     assert any(k.startswith("heldout.defaults.") for k in parent.data.metrics)
 
@@ -254,10 +304,24 @@ def test_trial_of_a_dead_worker_is_failed_and_rerun_with_the_same_knobs(tmp_path
 @pytest.mark.slow
 def test_cli_runs_as_a_hydra_app(tmp_path):
     env = {**os.environ, "MEMTUNE_CACHE_DIR": str(tmp_path / "cache"), "LITELLM_LOCAL_MODEL_COST_MAP": "True"}
-    proc = subprocess.run([sys.executable, "-m", "memtune.optimize.sweep", "dataset=fixture", "sweep.n_trials=2",
-                           "sweep.tune_conversations=null", "sweep.holdout_conversations=null", "tracking=none",
-                           f"hydra.run.dir={tmp_path / 'run'}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=300)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "memtune.optimize.sweep",
+            "dataset=fixture",
+            "sweep.n_trials=2",
+            "sweep.tune_conversations=null",
+            "sweep.holdout_conversations=null",
+            "tracking=none",
+            f"hydra.run.dir={tmp_path / 'run'}",
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "2/2 finished" in proc.stdout and (tmp_path / "run" / "trials.parquet").exists()
 
@@ -265,12 +329,18 @@ def test_cli_runs_as_a_hydra_app(tmp_path):
 def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
     """Two workers racing for the last slot: the trial with the higher number gives way."""
     from hydra import compose, initialize_config_dir
-
     from memtune.optimize.sweep import Surplus, Sweep
 
-    base = [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
-            "sweep.tune_conversations=null", "sweep.holdout_conversations=null", "tracking=none",
-            "sweep.n_trials=1", "sweep.enqueue=[]"]
+    base = [
+        f"cache_dir={tmp_path / 'cache'}",
+        "dataset=fixture",
+        f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        "sweep.tune_conversations=null",
+        "sweep.holdout_conversations=null",
+        "tracking=none",
+        "sweep.n_trials=1",
+        "sweep.enqueue=[]",
+    ]
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         sweep_ = Sweep(compose(config_name="sweep", overrides=base), tmp_path / "run", base)
         first = sweep_.study.ask()  # another (live) worker holds the only slot ...
@@ -285,9 +355,16 @@ def test_merged_ingestion_keeps_graph_counts():
     from memtune.optimize.sweep_eval import merge_ingest
 
     def facts(nodes, edges):
-        return {"message_pairs": 2, "seconds": 1.0, "turns": 4, "memories_stored": 3, "ops": {"ADD": 3},
-                "cost": {"phases": {}}, "graph": {"mode": "on", "nodes": nodes, "valid_edges": edges},
-                "graph_growth": [{"session": 1, "nodes": nodes}]}
+        return {
+            "message_pairs": 2,
+            "seconds": 1.0,
+            "turns": 4,
+            "memories_stored": 3,
+            "ops": {"ADD": 3},
+            "cost": {"phases": {}},
+            "graph": {"mode": "on", "nodes": nodes, "valid_edges": edges},
+            "graph_growth": [{"session": 1, "nodes": nodes}],
+        }
 
     merged = merge_ingest([facts(5, 2), facts(7, 1)], ["a", "b"])
     assert merged["graph"] == {"mode": "on", "nodes": 12, "valid_edges": 3}

@@ -10,7 +10,6 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
-
 from memtune.policies.store import Change, MemoryStore
 from memtune.policies.store_lance import META_DIM, META_EMBEDDER
 from memtune.policies.types import Scope
@@ -66,7 +65,11 @@ def test_every_write_is_stamped_with_the_policy_version(tmp_path):
     assert b.get(mid).policy_version == "bundle-b" and b.get(other).policy_version == "bundle-a"
     b.delete_all(U)
     assert [(h["op"], h["policy_version"]) for h in b.history(mid)] == [
-        ("ADD", "bundle-a"), ("UPDATE", "bundle-b"), ("NOOP", "bundle-b"), ("DELETE", "bundle-b")]
+        ("ADD", "bundle-a"),
+        ("UPDATE", "bundle-b"),
+        ("NOOP", "bundle-b"),
+        ("DELETE", "bundle-b"),
+    ]
     assert make(tmp_path / "eval").policy_version == ""
     with pytest.raises(ValueError, match="policy_version contains control character"):
         make(tmp_path, policy_version="v\n1")
@@ -75,24 +78,77 @@ def test_every_write_is_stamped_with_the_policy_version(tmp_path):
 def old_store(root) -> None:
     """A store as memtune wrote it before policy_version existed: same tables, one column fewer each."""
     s, meta = pa.string(), {META_EMBEDDER: b"e", META_DIM: str(DIM).encode()}
-    mem = pa.schema([pa.field("id", s), pa.field("text", s), pa.field("vector", pa.list_(pa.float32(), DIM)),
-                     pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
-                     pa.field("provenance", pa.list_(s)), pa.field("timestamp", s), pa.field("created_at", s),
-                     pa.field("updated_at", s), pa.field("metadata", s), pa.field("embedder_id", s)], metadata=meta)
-    hist = pa.schema([pa.field("memory_id", s), pa.field("op", s), pa.field("old_text", s), pa.field("new_text", s),
-                      pa.field("time", s), pa.field("seq", pa.int64()), pa.field("provenance", pa.list_(s)),
-                      pa.field("user_id", s), pa.field("agent_id", s), pa.field("run_id", s),
-                      pa.field("metadata", s)], metadata=meta)
+    mem = pa.schema(
+        [
+            pa.field("id", s),
+            pa.field("text", s),
+            pa.field("vector", pa.list_(pa.float32(), DIM)),
+            pa.field("user_id", s),
+            pa.field("agent_id", s),
+            pa.field("run_id", s),
+            pa.field("provenance", pa.list_(s)),
+            pa.field("timestamp", s),
+            pa.field("created_at", s),
+            pa.field("updated_at", s),
+            pa.field("metadata", s),
+            pa.field("embedder_id", s),
+        ],
+        metadata=meta,
+    )
+    hist = pa.schema(
+        [
+            pa.field("memory_id", s),
+            pa.field("op", s),
+            pa.field("old_text", s),
+            pa.field("new_text", s),
+            pa.field("time", s),
+            pa.field("seq", pa.int64()),
+            pa.field("provenance", pa.list_(s)),
+            pa.field("user_id", s),
+            pa.field("agent_id", s),
+            pa.field("run_id", s),
+            pa.field("metadata", s),
+        ],
+        metadata=meta,
+    )
     db = lancedb.connect(str(root))
-    db.create_table("memories", schema=mem).add(pa.table({
-        "id": ["old-1"], "text": ["written long ago"], "vector": [unit(0).tolist()], "user_id": ["u1"],
-        "agent_id": [""], "run_id": [""], "provenance": [["D1:1"]], "timestamp": [""],
-        "created_at": ["2025-01-01T00:00:00+00:00"], "updated_at": ["2025-01-01T00:00:00+00:00"],
-        "metadata": ["{}"], "embedder_id": ["e"]}, schema=mem))
-    db.create_table("memories_history", schema=hist).add(pa.table({
-        "memory_id": ["old-1"], "op": ["ADD"], "old_text": [""], "new_text": ["written long ago"],
-        "time": ["2025-01-01T00:00:00+00:00"], "seq": [1], "provenance": [["D1:1"]], "user_id": ["u1"],
-        "agent_id": [""], "run_id": [""], "metadata": ["{}"]}, schema=hist))
+    db.create_table("memories", schema=mem).add(
+        pa.table(
+            {
+                "id": ["old-1"],
+                "text": ["written long ago"],
+                "vector": [unit(0).tolist()],
+                "user_id": ["u1"],
+                "agent_id": [""],
+                "run_id": [""],
+                "provenance": [["D1:1"]],
+                "timestamp": [""],
+                "created_at": ["2025-01-01T00:00:00+00:00"],
+                "updated_at": ["2025-01-01T00:00:00+00:00"],
+                "metadata": ["{}"],
+                "embedder_id": ["e"],
+            },
+            schema=mem,
+        )
+    )
+    db.create_table("memories_history", schema=hist).add(
+        pa.table(
+            {
+                "memory_id": ["old-1"],
+                "op": ["ADD"],
+                "old_text": [""],
+                "new_text": ["written long ago"],
+                "time": ["2025-01-01T00:00:00+00:00"],
+                "seq": [1],
+                "provenance": [["D1:1"]],
+                "user_id": ["u1"],
+                "agent_id": [""],
+                "run_id": [""],
+                "metadata": ["{}"],
+            },
+            schema=hist,
+        )
+    )
 
 
 def test_a_store_from_before_policy_version_is_upgraded_on_open(tmp_path, cache):
@@ -119,8 +175,10 @@ def test_a_store_from_before_policy_version_is_upgraded_on_open(tmp_path, cache)
 
 def test_a_table_that_is_not_a_memtune_store_is_refused(tmp_path):
     db = lancedb.connect(str(tmp_path / "s"))
-    schema = pa.schema([pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), DIM))],
-                       metadata={META_EMBEDDER: b"e", META_DIM: str(DIM).encode()})
+    schema = pa.schema(
+        [pa.field("id", pa.string()), pa.field("vector", pa.list_(pa.float32(), DIM))],
+        metadata={META_EMBEDDER: b"e", META_DIM: str(DIM).encode()},
+    )
     db.create_table("memories", schema=schema)
     with pytest.raises(ValueError, match=r"lacks columns \['text', 'user_id'"):
         make(tmp_path)
@@ -144,7 +202,10 @@ def test_write_write_restore_the_first(tmp_path, cache):
     assert [h["op"] for h in hist_b] == ["ADD", "DELETE"]
     assert hist_b[-1]["metadata"] == {"reason": "restore", "restored_version": v1}
     assert [(h["op"], h["new_text"]) for h in s.history(a)] == [
-        ("ADD", "first"), ("UPDATE", "first, edited"), ("UPDATE", "first")]
+        ("ADD", "first"),
+        ("UPDATE", "first, edited"),
+        ("UPDATE", "first"),
+    ]
     # undo the undo: the version with both writes is still on disk
     s.restore(v1 + 2)
     assert live(s) == {a: "first, edited", b: "second"} and replay(s, [a, b]) == live(s)
@@ -166,8 +227,13 @@ def test_as_of_is_a_read_only_store_at_that_version(tmp_path, cache):
     assert [m.text for m in view.get_all(U)] == ["first"] and view.count() == 1
     assert [(h.text, round(h.score, 4)) for h in view.search(unit(0), Scope(agent_id="a1"), 3)] == [("first", 1.0)]
     assert [h["op"] for h in view.history(a)] == ["ADD"]  # the history as it was then
-    for write in (lambda: view.apply([Change("ADD", "x", unit(0), scope=U)]), lambda: view.delete_all(U),
-                  lambda: view.reset(), lambda: view.compact(), lambda: view.restore(v1)):
+    for write in (
+        lambda: view.apply([Change("ADD", "x", unit(0), scope=U)]),
+        lambda: view.delete_all(U),
+        lambda: view.reset(),
+        lambda: view.compact(),
+        lambda: view.restore(v1),
+    ):
         with pytest.raises(PermissionError, match=f"as of version {v1} is read-only"):
             write()
     assert live(s) == {a: "first v2", b: "second"}  # the store itself moved on, untouched by the view
