@@ -7,16 +7,23 @@ import time
 
 import polars as pl
 from memtune.optimize.data import CATEGORY_NAMES, Conversation, Dataset
-from memtune.optimize.metrics import bleu1, count_tokens, evidence_recall, f1_set, f1_squad, recall_at_budget
-from memtune.policies.answerers import memory_context
+from memtune.optimize.judge import judge_question
+from memtune.optimize.metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
+from memtune.policies.answerers import render_context
 from memtune.policies.graph_retrieve import is_graph_record
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.types import Scope
 from tqdm.auto import tqdm
 
-BUDGETS = (500, 1000, 2000)  # tokens of retrieved memory text: recall at a fixed budget compares policies fairly
+# Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
+# `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
+# fits in B tokens, so policies compare at equal cost whatever their extractor (see `context_budget_walk`).
+BUDGETS = (250, 500, 1000, 2000)
+BUDGET_METRICS = tuple(f"recall_ctx_{b}" for b in BUDGETS)
 GRAPH_METRICS = ("graph_evidence_recall", "graph_context_tokens")  # only when policy.graph is on/only
-METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", *(f"recall_at_{b}" for b in BUDGETS), "judge", "abstained")
+METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", *BUDGET_METRICS, "judge", "abstained")
+# columns that may start with nulls (no evidence, not judged, a failed answer's prediction): typed up front
+FRAME_SCHEMA = {name: pl.Float64 for name in METRICS if name != "abstained"} | {"prediction": pl.String}
 _ABSTAIN = re.compile(
     r"\b(not mentioned|no information|not (?:specified|stated|known|provided)|unknown|"
     r"cannot (?:be )?(?:determined|answer)|don't know|do not know|no mention)\b",
@@ -24,8 +31,11 @@ _ABSTAIN = re.compile(
 )
 
 
-def abstained(prediction: str) -> bool:
-    """The answer declines to answer (the right move on adversarial, category-5, questions)."""
+def abstained(prediction: str | None) -> bool:
+    """The answer declines to answer (the right move on adversarial, category-5, questions). A failed answer
+    (None: the LM failed after its retries) is not an abstention: it is scored 0 and counted apart."""
+    if prediction is None:
+        return False
     return not prediction.strip() or bool(_ABSTAIN.search(prediction))
 
 
@@ -79,7 +89,9 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
         t0 = time.perf_counter()
         prediction, memories = policy.answer(q.question, scope)
         seconds = time.perf_counter() - t0
-        retrieved = [(m.text, m.provenance) for m in memories]
+        failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
+        provenance = [m.provenance for m in memories]
+        context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
         graph = [m for m in memories if is_graph_record(m)]
         gold = q.answer
         rows.append(
@@ -92,26 +104,28 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
                 "answer": gold,
                 "adversarial_answer": q.adversarial_answer,
                 "prediction": prediction,
-                "f1": f1_set(prediction, gold),
-                "f1_squad": f1_squad(prediction, gold),
-                "bleu1": bleu1(prediction, gold),
-                # mem0 judges categories 1-4 only; category 5 is scored by abstention
-                "judge": judge.score(q.qid, q.question, gold, prediction) if judge and q.category != 5 else None,
+                "answer_failed": failed,
+                "f1": 0.0 if failed else f1_set(prediction, gold),
+                "f1_squad": 0.0 if failed else f1_squad(prediction, gold),
+                "bleu1": 0.0 if failed else bleu1(prediction, gold),
+                # judge (None where J is not defined: no judge LM, category 5) and judge_failed; see judge_question
+                **judge_question(judge, q.qid, q.question, gold, prediction, q.category),
                 "abstained": abstained(prediction),
                 "evidence": list(q.evidence),
-                "evidence_recall": evidence_recall(q.evidence, [m.provenance for m in memories]),
-                # within the retrieved top-k only: a budget larger than the top-k's text is not filled further
-                **{f"recall_at_{b}": recall_at_budget(q.evidence, retrieved, b) for b in BUDGETS},
+                "evidence_recall": evidence_recall(q.evidence, provenance),
+                # within the retrieved top-k only: a budget larger than the top-k's rendered context is not
+                # filled further
+                **{f"recall_ctx_{b}": evidence_recall(q.evidence, provenance[: kept[b]]) for b in BUDGETS},
                 "retrieved_ids": [m.id for m in memories],
                 "retrieved_provenance": [list(m.provenance) for m in memories],
                 "retrieved_scores": [float(m.score or 0.0) for m in memories],
                 "n_retrieved": len(memories),
-                "context_tokens": count_tokens(str(memory_context(memories))),
+                "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
                 "seconds": seconds,
                 # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
                 **(
                     {
-                        "graph_context_tokens": count_tokens(str(memory_context(graph))) if graph else 0,
+                        "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
                         "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
                         "n_graph": len(graph),
                     }
@@ -163,11 +177,28 @@ def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: boo
     rows = []
     for conversation in tqdm(dataset.conversations, desc="answer", unit="conv", disable=not progress):
         rows += answer_questions(policy, conversation, judge=judge, progress=progress)
-    return pl.DataFrame(rows, schema_overrides={name: pl.Float64 for name in METRICS if name != "abstained"})
+    return pl.DataFrame(rows, schema_overrides=FRAME_SCHEMA)
+
+
+def failure_aggs() -> list[pl.Expr]:
+    """LM failures, counted apart: `answer_failures` (scored 0, never abstentions) and J's denominator.
+
+    `judge` (a mean in METRICS) is over `judge_n` questions, every question J is defined for: a judge failure
+    (`judge_failures`) or a failed answer counts WRONG there. `n_judged` questions got a label from the judge,
+    and `judge_judged_only` is J over those alone (what J would be if failures were dropped)."""
+    labelled = pl.col("judge").is_not_null() & ~pl.col("judge_failed") & ~pl.col("answer_failed")
+    return [
+        pl.col("answer_failed").sum().alias("answer_failures"),
+        pl.col("judge").is_not_null().sum().alias("judge_n"),
+        labelled.sum().alias("n_judged"),
+        pl.col("judge_failed").sum().alias("judge_failures"),
+        pl.col("judge").filter(labelled).mean().alias("judge_judged_only"),
+    ]
 
 
 def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.DataFrame:
-    """Per-category means (evidence recall over questions that have evidence) plus an overall row."""
+    """Per-category means (evidence recall over questions that have evidence) plus an overall row, with the
+    failure counts of `failure_aggs`."""
     aggs = (
         [pl.len().alias("n")]
         + [pl.col(m).mean().alias(m) for m in METRICS]
@@ -175,6 +206,7 @@ def score_table(frame: pl.DataFrame, overall_categories=(1, 2, 3, 4)) -> pl.Data
             pl.col("evidence_recall").is_not_null().sum().alias("n_with_evidence"),
             pl.col("context_tokens").mean().alias("context_tokens"),
         ]
+        + failure_aggs()
         + [pl.col(m).cast(pl.Float64).mean().alias(m) for m in GRAPH_METRICS if m in frame.columns]
     )
     per_cat = (

@@ -22,8 +22,9 @@ import polars as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from memtune.optimize.data import load_locomo, resolve_path
-from memtune.optimize.evaluate import answer_all, score_table, summary_dict
+from memtune.optimize.evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from memtune.optimize.ingest_cache import prepare_policy
+from memtune.optimize.oracle import oracle_stages
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -48,8 +49,13 @@ def build_summary(
     """summary.json: scores per category, cost per phase, ingestion facts, the resolved config.
     Shared with memtune-sweep, whose trials write the same layout."""
     ds = cfg.dataset
+    oracle = oracle_stages(OmegaConf.to_container(cfg.policy, resolve=True))
     summary = {
         "policy": cfg.policy.name,
+        # a stage reads the benchmark's annotations (policy/extractor=observations): not a policy, never report it
+        # as the preset it was built from (optimize/oracle.py)
+        "oracle": bool(oracle),
+        "oracle_stages": oracle,
         "dataset": {
             "name": ds.name,
             "path": dataset.path,
@@ -60,7 +66,11 @@ def build_summary(
         },
         "scores": summary_dict(table),
         "judge": (
-            {"model": judge.lm.model}
+            {
+                "model": judge.lm.model,
+                # J's denominator is scores.*.judge_n: judge failures and failed answers count as WRONG
+                "failures_count_as": "WRONG",
+            }
             if judge
             else {"model": None, "reason": "no judge LM configured: run with judge=openai to score J"}
         ),
@@ -133,19 +143,31 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         "f1_squad",
         "bleu1",
         "evidence_recall",
-        "recall_at_1000",
+        *BUDGET_METRICS,
         "judge",
         "context_tokens",
     )
     with pl.Config(
         tbl_rows=20,
-        tbl_cols=12,
+        tbl_cols=14,
         float_precision=3,
         tbl_hide_dataframe_shape=True,
         tbl_hide_column_data_types=True,
-        tbl_width_chars=160,
+        tbl_width_chars=200,
     ):
         print(shown)
+    overall = summary["scores"].get("overall", {})
+    print(
+        f"LM failures (scored 0, never abstentions): {int(overall.get('answer_failures') or 0)} answers; "
+        + (
+            f"J over {overall.get('judge_n')} questions: {overall.get('n_judged')} judged, "
+            f"{overall.get('judge_failures')} judge failures (counted WRONG)"
+            if judge
+            else "J not scored (no judge LM)"
+        )
+    )
+    if summary["oracle"]:
+        print(f"ORACLE run ({summary['oracle_stages']}): reads the benchmark's annotations; not a policy")
     cached = " (reused from the ingestion cache)" if ingested["cache_hit"] else ""
     print(
         f"memories stored: {ingested['memories_stored']}  ops: {ingested['ops']}  ingest: {ingested['turns']} "

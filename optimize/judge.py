@@ -47,3 +47,25 @@ class Judge(dspy.Module):
                 generated_answer=prediction,
             )
         return None if result is None else float(result.label == "CORRECT")
+
+
+def judge_question(
+    judge: Judge | None, qid: str, question: str, gold: str, prediction: str | None, category: int
+) -> dict:
+    """The per-question J columns: `judge` and `judge_failed`.
+
+    - no judge LM, or category 5 (mem0 judges categories 1-4 only; category 5 is scored by abstention):
+      judge None (J is not defined for the question), judge_failed False;
+    - the answer failed (`prediction` None): judge 0.0 (WRONG) without asking the judge, judge_failed False;
+    - the judge failed after its retries (recorded in `judge.meter`): judge 0.0 (WRONG), judge_failed True;
+    - else the judge's label: 1.0 CORRECT, 0.0 WRONG.
+
+    So J's denominator is every question J is defined for (`judge_n` in the summary): a failure can never shrink
+    it, and a sweep cannot raise J by making the judge (or the answerer) fail. `judge_judged_only` in the summary
+    is J over the questions the judge labelled (`n_judged`), for comparison."""
+    if judge is None or category == 5:
+        return {"judge": None, "judge_failed": False}
+    if prediction is None:
+        return {"judge": 0.0, "judge_failed": False}
+    score = judge.score(qid, question, gold, prediction)
+    return {"judge": 0.0 if score is None else score, "judge_failed": score is None}

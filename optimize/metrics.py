@@ -15,8 +15,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 from memtune.policies.lm import percentile  # noqa: F401  (one implementation, shared with the cost meter)
+
+T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------------ answer metrics
 
@@ -136,39 +139,62 @@ def evidence_recall(evidence: Sequence[str], retrieved_provenance: Sequence[Sequ
     return len(gold & covered) / len(gold)
 
 
-def budget_prefix(
-    retrieved: Sequence[tuple[str, Sequence[str]]],
-    budget_tokens: int,
+def context_budget_walk(
+    items: Sequence[T],
+    render: Callable[[Sequence[T]], str],
+    budgets: Sequence[int],
     count_tokens: Callable[[str], int] | None = None,
-) -> tuple[int, int]:
-    """How many leading items of `retrieved` fit in `budget_tokens`, and the tokens they use.
+) -> tuple[int, dict[int, int]]:
+    """Walk the RENDERED context of `items` (best first) against token budgets.
 
-    Items are taken in rank order while the cumulative count stays <= the budget; the first item that would
-    exceed it stops the walk (later, shorter items are not used to fill the gap).
+    Returns (tokens of ``render(items)``, {budget: n}): n leading items are kept under a budget. The walk takes
+    the prefixes items[:1], items[:2], ... and stops at the first whose rendered text ``render(items[:n])``
+    counts more than the budget; later, shorter items are not used to fill the gap. Counting the rendered
+    prefix (timestamps, quoting and separators included), not the items' own text, is what makes a budget bind
+    on what a reader is shown, and n == len(items) exactly when the whole context fits (first number <= budget).
+
+    `render` is the one function that makes the reader's text (the eval passes `answerers.render_context`), and
+    the first number is the eval's `context_tokens`, so the budget and the token count cannot disagree.
+    `count_tokens` defaults to this module's `count_tokens` (cl100k_base).
+
+    Cost: a rendered prefix's tokens grow with n (for `render_context` every item adds at least its keys), so the
+    first prefix over a budget is found by bisection (interpolated, as items are alike) rather than by rendering
+    every prefix: about 4 prefixes per budget instead of all 30 of a top-30 (tests/test_metrics.py checks it
+    equals the one-by-one walk), and the `all` retriever's thousands of items cost no more.
     """
     counter = count_tokens if count_tokens is not None else _default_count_tokens
-    used = 0
-    for n, (text, _provenance) in enumerate(retrieved):
-        cost = counter(text)
-        if used + cost > budget_tokens:
-            return n, used
-        used += cost
-    return len(retrieved), used
+    if any(b < 0 for b in budgets):
+        raise ValueError(f"token budgets must be >= 0, got {list(budgets)}")
+    total = counter(render(items))
+    counts = {len(items): total}  # n -> tokens of render(items[:n]), rendered once each
 
+    def tokens(n: int) -> int:
+        if n not in counts:
+            counts[n] = counter(render(items[:n]))
+        return counts[n]
 
-def recall_at_budget(
-    evidence: Sequence[str],
-    retrieved: Sequence[tuple[str, Sequence[str]]],
-    budget_tokens: int,
-    count_tokens: Callable[[str], int] | None = None,
-) -> float | None:
-    """`evidence_recall` over the leading items of `retrieved` ((text, provenance) pairs, best first) whose
-    cumulative token count is <= `budget_tokens` (see `budget_prefix`). None when `evidence` is empty.
-
-    `count_tokens` defaults to this module's `count_tokens` (cl100k_base).
-    """
-    n, _ = budget_prefix(retrieved, budget_tokens, count_tokens)
-    return evidence_recall(evidence, [provenance for _text, provenance in retrieved[:n]])
+    kept = {}
+    for b in sorted(set(budgets), reverse=True):
+        if total <= b:
+            kept[b] = len(items)
+            continue
+        # invariant: `lo` items fit (0 always does: nothing is shown), `hi` items do not
+        lo, hi = 0, min([n for n, c in counts.items() if c > b], default=len(items))
+        lo = max([n for n, c in counts.items() if c <= b and n < hi], default=0)
+        while hi - lo > 1:
+            c_lo = tokens(lo) if lo else 0
+            guess = lo + int((b - c_lo) * (hi - lo) / max(tokens(hi) - c_lo, 1))
+            mid = min(max(guess, lo + 1), hi - 1)
+            if tokens(mid) <= b:
+                lo = mid
+                if mid + 1 < hi and tokens(mid + 1) > b:  # the guess is usually right: one more to confirm
+                    hi = mid + 1
+            else:
+                hi = mid
+                if mid - 1 > lo and tokens(mid - 1) <= b:
+                    lo = mid - 1
+        kept[b] = lo
+    return total, {b: kept[b] for b in budgets}
 
 
 # ------------------------------------------------------------------------------------------ tokens

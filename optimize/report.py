@@ -6,10 +6,12 @@
 
 Each RUN_DIR is a `memtune-eval` output directory (summary.json + questions.parquet). Writes into DIR:
 
-- report.md               per run and category: n, mean and percentile-bootstrap 95% CI (resampling questions) of
-                          F1, SQuAD-F1, BLEU-1, evidence recall (questions with evidence only), J (when judged),
-                          abstention; category 5 (adversarial: the right answer is to abstain) apart; cost per run;
-                          paired differences of every run against the baseline (the first run unless --baseline)
+- report.md               per run and category: n, mean and percentile-bootstrap 95% CI (two-stage: resampling
+                          conversations, then questions within them; optimize/stats.py) of F1, SQuAD-F1, BLEU-1,
+                          evidence recall (questions with evidence only), J (when judged; judge failures and failed
+                          answers count WRONG), abstention; category 5 (adversarial: the right answer is to abstain)
+                          apart; LM failures; cost per run; paired differences of every run against the baseline
+                          (the first run unless --baseline). Oracle runs are labelled "<policy> [ORACLE: <stage>]".
 - report.parquet          the long table: run, run_dir, policy, category, category_name, metric, mean, ci_low,
                           ci_high, n
 - paired.parquet          the paired differences: run, baseline, category, metric, n, diff, ci_low, ci_high, p_gt0
@@ -27,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 from memtune.optimize.data import CATEGORY_NAMES
+from memtune.optimize.report_cost import LM_PHASES, cost_table
 from memtune.optimize.report_markdown import render_markdown
 from memtune.optimize.report_plots import plot_per_category, plot_quality_vs_tokens
 from memtune.optimize.report_runs import (
@@ -38,7 +41,6 @@ from memtune.optimize.report_runs import (
     QUALITY_METRICS,
     REQUIRED_COLUMNS,
     Run,
-    _need,
     load_run,
     load_runs,
 )
@@ -63,6 +65,7 @@ __all__ = [
     "load_run",
     "load_runs",
     "main",
+    "metric_sample",
     "metric_values",
     "paired_bootstrap",
     "paired_table",
@@ -72,9 +75,6 @@ __all__ = [
     "resample_means",
     "summary_table",
 ]
-
-LM_PHASES = (("ingest", "extract"), ("ingest", "summarize"), ("ingest", "decide"), ("answer", "answer"))
-
 
 # ---------------------------------------------------------------------------------------------------------------
 # tables
@@ -96,6 +96,12 @@ def metric_values(frame: pl.DataFrame, metric: str) -> np.ndarray:
     return frame[metric].drop_nulls().to_numpy()
 
 
+def metric_sample(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndarray]:
+    """(`metric_values`, the conversation of each value): the clusters of the two-stage bootstrap."""
+    rows = frame.select(metric, "conversation_id").drop_nulls(metric)
+    return rows[metric].to_numpy(), rows["conversation_id"].to_numpy()
+
+
 def summary_table(
     runs: list[Run], resamples: int = 2000, seed: int = 0, include_adversarial: bool = False, alpha: float = 0.05
 ) -> pl.DataFrame:
@@ -105,10 +111,10 @@ def summary_table(
         for category, name, cats, metrics in category_groups(include_adversarial):
             sub = run.questions.filter(pl.col("category").is_in(list(cats)))
             for metric in metrics:
-                values = metric_values(sub, metric)
+                values, clusters = metric_sample(sub, metric)
                 mean = lo = hi = None
                 if values.size:
-                    mean, lo, hi = bootstrap_ci(values, resamples, seed, alpha)
+                    mean, lo, hi = bootstrap_ci(values, resamples, seed, alpha, clusters=clusters)
                 elif metric == "judge" or sub.height == 0:
                     continue  # not judged (no judge LM) / category absent from the split: no row, said in report.md
                 rows.append(
@@ -157,17 +163,22 @@ def paired_table(
 ) -> pl.DataFrame:
     """Paired differences other - base per (category, metric), joined on qid."""
     check_same_questions(base, other)
-    cols = ["qid", "category", *QUALITY_METRICS, *COST_METRICS]
+    cols = ["qid", "conversation_id", "category", *QUALITY_METRICS, *COST_METRICS]
     joined = base.questions.select(cols).join(other.questions.select(cols), on="qid", suffix="__other")
     rows = []
     for category, _, cats, metrics in category_groups(include_adversarial):
         sub = joined.filter(pl.col("category").is_in(list(cats)))
         for metric in metrics:
-            pair = sub.select(metric, f"{metric}__other").drop_nulls()
+            pair = sub.select(metric, f"{metric}__other", "conversation_id").drop_nulls()
             if pair.height == 0:
                 continue
             diff, lo, hi, p_gt0 = paired_bootstrap(
-                pair[metric].to_numpy(), pair[f"{metric}__other"].to_numpy(), resamples, seed, alpha
+                pair[metric].to_numpy(),
+                pair[f"{metric}__other"].to_numpy(),
+                resamples,
+                seed,
+                alpha,
+                clusters=pair["conversation_id"].to_numpy(),
             )
             rows.append(
                 {
@@ -196,39 +207,6 @@ def paired_table(
         "excludes_zero": pl.Boolean,
     }
     return pl.DataFrame(rows, schema=schema)
-
-
-def _phase(summary: dict, part: str, phase: str) -> dict:
-    cost = (summary.get("cost") or {}).get(part) or {}
-    return (cost.get("phases") or {}).get(phase) or {}
-
-
-def cost_table(runs: list[Run]) -> pl.DataFrame:
-    """One row per run, read from summary.json (and per-question latency from questions.parquet)."""
-    rows = []
-    for run in runs:
-        s, q = run.summary, run.questions
-        row = {
-            "run": run.label,
-            "memories_stored": _need(s, ("cost", "memories_stored"), run.path),
-            "ops": " ".join(f"{k}={v}" for k, v in (_need(s, ("cost", "ops"), run.path) or {}).items()),
-            "context_tokens_per_query": q["context_tokens"].mean(),
-            "ingest_turns_per_s": _need(s, ("ingest", "turns_per_s"), run.path),
-            "ingest_cache_hit": bool((s.get("ingest") or {}).get("cache_hit")),
-            "answer_p50_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p50"),
-            "answer_p95_s": _need(s, ("cost", "answer", "phases", "answer"), run.path).get("seconds_p95"),
-            # whole query (embed + retrieve + answer), timed per question by the eval
-            "query_p50_s": q["seconds"].quantile(0.5, "linear") if "seconds" in q.columns else None,
-            "query_p95_s": q["seconds"].quantile(0.95, "linear") if "seconds" in q.columns else None,
-        }
-        phases = [(*p, _phase(s, *p)) for p in LM_PHASES]
-        judge = (s.get("cost") or {}).get("judge") or {}
-        phases += [("judge", name, c) for name, c in (judge.get("phases") or {}).items()]
-        for _, name, c in phases:
-            row[f"lm_calls_{name}"] = c.get("calls", 0)
-            row[f"lm_tokens_{name}"] = c.get("prompt_tokens", 0) + c.get("completion_tokens", 0)
-        rows.append(row)
-    return pl.DataFrame(rows)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -2,35 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
 import polars as pl
 from memtune.optimize.data import CATEGORY_NAMES
+from memtune.optimize.report_cost import cost_sections
+from memtune.optimize.report_format import fmt_cell as _cell
+from memtune.optimize.report_format import md_table as _md_table
 from memtune.optimize.report_runs import ANSWER_METRICS, LABELS, Run
-
-
-def _num(x, digits: int = 3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "n/a"
-    return f"{x:.{digits}f}"
-
-
-def _cell(row: dict | None, digits: int = 3) -> str:
-    if row is None:
-        return "—"
-    if row["mean"] is None:
-        return "n/a (n=0)"
-    return f"{_num(row['mean'], digits)} [{_num(row['ci_low'], digits)}, {_num(row['ci_high'], digits)}]"
-
-
-def _md_table(header: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out
-
-
-def _ms(seconds) -> str:
-    return "n/a" if seconds is None else f"{seconds * 1000:.2f}"
 
 
 def render_markdown(
@@ -51,11 +28,12 @@ def render_markdown(
 
     lines = ["# memtune report", "", "## Runs", ""]
     lines += _md_table(
-        ["run", "policy", "run dir", "dataset", "questions", "judge"],
+        ["run", "policy", "oracle", "run dir", "dataset", "questions", "judge"],
         [
             [
                 r.label,
                 r.policy,
+                ("**yes**: " + ", ".join(f"{k}={v}" for k, v in r.oracle_stages.items())) if r.oracle else "no",
                 f"`{r.path}`",
                 f"{(r.summary.get('dataset') or {}).get('name', '?')} "
                 f"(sha256 {str((r.summary.get('dataset') or {}).get('sha256', '?'))[:12]})",
@@ -65,14 +43,24 @@ def render_markdown(
             for r in runs
         ],
     )
+    oracles = [r.label for r in runs if r.oracle]
+    if oracles:
+        lines += [
+            "",
+            "**ORACLE runs: " + ", ".join(oracles) + ".** A stage of theirs reads LOCOMO's annotations "
+            "(e.g. `policy/extractor=observations` replays the annotated observation facts), which production "
+            "never has: an upper bound for tuning the other stages, not a policy. Never report them as one.",
+        ]
     shas = {(r.summary.get("dataset") or {}).get("sha256") for r in runs}
     if len(shas) > 1:
         lines += ["", "**Warning: the runs were made on different dataset files (sha256 differ).**"]
     lines += [
         "",
-        f"Means over questions with percentile-bootstrap 95% CIs in brackets ({resamples} resamples of the "
-        f"questions, seed {seed}). Evidence recall is over the questions that have evidence; n is the number of "
-        f"questions a mean is over. **overall** = categories {overall_name}"
+        f"Means over questions with percentile-bootstrap 95% CIs in brackets ({resamples} two-stage resamples, "
+        f"seed {seed}: each resample draws the conversations with replacement, then the questions within each "
+        "drawn conversation with replacement, because questions about one conversation succeed or fail together; "
+        "resampling questions alone would give CIs that are too narrow). Evidence recall is over the questions "
+        f"that have evidence; n is the number of questions a mean is over. **overall** = categories {overall_name}"
         + ("" if include_adversarial else " (mem0's convention)")
         + ". Category 5 (adversarial) is reported apart: "
         "its gold answer is empty and the right answer is to abstain, so F1/BLEU-1/J are not defined there.",
@@ -85,6 +73,13 @@ def render_markdown(
         ]
     elif len(judged) < len(runs):
         lines += ["", "J (LLM judge): scored only in " + ", ".join(r.label for r in judged) + "."]
+    if judged:
+        lines += [
+            "",
+            "J's n is every question J is defined for: a judge failure or a failed answer counts WRONG there, so "
+            "failures never shrink the denominator (the LM failures section gives the counts and J over the "
+            "judged questions alone).",
+        ]
 
     lines += ["", f"## Overall (categories {overall_name})", ""]
     header = ["run", "n", *(LABELS[m] for m in answer_metrics), "context tokens/query", "cat 5 abstention (↑)"]
@@ -164,8 +159,9 @@ def render_markdown(
         lines += [
             f"### {other} − {baseline.label}",
             "",
-            f"Paired over the same {n_q} questions (joined on qid); Δ = run − baseline; 95% paired-bootstrap "
-            f"CI; P(Δ>0) = share of the {resamples} resamples where the mean difference is > 0. "
+            f"Paired over the same {n_q} questions (joined on qid); Δ = run − baseline; 95% paired two-stage "
+            "bootstrap CI (conversations, then questions within them); "
+            f"P(Δ>0) = share of the {resamples} resamples where the mean difference is > 0. "
             "**yes** in the last column: the CI excludes 0. For context tokens, Δ > 0 means the run "
             "spends more tokens (worse).",
             "",
@@ -227,50 +223,7 @@ def render_markdown(
             ]
         lines += [""]
 
-    lines += ["## Cost", ""]
-    rows = []
-    for c in costs.iter_rows(named=True):
-        rows.append(
-            [
-                c["run"],
-                str(c["memories_stored"]),
-                c["ops"],
-                _num(c["context_tokens_per_query"], 1),
-                _num(c["ingest_turns_per_s"], 1) + (" (cached store)" if c["ingest_cache_hit"] else ""),
-                f"{_ms(c['answer_p50_s'])} / {_ms(c['answer_p95_s'])}",
-                f"{_ms(c['query_p50_s'])} / {_ms(c['query_p95_s'])}",
-            ]
-        )
-    lines += _md_table(
-        [
-            "run",
-            "memories stored",
-            "ops",
-            "context tokens/query (all questions)",
-            "ingest turns/s",
-            "answer step p50/p95 ms",
-            "whole query p50/p95 ms",
-        ],
-        rows,
-    )
-    phase_cols = [c.removeprefix("lm_calls_") for c in costs.columns if c.startswith("lm_calls_")]
-    lines += [
-        "",
-        "LM calls per phase (billed prompt + completion tokens in parentheses; calls answered from the "
-        "DSPy cache bill 0 tokens):",
-        "",
-    ]
-    rows = [
-        [c["run"], *(f"{c[f'lm_calls_{p}'] or 0} ({c[f'lm_tokens_{p}'] or 0})" for p in phase_cols)]
-        for c in costs.iter_rows(named=True)
-    ]
-    lines += _md_table(["run", *phase_cols], rows)
-    lines += [
-        "",
-        "Ingest turns/s of a cached store is the speed measured when it was built. Answer step = the "
-        "answerer alone (summary.json); whole query = embed + retrieve + answer per question.",
-        "",
-    ]
+    lines += cost_sections(costs)
     lines += [
         "## Figures",
         "",

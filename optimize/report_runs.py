@@ -8,12 +8,16 @@ from pathlib import Path
 
 import polars as pl
 from memtune.optimize.data import CATEGORY_NAMES
+from memtune.optimize.oracle import oracle_label, summary_oracle
 
 # Per-question columns that hold scores. Nulls are allowed only where the eval writes them on purpose.
 QUALITY_METRICS = ("f1", "f1_squad", "bleu1", "evidence_recall", "judge", "abstained")
 COST_METRICS = ("context_tokens",)
-NULLABLE = {"evidence_recall": "the question has no evidence", "judge": "no judge scored it"}
-REQUIRED_COLUMNS = ("qid", "category", *QUALITY_METRICS, *COST_METRICS)
+NULLABLE = {"evidence_recall": "the question has no evidence", "judge": "J is not defined for it (no judge, cat 5)"}
+# LM failures, counted apart (a failed answer is scored 0 and is no abstention; a failed judgement counts WRONG)
+FAILURE_COLUMNS = ("answer_failed", "judge_failed")
+# conversation_id: the CIs resample conversations, then questions within them (optimize/stats.py)
+REQUIRED_COLUMNS = ("qid", "conversation_id", "category", *QUALITY_METRICS, *COST_METRICS, *FAILURE_COLUMNS)
 # Category 5 (adversarial) has no gold answer (the eval sets it to ''): F1/BLEU/J are undefined there,
 # abstaining is the right answer. Evidence recall still scores retrieval of the turns the question is about.
 ADVERSARIAL_METRICS = ("abstained", "evidence_recall", "context_tokens")
@@ -38,7 +42,16 @@ class Run:
 
     @property
     def policy(self) -> str:
-        return str(self.summary["policy"])
+        """The policy name; an oracle run (summary.json `oracle`) says so: 'mem0_offline [ORACLE: observations]'."""
+        return oracle_label(str(self.summary["policy"]), self.oracle_stages)
+
+    @property
+    def oracle_stages(self) -> dict[str, str]:
+        return summary_oracle(self.summary)
+
+    @property
+    def oracle(self) -> bool:
+        return bool(self.oracle_stages)
 
     def has_judge(self) -> bool:
         return self.questions["judge"].is_not_null().any()
@@ -69,11 +82,11 @@ def load_run(run_dir: str | Path) -> tuple[dict, pl.DataFrame]:
     if missing:
         raise ValueError(
             f"{path}/questions.parquet lacks column(s) {', '.join(map(repr, missing))}; "
-            f"a report needs {', '.join(REQUIRED_COLUMNS)}"
+            f"a report needs {', '.join(REQUIRED_COLUMNS)} (written by an older memtune-eval? run it again)"
         )
     if frame.height == 0:
         raise ValueError(f"{path}/questions.parquet has no questions")
-    for col in (*QUALITY_METRICS, *COST_METRICS):
+    for col in (*QUALITY_METRICS, *COST_METRICS, *FAILURE_COLUMNS, "conversation_id"):
         if col in NULLABLE:
             continue
         nulls = frame[col].null_count()
@@ -91,9 +104,10 @@ def load_run(run_dir: str | Path) -> tuple[dict, pl.DataFrame]:
 
 def load_runs(run_dirs: list[str | Path]) -> list[Run]:
     loaded = [(Path(d), *load_run(d)) for d in run_dirs]
-    labels = [f"{s['policy']} ({p.name})" for p, s, _ in loaded]
+    names = [oracle_label(str(s["policy"]), summary_oracle(s)) for _, s, _ in loaded]
+    labels = [f"{name} ({p.name})" for name, (p, _, _) in zip(names, loaded)]
     if len(set(labels)) < len(labels):  # e.g. Hydra's outputs/<date>/<time>: use two path parts
-        labels = [f"{s['policy']} ({p.parent.name}/{p.name})" for p, s, _ in loaded]
+        labels = [f"{name} ({p.parent.name}/{p.name})" for name, (p, _, _) in zip(names, loaded)]
     if len(set(labels)) < len(labels):
         labels = [f"{label} #{i + 1}" for i, label in enumerate(labels)]
     return [Run(p, label, s, q) for (p, s, q), label in zip(loaded, labels)]

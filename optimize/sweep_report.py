@@ -21,7 +21,7 @@ from optuna.trial import TrialState
 REPORT_METRICS = (
     "scores.overall.evidence_recall",
     "scores.overall.context_tokens",
-    "scores.overall.recall_at_1000",
+    "scores.overall.recall_ctx_1000",
     "scores.overall.f1",
     "cost.memories_stored",
 )

@@ -5,7 +5,9 @@ scores as metrics and the study artifacts (trials.parquet, pareto.parquet, heldo
 Trial run (tag mlflow.parentRunId = the parent): every knob as a param (the trial's overrides and the resolved
 policy config, flattened), every metric of summary.json overall and per category, cost metrics (memories
 stored, LM calls/tokens per phase, context tokens), the ingestion-cache hit rate, the objective after each
-tune conversation (as steps), and artifacts policy.json + questions.parquet. A failed trial ends FAILED with
+tune conversation (as steps), and artifacts policy.json + questions.parquet. An oracle trial (a stage that reads
+the benchmark's annotations, `policy/extractor=observations`) has the metric `oracle` = 1 and the tag
+`memtune.oracle` = true (false otherwise), so it is never read as a policy. A failed trial ends FAILED with
 its error as a tag and error.txt; a trial whose worker died is marked KILLED when the sweep finds it.
 
 MLflow is optional: `tracking=none` gives `NullTracker`, and mlflow is imported only by `MlflowTracker`.
@@ -83,7 +85,24 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     for name in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit_rate", "seconds_this_run"):
         put(f"ingest.{name}", ingest.get(name))
     put("wall_seconds", summary.get("wall_seconds"))
+    put("oracle", bool(summary.get("oracle")))  # also the memtune.oracle tag (end_trial, summary_tags)
     return metrics
+
+
+def summary_tags(summary: Mapping[str, Any]) -> dict[str, str]:
+    """MLflow tags of a trial's summary.json: memtune.oracle (true/false) and, for an oracle, its stages."""
+    stages = summary.get("oracle_stages") or {}
+    tags = {"memtune.oracle": "true" if summary.get("oracle") else "false"}
+    if stages:
+        tags["memtune.oracle_stages"] = ", ".join(f"{k}={v}" for k, v in stages.items())
+    return tags
+
+
+def oracle_tags(metrics: Mapping[str, float] | None) -> dict[str, str]:
+    """The memtune.oracle tag from the `oracle` metric of `summary_metrics` (what `end_trial` receives)."""
+    if not metrics or "oracle" not in metrics:
+        return {}
+    return {"memtune.oracle": "true" if metrics["oracle"] else "false"}
 
 
 class NullTracker:
@@ -107,6 +126,7 @@ class NullTracker:
         artifacts: Iterable[Path] = (),
         dicts: Mapping[str, Any] | None = None,
         error: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None: ...
     def mark_killed(self, run_id: str | None, reason: str) -> None: ...
     def end_study(
@@ -226,13 +246,17 @@ class MlflowTracker(NullTracker):
         artifacts: Iterable[Path] = (),
         dicts: Mapping[str, Any] | None = None,
         error: str | None = None,
+        tags: Mapping[str, str] | None = None,
     ) -> None:
-        """status: FINISHED (complete), KILLED (pruned), FAILED (error)."""
+        """status: FINISHED (complete), KILLED (pruned), FAILED (error). `tags` (e.g. `summary_tags`) are set on
+        the run; without them the memtune.oracle tag still follows the `oracle` metric (`oracle_tags`)."""
         if not run_id:
             return
         from mlflow.entities import Param
 
         try:
+            for key, value in {**oracle_tags(metrics), **(tags or {})}.items():
+                self.client.set_tag(run_id, key, value)
             if params:
                 logged = set(self.client.get_run(run_id).data.params)
                 items = [Param(sanitize(k), str(v)[:6000]) for k, v in params.items() if sanitize(k) not in logged]

@@ -7,6 +7,7 @@ Variants: `llm` (Mem0's answer call, memories shown with the time they were said
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 
@@ -27,12 +28,22 @@ class AnswerKnobs:
 
 
 def memory_context(memories: list[MemoryRecord]) -> list[dict]:
-    """What the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
+    """The items the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
     when it held: valid_from, and invalid_since when a later triplet superseded it."""
     return [
         _graph_context(m) if m.metadata.get("kind") == "graph" else {"said_at": m.timestamp, "memory": m.text}
         for m in memories
     ]
+
+
+def render_context(memories: list[MemoryRecord]) -> str:
+    """THE text the answerer reads for `memories` (best first): the JSON list of their `memory_context` items.
+
+    One definition for three uses: the LLM answerer's `memories` input (passed as this string; DSPy writes a
+    string value into the prompt as it is, so the prompt equals what DSPy makes of the list itself), the
+    evaluation's `context_tokens`, and the budget walk of `recall_ctx_<B>` (tokens of `render_context` of
+    each leading prefix). Keep it that way: a budget counted on anything else stops being a budget."""
+    return json.dumps(memory_context(memories), ensure_ascii=False)
 
 
 def _graph_context(m: MemoryRecord) -> dict:
@@ -99,7 +110,9 @@ class LLMAnswerer(dspy.Module):
         self.knobs = AnswerKnobs(**knobs)
         self.predict = dspy.Predict(AnswerQuestion)
 
-    def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str:
+    def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str | None:
+        """The answer, or None when the LM failed after its retries (recorded in `meter.failures`): a failed
+        answer is not an empty one, so the evaluation scores it 0 and never counts it as an abstention."""
         result = call_predictor(
             self.predict,
             meter,
@@ -107,6 +120,6 @@ class LLMAnswerer(dspy.Module):
             item=question[:60],
             retries=self.knobs.retries,
             question=question,
-            memories=memory_context(memories),
+            memories=render_context(memories),
         )
-        return "" if result is None else str(result.answer or "").strip()
+        return None if result is None else str(result.answer or "").strip()

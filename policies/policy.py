@@ -138,7 +138,8 @@ class MemoryPolicy:
             memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
         return memories
 
-    def answer(self, question: str, scope: Scope) -> tuple[str, list[MemoryRecord]]:
+    def answer(self, question: str, scope: Scope) -> tuple[str | None, list[MemoryRecord]]:
+        """(answer, the memories it was given); the answer is None when an LLM answerer failed after retries."""
         memories = self.search(question, scope)
         with self._lm():
             return self.answerer.answer(question, memories, self.meter), memories

@@ -11,17 +11,18 @@ import pytest
 from memtune.optimize.metrics import (
     bleu1,
     bleu_tokens,
-    budget_prefix,
+    context_budget_walk,
     count_tokens,
     evidence_recall,
     f1_set,
     f1_squad,
     normalize_tokens,
     percentile,
-    recall_at_budget,
     squad_normalize,
     tokenizer_name,
 )
+from memtune.policies.answerers import render_context
+from memtune.policies.types import MemoryRecord, Scope
 
 # ------------------------------------------------------------------------------------------ tokens for F1
 
@@ -154,33 +155,96 @@ def _words(text: str) -> int:
     return len(text.split())
 
 
-RETRIEVED = [
-    ("a b c", ["D1:1"]),  # 3 tokens, cumulative 3
-    ("d e", ["D1:2"]),  # 2 tokens, cumulative 5
-    ("f g h i", ["D1:3"]),  # 4 tokens, cumulative 9
-    ("j", ["D1:4"]),  # 1 token,  cumulative 10
-]
-EVIDENCE = ["D1:1", "D1:2", "D1:4"]
+ITEMS = ["a b c", "d e", "f g h i", "j"]  # 3, 2, 4, 1 words
 
 
-def test_recall_at_budget():
-    # budget 5: 3 <= 5, 5 <= 5, 9 > 5 stop -> items 1-2 cover {D1:1, D1:2} of 3 gold ids = 2/3
-    assert budget_prefix(RETRIEVED, 5, _words) == (2, 5)
-    assert recall_at_budget(EVIDENCE, RETRIEVED, 5, _words) == pytest.approx(2 / 3)
-    # budget 6: the walk stops at item 3 (9 > 6); item 4 is not used to fill the gap -> still 2/3
-    assert recall_at_budget(EVIDENCE, RETRIEVED, 6, _words) == pytest.approx(2 / 3)
-    # budget 10: all four items (10 <= 10) -> 3/3
-    assert budget_prefix(RETRIEVED, 10, _words) == (4, 10)
-    assert recall_at_budget(EVIDENCE, RETRIEVED, 10, _words) == 1.0
-    # budget 2: the first item alone (3) is over -> nothing retrieved -> 0
-    assert recall_at_budget(EVIDENCE, RETRIEVED, 2, _words) == 0.0
-    assert recall_at_budget([], RETRIEVED, 10, _words) is None
+def _joined(items) -> str:
+    return " ".join(items)  # a render whose prefix counts add up: 3, 5, 9, 10 words
 
 
-def test_recall_at_budget_default_counter():
-    # cl100k_base: "hello world" = [15339 "hello", 1917 " world"] = 2 tokens
-    assert recall_at_budget(["D1:1"], [("hello world", ["D1:1"])], 2) == 1.0
-    assert recall_at_budget(["D1:1"], [("hello world", ["D1:1"])], 1) == 0.0
+def test_budget_walk_stops_at_the_first_prefix_over_budget():
+    # prefixes: 3, 5, 9, 10 words; the whole context is 10
+    assert context_budget_walk(ITEMS, _joined, [5], _words) == (10, {5: 2})
+    # budget 6: the walk stops at item 3 (9 > 6); item 4 (1 word) is not used to fill the gap
+    assert context_budget_walk(ITEMS, _joined, [6], _words) == (10, {6: 2})
+    # budget 10 = the whole context: every item; budget 2: the first item alone (3) is over -> none
+    assert context_budget_walk(ITEMS, _joined, [10, 2, 100], _words) == (10, {10: 4, 2: 0, 100: 4})
+    assert context_budget_walk([], _joined, [0, 5], _words) == (0, {0: 0, 5: 0})
+    with pytest.raises(ValueError, match="budgets must be >= 0"):
+        context_budget_walk(ITEMS, _joined, [-1], _words)
+
+
+def _record(text: str, turn: str) -> MemoryRecord:
+    return MemoryRecord(id=turn, text=text, scope=Scope(user_id="u"), provenance=(turn,), timestamp="t")
+
+
+def test_budget_counts_the_rendered_context_not_the_memory_text():
+    """Short facts: each memory text is 2 words, but the answerer reads each as {"said_at": "t", "memory": "a b"}:
+    render_context of n of them split on whitespace is `[{"said_at":` `"t",` `"memory":` `"a` `b"},` ... = 5 words
+    per item. A 12-word budget holds 6 memory texts (12 words) but only 2 rendered items (10; 3 items = 15 > 12)."""
+    memories = [_record("a b", f"D1:{i}") for i in range(1, 9)]
+    assert [_words(render_context(memories[:n])) for n in (1, 2, 3)] == [5, 10, 15]
+    total, kept = context_budget_walk(memories, render_context, [12, 40, 39], _words)
+    assert total == 40 and kept == {12: 2, 40: 8, 39: 7}
+    provenance = [m.provenance for m in memories]
+    evidence = ["D1:1", "D1:5"]  # the 5th memory is past the 12-word rendered prefix
+    assert evidence_recall(evidence, provenance[: kept[12]]) == 0.5
+    assert evidence_recall(evidence, provenance[:6]) == 1.0  # what a text-only count (6 x 2 words) would claim
+
+
+def test_budget_walk_total_is_the_rendered_context_tokens():
+    """With the real counter (cl100k_base): the first number is count_tokens(render_context(all)), the eval's
+    context_tokens; the whole list is kept exactly when it fits, and no kept prefix is over its budget."""
+    memories = [_record(f"Priya: I adopted a cat named Pixel number {i}", f"D1:{i}") for i in range(30)]
+    rendered = count_tokens(render_context(memories))
+    total, kept = context_budget_walk(memories, render_context, [250, 500, rendered, rendered - 1])
+    assert total == rendered
+    assert kept[rendered] == 30 and kept[rendered - 1] < 30
+    for budget, n in kept.items():
+        assert count_tokens(render_context(memories[:n])) <= budget
+        if n < 30:  # the next prefix is over: that is where the walk stopped
+            assert count_tokens(render_context(memories[: n + 1])) > budget
+    # the memory text alone would fit all 30 in 500 tokens; the rendered context does not
+    assert sum(count_tokens(m.text) for m in memories) <= 500 and kept[500] < 30
+
+
+def _one_by_one(items, render, budget, counter) -> int:
+    """The walk's definition, literally: render items[:1], items[:2], ... and stop at the first over budget."""
+    n = 0
+    while n < len(items) and counter(render(items[: n + 1])) <= budget:
+        n += 1
+    return n
+
+
+def test_budget_walk_equals_the_one_by_one_walk_on_varied_memories():
+    import random
+
+    rng = random.Random(0)
+    words = 'cat Pixel Berlin moved nursing 10k race knee é 🙂 "quoted" 2023 teaching kids'.split()
+    for trial in range(40):
+        memories = [
+            _record(" ".join(rng.choice(words) for _ in range(rng.randint(1, 40))), f"D1:{i}")
+            for i in range(rng.randint(0, 40))
+        ]
+        budgets = [0, 1, 2, 250, 500, 1000, 2000, rng.randint(0, 1500)]
+        total, kept = context_budget_walk(memories, render_context, budgets)
+        assert total == count_tokens(render_context(memories))
+        for b in budgets:
+            assert kept[b] == _one_by_one(memories, render_context, b, count_tokens), (trial, b)
+
+
+def test_budget_walk_renders_few_prefixes_of_a_long_list():
+    """The `all` retriever returns every memory: the walk must not render each of 2,000 prefixes."""
+    calls = []
+
+    def counter(text: str) -> int:
+        calls.append(len(text))
+        return _words(text)
+
+    memories = [_record("a b", f"D1:{i}") for i in range(2000)]  # 5 words per rendered item (see above)
+    total, kept = context_budget_walk(memories, render_context, [250, 500, 1000, 2000], counter)
+    assert total == 10000 and kept == {250: 50, 500: 100, 1000: 200, 2000: 400}
+    assert len(calls) <= 4 * 4 + 1
 
 
 # ------------------------------------------------------------------------------------------ count_tokens

@@ -85,17 +85,29 @@ def test_bad_inputs_fail_loudly():
 
 
 def make_run(
-    root: Path, name: str, policy: str, f1: list[float], judge: bool = False, qids=None, drop: str | None = None
+    root: Path,
+    name: str,
+    policy: str,
+    f1: list[float],
+    judge: bool = False,
+    qids=None,
+    drop: str | None = None,
+    conversations=None,
+    failed_answers=(),
+    failed_judge=(),
+    summary_extra: dict | None = None,
 ) -> Path:
-    """A tiny memtune-eval run dir: 10 questions, two per category 1-5."""
+    """A tiny memtune-eval run dir: 10 questions, two per category 1-5 (one conversation unless `conversations`).
+    `failed_answers` / `failed_judge`: question indexes whose answer / judgement failed (scored as the eval does)."""
     run = root / name
     run.mkdir(parents=True)
     n = len(f1)
     categories = [1 + i % 5 for i in range(n)]
+    judged = [judge and c != 5 for c in categories]
     frame = pl.DataFrame(
         {
             "qid": qids or [f"conv-1:q{i}" for i in range(n)],
-            "conversation_id": ["conv-1"] * n,
+            "conversation_id": conversations or ["conv-1"] * n,
             "category": categories,
             "category_name": [
                 ["multi-hop", "temporal", "open-domain", "single-hop", "adversarial"][c - 1] for c in categories
@@ -105,8 +117,13 @@ def make_run(
             "bleu1": [x / 2 for x in f1],
             # question 2 (category 3) has no evidence
             "evidence_recall": [None if i == 2 else (i % 3) / 2 for i in range(n)],
-            "judge": [(1.0 if x > 0.4 else 0.0) if judge and c != 5 else None for x, c in zip(f1, categories)],
-            "abstained": [c == 5 and i % 2 == 0 for i, c in enumerate(categories)],
+            "judge": [
+                (0.0 if i in failed_answers or i in failed_judge else float(x > 0.4)) if j else None
+                for i, (x, j) in enumerate(zip(f1, judged))
+            ],
+            "judge_failed": [i in failed_judge for i in range(n)],
+            "answer_failed": [i in failed_answers for i in range(n)],
+            "abstained": [c == 5 and i % 2 == 0 and i not in failed_answers for i, c in enumerate(categories)],
             "context_tokens": [100 + 10 * i for i in range(n)],
             "n_retrieved": [5] * n,
             "seconds": [0.001 * (i + 1) for i in range(n)],
@@ -143,6 +160,7 @@ def make_run(
         },
         "lm_requests": {},
         "ingest": {"turns": 20, "message_pairs": 10, "seconds": 2.0, "turns_per_s": 10.0, "cache_hit": False},
+        **(summary_extra or {}),
     }
     (run / "summary.json").write_text(json.dumps(summary))
     return run
