@@ -12,6 +12,7 @@ from memtune.optimize.metrics import bleu1, context_budget_walk, count_tokens, e
 from memtune.policies.answerers import render_context
 from memtune.policies.graph_retrieve import is_graph_record
 from memtune.policies.policy import MemoryPolicy
+from memtune.policies.provenance import provenance_facts
 from memtune.policies.types import Scope
 from tqdm.auto import tqdm
 
@@ -168,6 +169,8 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
             p: round(phases[p].calls / pairs, 3) if pairs else None for p in ("extract", "summarize", "decide")
         },
         "cost": policy.meter.as_dict(),
+        # turns cited per stored memory, and LLM facts / decisions that fell back to citing the whole pair
+        **provenance_facts(policy),
         **graph,
     }
 

@@ -25,6 +25,7 @@ from memtune.optimize.data import load_locomo, resolve_path
 from memtune.optimize.evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from memtune.optimize.ingest_cache import prepare_policy
 from memtune.optimize.oracle import oracle_stages
+from memtune.policies.provenance import PROVENANCE_KEYS
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -91,7 +92,7 @@ def build_summary(
         },
         "ingest": {
             k: ingested.get(k)
-            for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit", "key", "store")
+            for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit", "key", "store", *PROVENANCE_KEYS)
         },
         "embedder": embedder_id,
         # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per

@@ -20,6 +20,7 @@ from memtune.optimize.evaluate_app import build_summary
 from memtune.optimize.ingest_cache import prepare_policy
 from memtune.optimize.tracking import COST_FIELDS
 from memtune.policies.lm import CostMeter
+from memtune.policies.provenance import PROVENANCE_KEYS
 from omegaconf import DictConfig, OmegaConf
 
 
@@ -128,6 +129,7 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
         "key": [f.get("key") for f in facts],
         "store": [f.get("store") for f in facts],
+        **_merge_provenance(facts),
         **_merge_graph(facts),
         "per_conversation": [
             {
@@ -139,6 +141,21 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
             }
             for cid, f in zip(ids, facts)
         ],
+    }
+
+
+def _merge_provenance(facts: Sequence[dict]) -> dict:
+    """Provenance facts of several conversations as one: the mean weighted by memories stored, the max, summed
+    counts; None when a conversation's facts predate them (an old cached ingest.json)."""
+    if not facts or any(k not in f for f in facts for k in PROVENANCE_KEYS):
+        return {k: None for k in PROVENANCE_KEYS}
+    stored = sum(f["memories_stored"] for f in facts)
+    turns = sum((f["provenance_turns_mean"] or 0) * f["memories_stored"] for f in facts)
+    maxes = [f["provenance_turns_max"] for f in facts if f["provenance_turns_max"] is not None]
+    return {
+        "provenance_turns_mean": round(turns / stored, 4) if stored else None,
+        "provenance_turns_max": max(maxes, default=None),
+        **{k: sum(f[k] for f in facts) for k in PROVENANCE_KEYS[2:]},
     }
 
 

@@ -3,6 +3,11 @@ ADD / UPDATE / DELETE / NOOP.
 
 Variants: `llm` (Mem0's decision call; real ids are mapped to small integers in the prompt and back, so an id
 the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs) and `add_only`.
+
+Provenance (policies/provenance.py): an UPDATE replaces the memory's provenance with its new text's, unless the
+decision says it merges. The threshold decider never merges (its new text replaces the old). The LLM decider merges
+when the new text keeps every content word of the old one (provenance.keeps_content), and cites for each operation
+the facts it restates (`_attribute`), not every fact of the call.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from dataclasses import dataclass
 
 import dspy
 from memtune.policies.lm import CostMeter, call_predictor
+from memtune.policies.provenance import SourceStats, content_words, keeps_content, union
 from memtune.policies.signatures import DecideMemoryOperations
 from memtune.policies.types import Decision, Fact, MemoryRecord
 
@@ -69,6 +75,7 @@ class LLMDecider(dspy.Module):
         self.knobs = DecisionKnobs(**knobs)
         self.predict = dspy.Predict(DecideMemoryOperations)
         self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
+        self.sources = SourceStats()  # operations cited, and those matching no fact (they cite every fact's turns)
 
     def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
         groups = (
@@ -85,7 +92,7 @@ class LLMDecider(dspy.Module):
             for memory in neighbours:
                 if memory.id not in {m.id for m in shown.values()}:
                     shown[len(shown)] = memory
-        provenance = tuple(dict.fromkeys(p for f in facts for p in f.provenance))
+        provenance = union(*(f.provenance for f in facts))
         timestamp = facts[-1].timestamp if facts else ""
         result = call_predictor(
             self.predict,
@@ -102,7 +109,8 @@ class LLMDecider(dspy.Module):
         for op in result.operations or []:
             if op.event == "ADD":
                 if op.text.strip():
-                    decisions.append(Decision("ADD", op.text.strip(), None, provenance, timestamp))
+                    cited = self._attribute(op.text, facts)
+                    decisions.append(Decision("ADD", op.text.strip(), None, cited, timestamp))
                 continue
             if op.event == "NOOP" and op.id is None:
                 decisions.append(Decision("NOOP", op.text.strip(), None, provenance, timestamp))
@@ -117,5 +125,26 @@ class LLMDecider(dspy.Module):
             event = op.event
             if event == "UPDATE" and op.text.strip() == target.text.strip():
                 event = "NOOP"  # an "update" to the same text changes nothing (small models often answer this way)
-            decisions.append(Decision(event, op.text.strip() or target.text, target.id, provenance, timestamp))
+            if event == "UPDATE":
+                cited, merge = self._attribute(op.text, facts), keeps_content(target.text, op.text)
+            else:
+                cited, merge = provenance, False
+            decisions.append(Decision(event, op.text.strip() or target.text, target.id, cited, timestamp, merge))
         return decisions
+
+    def _attribute(self, text: str, facts: list[Fact]) -> tuple[str, ...]:
+        """The turns an ADD/UPDATE text comes from: the facts it restates (the same text, else every fact whose
+        content words it all keeps, else the fact sharing the most content words with it). A text sharing no
+        content word with any fact cites every fact of the call and is counted (sources.fallbacks)."""
+        self.sources.items += 1
+        same = [f for f in facts if f.text.strip() == text.strip()]
+        kept = same or [f for f in facts if keeps_content(f.text, text)]
+        if not kept:
+            words = content_words(text)
+            overlap = [len(content_words(f.text) & words) for f in facts]
+            best = max(overlap, default=0)
+            kept = [f for f, n in zip(facts, overlap) if n == best] if best else []
+        if not kept:
+            self.sources.fallbacks += 1
+            kept = facts
+        return union(*(f.provenance for f in kept))

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import dspy
 from memtune.policies.lm import CostMeter, call_predictor
+from memtune.policies.provenance import SourceStats, cite
 from memtune.policies.signatures import ExtractFacts
 from memtune.policies.types import Fact, Message
 
@@ -29,6 +30,12 @@ def render(message: Message) -> str:
     """A message as the LLM stages see it: '[timestamp] speaker: text'."""
     stamp = f"[{message.timestamp}] " if message.timestamp else ""
     return f"{stamp}{message.speaker}: {message.text}"
+
+
+def numbered(messages: list[Message]) -> list[str]:
+    """The new messages as an LLM stage that cites its sources sees them: 'n. [timestamp] speaker: text', n from 1
+    (small models copy a short number more reliably than a dia_id)."""
+    return [f"{n}. {render(m)}" for n, m in enumerate(messages, 1)]
 
 
 class ChunkExtractor:
@@ -91,12 +98,15 @@ class HeuristicExtractor:
 
 
 class LLMExtractor(dspy.Module):
-    """Mem0's extraction call: the new pair, the rolling summary and the last m messages -> facts."""
+    """Mem0's extraction call: the new pair, the rolling summary and the last m messages -> facts. Each fact cites
+    the new message(s) it came from (provenance.cite: invalid sources dropped, none valid -> the whole pair,
+    counted in `sources`)."""
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = ExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractFacts)
+        self.sources = SourceStats()  # facts extracted, pair fallbacks, dropped sources (reported by the evaluation)
 
     def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
         m = self.knobs.recent_messages
@@ -108,13 +118,16 @@ class LLMExtractor(dspy.Module):
             retries=self.knobs.retries,
             summary=summary,
             recent_messages=[render(x) for x in (recent[-m:] if m else [])],
-            new_messages=[render(x) for x in new],
+            new_messages=numbered(new),
         )
         if result is None:
             return []
-        provenance = tuple(x.dia_id for x in new if x.dia_id)
         stamp = new[-1].timestamp if new else ""
-        return [Fact(str(f).strip(), provenance, stamp) for f in (result.facts or []) if str(f).strip()]
+        facts = []
+        for item in result.facts or []:
+            if item.fact.strip():  # no valid source: the whole pair, counted in self.sources
+                facts.append(Fact(item.fact.strip(), cite(item.sources, new, self.sources), stamp))
+        return facts
 
 
 class ObservationExtractor:

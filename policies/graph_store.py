@@ -15,6 +15,12 @@ Tables (one row per node / edge; scope columns as in the memories table):
   vector, valid_from (time said), invalidated_at (time said of the contradicting triplet; "" while valid),
   invalidated_by (edge id), provenance, user_id, agent_id, run_id, seq (insertion order), mentions, embedder_id.
 
+Edge provenance is per assertion: the turns that state the triplet (each assertion cites its own turn(s), see
+graph_extract), de-duplicated, and bounded by `max_edge_provenance`: past the bound an edge keeps the first turn
+(the one `valid_from` dates) and the newest ones. A generic triplet re-stated in many turns ("John has team") would
+otherwise cite every one of them and be credited by evidence recall with turns whose content it does not hold.
+`mentions` still counts every assertion.
+
 Writes go to the mirror at once and to LanceDB on flush(): one merge_insert (or add / delete) commit per table,
 so a crash loses at most the changes since the last flush and never rows already flushed. Scope filters are
 applied in Python on the mirror; LanceDB only ever sees id filters built by store_sql.sql_where().
@@ -142,6 +148,7 @@ class GraphStore:
 
     compact_every    LanceDB compaction (merge fragments, drop old versions) every N flushes; 0 = never.
     max_provenance   dia_ids kept per node (the newest): the speaker node is named in every turn.
+    max_edge_provenance  dia_ids kept per edge: the first and the newest (see the module docstring).
     """
 
     def __init__(
@@ -152,11 +159,18 @@ class GraphStore:
         prefix: str = "graph",
         compact_every: int = 20,
         max_provenance: int = 100,
+        max_edge_provenance: int = 5,
     ):
         if not prefix.replace("_", "").isalnum():
             raise ValueError(f"graph table prefix must be letters, digits and '_', got {prefix!r}")
         self.uri, self.dim, self.embedder_id, self.prefix = str(uri), int(dim), embedder_id, prefix
         self.compact_every, self.max_provenance = int(compact_every or 0), int(max_provenance)
+        self.max_edge_provenance = int(max_edge_provenance)
+        if self.max_edge_provenance < 1:
+            raise ValueError(
+                f"policy.graph.store.max_edge_provenance must be >= 1 (an edge cites at least the turn that first "
+                f"stated it), got {max_edge_provenance!r}"
+            )
         self._lock = threading.RLock()
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(embedder_id, self.dim)
@@ -277,7 +291,7 @@ class GraphStore:
                 "valid_from": said_at,
                 "invalidated_at": "",
                 "invalidated_by": "",
-                "provenance": list(provenance),
+                "provenance": self._edge_provenance([], provenance),
                 "user_id": scope.user_id,
                 "agent_id": scope.agent_id,
                 "run_id": scope.run_id,
@@ -291,13 +305,17 @@ class GraphStore:
         return edge
 
     def touch_edge(self, edge: dict, provenance) -> None:
-        """The same triplet stated again: one edge, more provenance."""
+        """The same triplet stated again: one edge, one more mention, the new assertion's turns (bounded)."""
         with self._lock:
-            edge.update(
-                provenance=edge["provenance"] + [p for p in provenance if p not in edge["provenance"]],
-                mentions=edge["mentions"] + 1,
-            )
+            edge.update(provenance=self._edge_provenance(edge["provenance"], provenance), mentions=edge["mentions"] + 1)
             self.edges.put(edge)
+
+    def _edge_provenance(self, held: list[str], stated) -> list[str]:
+        """`held` + the turns of a new assertion, de-duplicated; past max_edge_provenance the first turn and the
+        newest ones."""
+        prov = list(dict.fromkeys([*held, *stated]))
+        limit = self.max_edge_provenance
+        return prov if len(prov) <= limit else prov[:1] + prov[len(prov) - limit + 1 :]
 
     def edges_of(self, node_id: str, include_invalid: bool = False) -> list[dict]:
         """Edges touching the node (either direction)."""

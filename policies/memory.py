@@ -34,6 +34,7 @@ from memtune.policies.memory_input import (
     to_records,
 )
 from memtune.policies.policy import MemoryPolicy
+from memtune.policies.provenance import keeps_content
 from memtune.policies.store import Change
 from memtune.policies.types import MemoryRecord, Message, Scope
 
@@ -166,14 +167,18 @@ class Memory:
         return events
 
     def update(self, memory_id: str, text: str, metadata: dict | None = None) -> dict:
-        """Replace a memory's text (re-embedded; metadata merged over the old). Recorded in its history."""
+        """Replace a memory's text (re-embedded; metadata merged over the old). Recorded in its history.
+
+        Provenance (the turns whose content the memory holds): an edit that keeps every content word of the old
+        text (a correction, an addition) keeps it; one that rewrites the content drops it, as the new text comes
+        from the caller and no turn (policies/provenance.py). The history row keeps the old provenance either way."""
         memory_id = check_id(memory_id)
         text = check_text(text, "text", self.max_text_chars)
         metadata = check_metadata(metadata)
         with self._write_lock:
-            self._record(memory_id)
+            merge = keeps_content(self._record(memory_id).text, text)
             vector = self.policy.embedder.embed([text])[0]
-            ((op, mid, old),) = self._apply(Change("UPDATE", text, vector, memory_id, metadata=metadata))
+            ((op, mid, old),) = self._apply(Change("UPDATE", text, vector, memory_id, metadata=metadata, merge=merge))
         return _event(op, mid, text, old)
 
     def delete(self, memory_id: str) -> dict:

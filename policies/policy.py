@@ -104,7 +104,7 @@ class MemoryPolicy:
                 events.append(Event("NOOP", None, d.text))
                 continue
             changes.append(
-                Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp, metadata)
+                Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp, metadata, d.merge)
             )
         with self.meter.timed("store_write"):
             results = self.store.apply(changes) if changes else []

@@ -9,7 +9,18 @@ from __future__ import annotations
 from typing import Literal
 
 import dspy
-from pydantic import BaseModel
+from pydantic import BaseModel, model_validator
+
+
+class ExtractedFact(BaseModel):
+    fact: str
+    sources: list[int | str] | None = None  # numbers of the new messages it comes from (checked by provenance.cite)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _bare_string(cls, value):
+        """A bare string (a small model forgetting the object) is a fact without sources, not a parse failure."""
+        return {"fact": value} if isinstance(value, str) else value
 
 
 class ExtractFacts(dspy.Signature):
@@ -17,13 +28,16 @@ class ExtractFacts(dspy.Signature):
     remembering about the speakers: personal details, preferences, plans, events, relationships, opinions,
     activities. Use the summary and the recent messages only as context to resolve who and what is meant.
     Write each fact as one short self-contained sentence that names the person. Turn relative dates
-    ("yesterday", "last week") into absolute dates using the message timestamp. Return an empty list when the
-    new messages hold nothing worth remembering (greetings, small talk)."""
+    ("yesterday", "last week") into absolute dates using the message timestamp. For each fact give in `sources`
+    the number(s) of the new message(s) that state it. Return an empty list when the new messages hold nothing
+    worth remembering (greetings, small talk)."""
 
     summary: str = dspy.InputField(desc="rolling summary of the conversation so far (may be empty)")
     recent_messages: list[str] = dspy.InputField(desc="the messages just before the new ones, oldest first")
-    new_messages: list[str] = dspy.InputField(desc="the new messages, as '[timestamp] speaker: text'")
-    facts: list[str] = dspy.OutputField(desc="extracted facts; [] if none")
+    new_messages: list[str] = dspy.InputField(desc="the new messages, numbered: 'n. [timestamp] speaker: text'")
+    facts: list[ExtractedFact] = dspy.OutputField(
+        desc="extracted facts, each {fact, sources: [numbers of the new messages it comes from]}; [] if none"
+    )
 
 
 class SummarizeConversation(dspy.Signature):

@@ -6,11 +6,12 @@ Two LanceDB tables live under `uri`:
   agent_id, run_id, provenance (list<string>: the dia_ids the fact came from), timestamp (when the fact was said),
   created_at / updated_at (ISO UTC wall clock), metadata (JSON string), embedder_id, policy_version (the bundle
   version of the policy that last wrote the row, the `policy_version` knob; "" for eval runs).
-* `<table>_history`: one row per applied change (ADD / UPDATE / DELETE / NOOP) with old and new text, the change's
-  provenance, the memory's scope, the writing policy_version and a monotonic `seq`.
+* `<table>_history`: one row per applied change (ADD / UPDATE / DELETE / NOOP) with old and new text, old and new
+  provenance (ADD / UPDATE: the memory's before and after, so a replacing UPDATE loses nothing; NOOP / DELETE: the
+  change's, and the memory's before), the memory's scope, the writing policy_version and a monotonic `seq`.
 
-A store written before `policy_version` existed is upgraded when opened (one metadata-only commit adds the
-column; its old rows read as ""). Versions: every commit makes a LanceDB version; `versions_list()`,
+A store written before `policy_version` or `old_provenance` existed is upgraded when opened (one metadata-only
+commit adds the column; its old rows read as "" / []). Versions: every commit makes a LanceDB version; `versions_list()`,
 `as_of(version)` (a read-only store at that version) and `restore(version)` (roll back; the history records it)
 work on the versions compaction kept (`keep_versions_seconds`, `keep_last_versions`; see store_versions.py).
 
@@ -388,7 +389,7 @@ class MemoryStore(VersionsMixin):
 
     def history(self, memory_id: str) -> list[dict]:
         """Every change to `memory_id`, oldest first: {memory_id, op, old_text, new_text, time, seq, provenance,
-        user_id, agent_id, run_id, metadata}. NOOP rows carry the redundant candidate fact in new_text."""
+        old_provenance, user_id, agent_id, run_id, metadata, policy_version}. NOOP rows carry the redundant candidate fact in new_text."""
         where = sql_where(ids=[memory_id], id_column="memory_id")
         if self._history_until is not None:
             where += f" AND seq <= {int(self._history_until)}"
@@ -399,6 +400,7 @@ class MemoryStore(VersionsMixin):
         for r in rows:
             r["metadata"] = json.loads(r["metadata"]) if r["metadata"] else {}
             r["policy_version"] = r.get("policy_version") or ""
+            r["old_provenance"] = r.get("old_provenance") or []
         return rows
 
     def count(self, scope: Scope = Scope()) -> int:

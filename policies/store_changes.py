@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
+from memtune.policies.provenance import union
 from memtune.policies.store_cache import _normalise
 from memtune.policies.store_sql import _check_scope, _check_text, in_scope
 from memtune.policies.types import OPS, Op, Scope
@@ -30,9 +31,13 @@ class Change:
     vector: np.ndarray | None = None  # required for ADD/UPDATE (normalised by the store)
     memory_id: str | None = None  # required for UPDATE/DELETE/NOOP; ADD gets a new uuid4
     scope: Scope = Scope()  # ADD: the owner; UPDATE/DELETE/NOOP: the target must lie inside it (wildcards)
-    provenance: tuple[str, ...] = ()  # dia_ids the fact came from; on UPDATE unioned with the old ones
+    provenance: tuple[str, ...] = ()  # dia_ids the text comes from; UPDATE: the memory's new provenance (see merge)
     timestamp: str = ""  # when the fact was said (UPDATE keeps the old one when empty)
     metadata: dict | None = None  # ADD: stored; UPDATE: merged over the old (None keeps it)
+    # UPDATE only. False (replace): the new text replaces the old content, so the memory cites `provenance` alone.
+    # True (merge): the new text keeps the old content too, so it cites the old provenance + `provenance`.
+    # Either way the history row keeps the old provenance (old_provenance). See policies/provenance.py.
+    merge: bool = False
 
     def __post_init__(self):
         if not isinstance(self.provenance, tuple):
@@ -77,6 +82,10 @@ def validate_change(c: Change, i: int, dim: int, embedder_id: str) -> np.ndarray
         raise TypeError(f"{where}: provenance must be strings, got {c.provenance!r}")
     if c.metadata is not None and not isinstance(c.metadata, dict):
         raise TypeError(f"{where}: metadata must be a dict or None")
+    if not isinstance(c.merge, bool):
+        raise TypeError(f"{where}: merge must be a bool, got {c.merge!r}")
+    if c.merge and c.op != "UPDATE":
+        raise ValueError(f"{where}: merge applies to UPDATE only (it says the new text keeps the old content)")
     if c.op == "ADD" and c.memory_id is not None:
         raise ValueError(f"{where}: ADD takes no memory_id (the store assigns one), got {c.memory_id!r}")
     if c.op != "ADD":
@@ -144,8 +153,8 @@ def plan_changes(
                 )
             old_text = row["text"]
             new_text = c.text
+            old_prov = list(row["provenance"] or [])
             if c.op == "UPDATE":
-                old_prov = list(row["provenance"] or [])
                 meta = json.loads(row["metadata"]) if row["metadata"] else {}
                 if c.metadata:
                     meta.update(c.metadata)
@@ -153,7 +162,7 @@ def plan_changes(
                     **row,
                     "text": c.text,
                     "vector": vec,
-                    "provenance": old_prov + [p for p in dict.fromkeys(c.provenance) if p not in old_prov],
+                    "provenance": list(union(old_prov, c.provenance) if c.merge else union(c.provenance)),
                     "timestamp": c.timestamp or row["timestamp"],
                     "updated_at": now,
                     "metadata": json.dumps(meta, sort_keys=True, ensure_ascii=False),
@@ -167,6 +176,9 @@ def plan_changes(
                 dirty.pop(mid, None)
                 new_text = ""
         results.append((c.op, mid, old_text))
+        # provenance: ADD / UPDATE the memory's provenance after the change (UPDATE: merged or replaced), NOOP /
+        # DELETE the change's; old_provenance: the memory's provenance before it ([] for ADD)
+        new_prov = state[mid]["provenance"] if c.op in ("ADD", "UPDATE") else list(c.provenance)
         history.append(
             {
                 "memory_id": mid,
@@ -175,7 +187,8 @@ def plan_changes(
                 "new_text": new_text,
                 "time": now,
                 "seq": next_seq(),
-                "provenance": list(c.provenance),
+                "provenance": list(new_prov),
+                "old_provenance": [] if c.op == "ADD" else old_prov,
                 "user_id": row["user_id"],
                 "agent_id": row["agent_id"],
                 "run_id": row["run_id"],

@@ -31,9 +31,10 @@ _ROW_COLUMNS = (
     "embedder_id",
     "policy_version",
 )
-# Columns added after the first release, appended at the end of both tables (nullable: an upgraded table holds
-# nulls in old rows, read as ""). Stores written before them are upgraded on open by add_missing_columns().
-_ADDED_COLUMNS = ("policy_version",)
+# Columns added after the first release, appended at the end of the tables that have them (nullable: an upgraded
+# table holds nulls in old rows, read as "" / []). Stores written before them are upgraded on open by
+# add_missing_columns(). old_provenance is in the history table only.
+_ADDED_COLUMNS = ("policy_version", "old_provenance")
 
 
 def schema_meta(embedder_id: str, dim: int) -> dict[bytes, bytes]:
@@ -78,6 +79,7 @@ def history_schema(meta: dict[bytes, bytes]) -> pa.Schema:
             pa.field("run_id", s),
             pa.field("metadata", s),
             pa.field("policy_version", s),
+            pa.field("old_provenance", pa.list_(s)),  # the memory's provenance before the change
         ],
         metadata=meta,
     )

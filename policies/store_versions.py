@@ -105,7 +105,7 @@ def restore_history(
     meta = json.dumps({"reason": "restore", "restored_version": version}, sort_keys=True)
     rows = []
 
-    def record(op: str, row: dict, old_text: str, new_text: str) -> None:
+    def record(op: str, row: dict, old_text: str, new_text: str, old: dict | None = None) -> None:
         rows.append(
             {
                 "memory_id": row["id"],
@@ -115,6 +115,7 @@ def restore_history(
                 "time": now,
                 "seq": next_seq(),
                 "provenance": list(row.get("provenance") or []),
+                "old_provenance": list((old or {}).get("provenance") or []),
                 "user_id": row["user_id"] or "",
                 "agent_id": row["agent_id"] or "",
                 "run_id": row["run_id"] or "",
@@ -125,13 +126,13 @@ def restore_history(
 
     for mid, row in current.items():
         if mid not in target:
-            record("DELETE", row, row["text"], "")
+            record("DELETE", row, row["text"], "", row)
     for mid, row in target.items():
         old = current.get(mid)
         if old is None:
             record("ADD", row, "", row["text"])
         elif _content(old) != _content(row):
-            record("UPDATE", row, old["text"], row["text"])
+            record("UPDATE", row, old["text"], row["text"], old)
     return rows
 
 

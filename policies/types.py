@@ -61,8 +61,9 @@ class Decision:
     op: Op
     text: str = ""
     target: str | None = None
-    provenance: tuple[str, ...] = ()
+    provenance: tuple[str, ...] = ()  # the turns the decided text comes from
     timestamp: str = ""
+    merge: bool = False  # UPDATE: the new text keeps the old memory's content (provenance unions); False replaces
 
 
 @dataclass(frozen=True)

@@ -197,7 +197,8 @@ def test_llm_policy_with_tuned_prompts_round_trips(tmp_path, embedder):
     assert actual == expected  # same events, memories, answer, retrieved memories and the very same prompts
     events, stored, answer, _, prompts = actual
     assert [op for op, *_ in events] == ["ADD", "ADD", "UPDATE"] and answer == "Denver"
-    assert ("Caroline lives in Denver", ("D1:1", "D1:2", "D2:1")) in stored
+    # "lives in Denver" replaces "lives in Boston": it cites the Denver turn only (policies/provenance.py)
+    assert ("Caroline lives in Denver", ("D2:1",)) in stored
     first = json.dumps(prompts[0])
     assert "TUNED: extract durable personal facts only." in first and "I moved to Oslo." in first
     assert "TUNED: prefer UPDATE" in json.dumps(prompts[1]) and "Oslo (demo)" in json.dumps(prompts[-1])

@@ -42,12 +42,17 @@ PAIR = [
 ]
 
 
-def test_llm_extractor_parses_facts_with_pair_provenance(store, embedder):
+def facts(*items):
+    """The extractor's answer: (fact, sources) pairs, sources the numbers of the new messages as shown."""
+    return {"facts": json.dumps([{"fact": f, "sources": src} for f, src in items])}
+
+
+def test_llm_extractor_cites_the_message_each_fact_came_from(store, embedder):
     policy, lm = make_policy(
         store,
         embedder,
         [
-            {"facts": json.dumps(["Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"])},
+            facts(("Melanie ran a charity race on 13 May 2023", [1]), ("Caroline lives in Boston", [2])),
             ops(
                 {"event": "ADD", "text": "Melanie ran a charity race on 13 May 2023"},
                 {"event": "ADD", "text": "Caroline lives in Boston"},
@@ -58,12 +63,109 @@ def test_llm_extractor_parses_facts_with_pair_provenance(store, embedder):
     assert [e.op for e in events] == ["ADD", "ADD"]
     stored = {m.text: m for m in store.get_all(ALICE)}
     assert set(stored) == {"Melanie ran a charity race on 13 May 2023", "Caroline lives in Boston"}
-    assert stored["Caroline lives in Boston"].provenance == ("D1:1", "D1:2")
+    # Caroline's fact cites Caroline's turn only (not Melanie's), and the decider kept each fact's own source
+    assert stored["Caroline lives in Boston"].provenance == ("D1:2",)
+    assert stored["Melanie ran a charity race on 13 May 2023"].provenance == ("D1:1",)
     assert stored["Caroline lives in Boston"].timestamp == "20 May 2023"
-    # the extraction prompt carried the new messages with their timestamps
+    assert policy.extractor.sources.as_dict() == {"items": 2, "fallbacks": 0, "dropped": 0}
+    # the extraction prompt carried the new messages, numbered, with their timestamps
     prompt = json.dumps(lm.history[0]["messages"])
-    assert "[20 May 2023] Melanie: I ran a charity race" in prompt
+    assert "1. [20 May 2023] Melanie: I ran a charity race" in prompt
+    assert "2. [20 May 2023] Caroline: That's great!" in prompt
     assert policy.meter.phases["extract"].calls == 1 and policy.meter.phases["decide"].calls == 1
+
+
+@pytest.mark.parametrize(
+    ("sources", "cited", "fallbacks", "dropped"),
+    [
+        ([2], ("D1:2",), 0, 0),
+        ([1, 2, 2], ("D1:1", "D1:2"), 0, 0),  # both turns, de-duplicated
+        (["2"], ("D1:2",), 0, 0),  # a digit string is a number
+        (["D1:2"], ("D1:2",), 0, 0),  # the dia_id of a shown message is accepted too
+        ([2, 3], ("D1:2",), 0, 1),  # 3: no such new message -> dropped, the valid one kept
+        ([0, -1, "D9:9", "x"], ("D1:1", "D1:2"), 1, 4),  # none valid -> the whole pair, counted
+        ([], ("D1:1", "D1:2"), 1, 0),  # none given -> the whole pair, counted
+        (None, ("D1:1", "D1:2"), 1, 0),
+    ],
+)
+def test_llm_extractor_validates_sources(store, embedder, sources, cited, fallbacks, dropped):
+    answer = {"facts": json.dumps([{"fact": "Caroline lives in Boston", "sources": sources}])}
+    policy, _ = make_policy(store, embedder, [answer, ops({"event": "ADD", "text": "Caroline lives in Boston"})])
+    policy.add(PAIR, ALICE)
+    (memory,) = store.get_all(ALICE)
+    assert memory.provenance == cited
+    assert policy.extractor.sources.as_dict() == {"items": 1, "fallbacks": fallbacks, "dropped": dropped}
+
+
+def test_llm_extractor_fact_without_sources_falls_back_to_the_pair_and_is_counted(store, embedder):
+    answer = {"facts": json.dumps([{"fact": "Melanie ran a race"}, "Caroline lives in Boston"])}  # no sources
+    policy, _ = make_policy(
+        store,
+        embedder,
+        [
+            answer,
+            ops({"event": "ADD", "text": "Melanie ran a race"}, {"event": "ADD", "text": "Caroline lives in Boston"}),
+        ],
+    )
+    policy.add(PAIR, ALICE)
+    assert {m.provenance for m in store.get_all(ALICE)} == {("D1:1", "D1:2")}
+    assert policy.extractor.sources.as_dict() == {"items": 2, "fallbacks": 2, "dropped": 0}
+
+
+def test_llm_decider_merge_unions_and_rewrite_replaces(store, embedder):
+    """UPDATE text keeping every content word of the old memory merges (provenance unions); otherwise it replaces
+    (the new fact's provenance only; the old one stays in the history row)."""
+    policy, _ = make_policy(
+        store,
+        embedder,
+        [
+            facts(("Melanie has a dog", [1])),
+            ops({"event": "ADD", "text": "Melanie has a dog"}),
+            facts(("Melanie also has a cat", [1])),
+            ops({"event": "UPDATE", "id": 0, "text": "Melanie has a dog and a cat"}),  # keeps dog: merge
+            facts(("Melanie gave her pets away and now has a bird", [1])),
+            ops({"event": "UPDATE", "id": 0, "text": "Melanie has a bird"}),  # drops dog and cat: replace
+        ],
+    )
+    policy.add([Message("Melanie", "I have a dog.", "D1:1")], ALICE)
+    policy.add([Message("Melanie", "We got a cat too!", "D2:5")], ALICE)
+    (merged,) = store.get_all(ALICE)
+    assert merged.text == "Melanie has a dog and a cat" and merged.provenance == ("D1:1", "D2:5")
+    policy.add([Message("Melanie", "The pets went to my sister; I have a bird now.", "D3:2")], ALICE)
+    (replaced,) = store.get_all(ALICE)
+    assert replaced.text == "Melanie has a bird" and replaced.provenance == ("D3:2",)
+    history = store.history(replaced.id)
+    assert [(h["op"], h["old_provenance"], h["provenance"]) for h in history] == [
+        ("ADD", [], ["D1:1"]),
+        ("UPDATE", ["D1:1"], ["D1:1", "D2:5"]),
+        ("UPDATE", ["D1:1", "D2:5"], ["D3:2"]),
+    ]
+
+
+def test_llm_decider_cites_the_facts_each_operation_restates(store, embedder):
+    """One decide call for a pair: each ADD cites the turn of the fact it restates, not both turns."""
+    policy, _ = make_policy(
+        store,
+        embedder,
+        [
+            facts(("Melanie ran a charity race", [1]), ("Caroline lives in Boston", [2])),
+            ops(
+                {"event": "ADD", "text": "Melanie ran a charity race"},  # the same text
+                {"event": "ADD", "text": "Caroline lives in Boston now"},  # keeps the fact's words
+                {"event": "ADD", "text": "Melanie likes races"},  # most shared words: the race fact
+                {"event": "ADD", "text": "Something else entirely"},  # no word shared: every fact, counted
+            ),
+        ],
+    )
+    policy.add(PAIR, ALICE)
+    cited = {m.text: m.provenance for m in store.get_all(ALICE)}
+    assert cited == {
+        "Melanie ran a charity race": ("D1:1",),
+        "Caroline lives in Boston now": ("D1:2",),
+        "Melanie likes races": ("D1:1",),
+        "Something else entirely": ("D1:1", "D1:2"),
+    }
+    assert policy.decider.sources.as_dict() == {"items": 4, "fallbacks": 1, "dropped": 0}
 
 
 def test_llm_decider_applies_every_op_and_ignores_hallucinated_ids(store, embedder):
@@ -124,7 +226,9 @@ def test_llm_decider_applies_every_op_and_ignores_hallucinated_ids(store, embedd
     assert store.get(ids["Caroline has a dog named Rex"]) is None
     updated = store.get(ids["Caroline lives in Boston"])
     assert updated.text == "Caroline lives in Denver"
-    assert set(updated.provenance) == {"D1:1", "D2:1"}  # provenance unioned on UPDATE
+    # "lives in Denver" drops "Boston": a replacing UPDATE cites the new turn only; the old one is in the history
+    assert updated.provenance == ("D2:1",)
+    assert store.history(updated.id)[-1]["old_provenance"] == ["D1:1"]
     assert [h["op"] for h in store.history(ids["Caroline lives in Boston"])] == ["ADD", "UPDATE"]
     assert [h["op"] for h in store.history(ids["Caroline likes tea"])] == ["ADD", "NOOP"]
     assert {r["id"] for r in policy.decider.rejected} == {99, 42}

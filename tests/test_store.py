@@ -78,14 +78,34 @@ def test_add_update_delete_noop_and_history(store):
     assert [h["seq"] for h in hist] == sorted(h["seq"] for h in hist)
 
 
-def test_update_unions_provenance_and_merges_metadata(store):
+@pytest.mark.parametrize(
+    ("merge", "provenance"),
+    [(False, ("D1:2", "D3:4")), (True, ("D1:1", "D1:2", "D3:4"))],  # replace: the new text's turns; merge: union
+)
+def test_update_replaces_or_merges_provenance_and_merges_metadata(store, merge, provenance):
     mid = store.apply([Change("ADD", "a", unit(1), scope=ALICE, provenance=("D1:1", "D1:2"), metadata={"session": 1})])[
         0
     ][1]
-    store.apply([Change("UPDATE", "b", unit(1, 1), mid, ALICE, ("D1:2", "D3:4", "D3:4"), metadata={"k": "v"})])
+    store.apply(
+        [Change("UPDATE", "b", unit(1, 1), mid, ALICE, ("D1:2", "D3:4", "D3:4"), metadata={"k": "v"}, merge=merge)]
+    )
     rec = store.get(mid)
-    assert rec.provenance == ("D1:1", "D1:2", "D3:4")
+    assert rec.provenance == provenance
     assert rec.metadata == {"session": 1, "k": "v"}
+    # the history keeps the provenance before and after, so a replacing UPDATE loses nothing
+    update = store.history(mid)[-1]
+    assert update["old_provenance"] == ["D1:1", "D1:2"] and update["provenance"] == list(provenance)
+
+
+@pytest.mark.parametrize("op", ["ADD", "DELETE", "NOOP"])
+def test_merge_is_for_update_only(store, op):
+    mid = add(store, "a", unit(1))
+    change = Change(op, "a", unit(1), None if op == "ADD" else mid, ALICE, merge=True)
+    with pytest.raises(ValueError, match="merge applies to UPDATE only"):
+        store.apply([change])
+    with pytest.raises(TypeError, match="merge must be a bool"):
+        store.apply([Change("UPDATE", "b", unit(1), mid, ALICE, merge="yes")])
+    assert store.get(mid).text == "a" and len(store.history(mid)) == 1
 
 
 def test_batch_is_applied_in_order(store):
@@ -345,9 +365,9 @@ def test_reopen_persists_data_and_history(tmp_path, cache):
     s.apply([Change("UPDATE", "persisted v2", unit(1, 1), mid, ALICE, ("D2:2",))])
     s2 = MemoryStore(tmp_path / "s", dim=DIM, embedder_id="e", cache=cache)
     rec = s2.get(mid)
-    assert rec.text == "persisted v2" and rec.provenance == ("D1:1", "D2:2")
+    assert rec.text == "persisted v2" and rec.provenance == ("D2:2",)  # a replacing UPDATE
     assert [h.id for h in s2.search(unit(1, 1), ALICE, 1)] == [mid]
-    assert [h["op"] for h in s2.history(mid)] == ["ADD", "UPDATE"]
+    assert [(h["op"], h["old_provenance"]) for h in s2.history(mid)] == [("ADD", []), ("UPDATE", ["D1:1"])]
 
 
 def test_refresh_follows_another_writer(tmp_path):

@@ -160,7 +160,11 @@ def test_a_store_from_before_policy_version_is_upgraded_on_open(tmp_path, cache)
     assert (rec.text, rec.provenance, rec.policy_version) == ("written long ago", ("D1:1",), "")
     assert [h.text for h in s.search(unit(0), U, 5)] == ["written long ago"]
     assert s.history("old-1")[0]["policy_version"] == ""
+    # old_provenance (history only) is added the same way; old rows read []
+    assert "old_provenance" in s._history.schema.names and "old_provenance" not in s._table.schema.names
+    assert s.history("old-1")[0]["old_provenance"] == []
     s.apply([Change("UPDATE", "rewritten", unit(0), "old-1", U)])
+    assert s.history("old-1")[-1]["old_provenance"] == ["D1:1"] and s.get("old-1").provenance == ()
     new = add(s, "new", 2)
     assert s.get("old-1").policy_version == "v2" and s.get(new).policy_version == "v2"
     # the old version is still readable and restorable (the column is added back after a restore)
