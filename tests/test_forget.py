@@ -101,6 +101,8 @@ def test_purge_keeps_the_vector_index(tmp_path, embedder):
     assert store.delete_all(Scope("u0")) == 100
     q = embedder.embed(["note about tea"])[0]
     before = [(m.id, round(m.score, 5)) for m in store.search(q, Scope(), 5)]
+    with pytest.raises(PermissionError, match="read-only"):  # a point-in-time view never purges
+        store.as_of(store.version).purge_versions()
     report = store.purge_versions()
     assert report["memories"]["rows"] == 200 and store._has_vector_index()
     assert [(m.id, round(m.score, 5)) for m in store.search(q, Scope(), 5)] == before
