@@ -8,12 +8,17 @@ and the keyword arguments of the Memory method of that name:
     {"op": "add", "messages": [{"role": "user", "content": "..."}] | "one message", "user_id": "alice",
      "agent_id": "", "run_id": "", "metadata": {...}, "infer": true}          -> events (ADD/UPDATE/DELETE/NOOP)
     {"op": "search", "query": "...", "user_id": "alice", "top_k": 5, "filters": {...}, "threshold": 0.3}
-    {"op": "get", "memory_id": "..."}   {"op": "get_all", "user_id": "alice", "limit": 100}
-    {"op": "update", "memory_id": "...", "text": "..."}   {"op": "delete", "memory_id": "..."}
-    {"op": "delete_all", "user_id": "alice"}   {"op": "history", "memory_id": "..."}
+    {"op": "get", "memory_id": "...", "user_id": "alice"}   {"op": "get_all", "user_id": "alice", "limit": 100}
+    {"op": "update", "memory_id": "...", "text": "...", "user_id": "alice"}
+    {"op": "delete", "memory_id": "...", "user_id": "alice"}   {"op": "history", "memory_id": "...", "user_id": "alice"}
+    {"op": "delete_all", "user_id": "alice"}
     {"op": "answer", "query": "...", "user_id": "alice"}     -> {"answer": ..., "memories": [...]} (the answerer)
 
-Output: one dict per request, {"op": ..., "result": ...}, plain JSON types (memory dicts as Memory returns them).
+Output: one dict per request, {"op": ..., "result": ...}, plain JSON types (memory dicts as Memory returns them);
+a search adds "relations": the graph triplets of a Mem0g bundle ([] otherwise), as REST's search does.
+Scopes as on the REST server: every op but add needs the caller's scope (at least one of user_id, agent_id,
+run_id); get / update / delete / history of a memory outside it raise MemoryNotFound exactly like an unknown id;
+a scope without user_id needs "cross_user": true (or model_config {"allow_cross_user": true}).
 A bad request raises (ValueError naming the field; MemoryNotFound for an unknown id) before anything is written.
 Memories persist in the LanceDB store at model_config["store_uri"] (or $MEMTUNE_STORE_URI); with neither, in a
 temporary directory that lives as long as the loaded model. The LM of LLM stages comes from the bundle's lm
@@ -26,40 +31,23 @@ import os
 import tempfile
 
 import mlflow
-from memtune.policies.types import MemoryRecord, Scope
+from memtune.policies.memory_input import check_cross_user, check_scope
+from memtune.policies.memory_output import memory as memory_dict
 from mlflow.pyfunc import PythonModel
 
 SCOPE = ("user_id", "agent_id", "run_id")
+READ = (*SCOPE, "cross_user")  # the caller's scope on every op that reaches existing memories
 OPS: dict[str, tuple[str, ...]] = {  # op -> the keyword arguments it takes
     "add": ("messages", *SCOPE, "metadata", "infer"),
-    "search": ("query", *SCOPE, "top_k", "filters", "threshold"),
-    "get": ("memory_id",),
-    "get_all": (*SCOPE, "limit"),
-    "update": ("memory_id", "text", "metadata"),
-    "delete": ("memory_id",),
-    "delete_all": SCOPE,
-    "history": ("memory_id",),
-    "answer": ("query", *SCOPE),
+    "search": ("query", *READ, "top_k", "filters", "threshold"),
+    "get": ("memory_id", *READ),
+    "get_all": (*READ, "limit"),
+    "update": ("memory_id", "text", "metadata", *READ),
+    "delete": ("memory_id", *READ),
+    "delete_all": READ,
+    "history": ("memory_id", *READ),
+    "answer": ("query", *READ),
 }
-
-
-def memory_dict(m: MemoryRecord, version: str, embedder_id: str) -> dict:
-    """A retrieved record in the Memory API's layout (graph triplets, which are not stored memories, included)."""
-    return {
-        "id": m.id,
-        "memory": m.text,
-        "user_id": m.scope.user_id,
-        "agent_id": m.scope.agent_id,
-        "run_id": m.scope.run_id,
-        "provenance": list(m.provenance),
-        "timestamp": m.timestamp,
-        "created_at": m.created_at,
-        "updated_at": m.updated_at,
-        "metadata": dict(m.metadata or {}),
-        "score": None if m.score is None else float(m.score),
-        "policy_version": version,
-        "embedder_id": embedder_id,
-    }
 
 
 def _missing(value) -> bool:
@@ -78,7 +66,10 @@ class PolicyModel(PythonModel):
             self._tmp = tempfile.TemporaryDirectory(prefix="memtune-pyfunc-")
             store_uri = self._tmp.name
         self.memory = Memory.from_bundle(
-            context.artifacts["bundle"], store_uri, cache_dir=config.get("cache_dir") or None
+            context.artifacts["bundle"],
+            store_uri,
+            cache_dir=config.get("cache_dir") or None,
+            allow_cross_user=bool(config.get("allow_cross_user", False)),
         )
 
     # No type hints on purpose: MLflow would then validate the input against them and reject a DataFrame.
@@ -96,13 +87,23 @@ class PolicyModel(PythonModel):
         unknown = sorted(set(row) - set(OPS[op]))
         if unknown:
             raise ValueError(f"request op={op!r}: unknown field(s) {unknown}; {op} takes {list(OPS[op])}")
+        if op != "add" and not any(row.get(k) for k in SCOPE):  # the Memory API would look ids up unchecked
+            raise ValueError(
+                f"request op={op!r}: give the caller's scope, at least one of user_id, agent_id, run_id "
+                "(a memory outside it is not found)"
+            )
         if op == "answer":
             if not isinstance(row.get("query"), str) or not row["query"].strip():
                 raise ValueError("request op='answer' needs a non-empty 'query'")
+            scope = check_scope(*(row.get(k, "") for k in SCOPE), write=False)
+            check_cross_user(scope, row.get("cross_user", False), self.memory.allow_cross_user, "answer")
             policy = self.memory.policy
-            answer, records = policy.answer(row["query"], Scope(*(str(row.get(k) or "") for k in SCOPE)))
-            ids = (self.memory.bundle_version, policy.embedder.id)
+            answer, records = policy.answer(row["query"], scope)
+            ids = (policy.embedder.id, self.memory.bundle_version)
             return {"op": op, "result": {"answer": answer, "memories": [memory_dict(m, *ids) for m in records]}}
+        if op == "search":
+            found = self.memory.search_with_relations(**row)
+            return {"op": op, "result": found["results"], "relations": found["relations"]}
         return {"op": op, "result": getattr(self.memory, op)(**row)}
 
 

@@ -63,6 +63,22 @@ def check_scope(user_id: Any, agent_id: Any, run_id: Any, *, write: bool) -> Sco
     return scope
 
 
+def check_cross_user(scope: Scope, cross_user: Any, allowed: bool, call: str) -> None:
+    """A call without user_id reaches every user's memories (agent_id='planner' matches the planner's memories of
+    all users): refused unless the caller opts in with cross_user=True, or the Memory (server) was set up with
+    allow_cross_user=True for a deployment that has no users to keep apart."""
+    if not isinstance(cross_user, bool):
+        raise ValueError(f"cross_user must be true or false, got {cross_user!r}")
+    if scope.user_id or cross_user or allowed:
+        return
+    named = ", ".join(f"{f}={getattr(scope, f)!r}" for f in ("agent_id", "run_id") if getattr(scope, f))
+    reach = f"{named} without user_id matches" if named else "an empty scope matches"
+    raise ValueError(
+        f"{call}: {reach} the memories of every user. Pass the user's user_id, or cross_user=true to act across "
+        "users on purpose (a single-tenant server can set allow_cross_user=true instead)"
+    )
+
+
 def check_id(memory_id: Any) -> str:
     return check_ident(memory_id, "memory_id", required=True)
 

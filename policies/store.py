@@ -75,6 +75,7 @@ from memtune.policies.store_lance import (
     schema_meta,
     to_record,
 )
+from memtune.policies.store_purge import blank_delete_rows, blank_history
 from memtune.policies.store_sql import _check_scope, _check_text, sql_where
 from memtune.policies.store_versions import VersionsMixin
 from memtune.policies.types import MemoryRecord, Scope
@@ -430,7 +431,10 @@ class MemoryStore(VersionsMixin):
             self._mirror, self._too_big_at = None, None
 
     def delete_all(self, scope: Scope) -> int:
-        """Delete every memory in `scope` (recorded in the history); returns how many. An all-empty scope is refused."""
+        """Delete every memory in `scope` and blank the text of the scope's history (store_purge.blank_history:
+        the rows stay, with op, id, time and scope, as the record of what happened); returns how many memories.
+        The DELETE rows it writes carry no text either. An all-empty scope is refused. The text stays on disk in
+        older versions until purge_versions()."""
         _check_scope(scope)
         where = sql_where(scope)
         if where is None:
@@ -441,18 +445,23 @@ class MemoryStore(VersionsMixin):
         with self._lock:
             view = self._view()
             rows = view.select(scope) if view is not None else self._query_rows(where)
-            if not rows:
-                return 0
-            hist = delete_history(rows, "delete_all", self._next_seq, self.policy_version)
-            v1 = self._write(
-                lambda: self._table.delete(where).version, [r for batch in self._pending_history for r in batch] + hist
-            )
-            self._pending_history.clear()
-            if view is not None and self._mirror is view and v1 == view.version + 1:
-                view.remove(r["id"] for r in rows)
-                view.version = v1
+            if rows:
+                hist = blank_delete_rows(delete_history(rows, "delete_all", self._next_seq, self.policy_version))
+                v1 = self._write(
+                    lambda: self._table.delete(where).version,
+                    [r for batch in self._pending_history for r in batch] + hist,
+                )
+                self._pending_history.clear()
+                if view is not None and self._mirror is view and v1 == view.version + 1:
+                    view.remove(r["id"] for r in rows)
+                    view.version = v1
+                else:
+                    self._mirror = None
             else:
-                self._mirror = None
+                self.flush()
+            # after the memories are gone: a failure here leaves text in the history, and calling delete_all again
+            # (which then finds no memories) finishes the job
+            self._hversion = blank_history(self._history, where) or self._hversion
             return len(rows)
 
     def reset(self) -> None:

@@ -223,6 +223,28 @@ class VersionsMixin:
             self._vector_indexed = self._has_vector_index()
             return self._version
 
+    def purge_versions(self) -> dict:
+        """Rewrite both tables with their live rows and drop every older version (store_purge.purge_table), so
+        text deleted from the store (delete, delete_all, updates) is gone from disk as well; nothing before now
+        can be restored or read with as_of() afterwards. One writer only: no other process may use the store
+        meanwhile. Returns per table: rows, versions and bytes before and after."""
+        from memtune.policies.store_purge import purge_table
+
+        with self._lock:
+            self.flush()
+            in_sync = self._mirror is not None and self._mirror.version == self._version
+            report = {
+                name: purge_table(tbl)
+                for name, tbl in ((self.table_name, self._table), (self.history_name, self._history))
+            }
+            self._vector_indexed = self._has_vector_index()
+            self._version, self._hversion = self._table.version, self._history.version
+            self._columns = present_columns(self._table)
+            if in_sync:
+                self._mirror.version = self._version  # the same rows, rewritten
+            self._since_compact = 0
+            return report
+
     def versions(self) -> int:
         """How many versions of the memories table are kept on disk (compact() drops old ones)."""
         return len(self._table.list_versions())

@@ -55,7 +55,7 @@ class StoreView(MemoryStore):
             f"itself, or roll it back with restore({self.as_of_version})"
         )
 
-    apply = delete_all = reset = compact = restore = refresh = _refuse
+    apply = delete_all = reset = compact = restore = refresh = purge_versions = _refuse
 
     def flush(self) -> None:
         """Nothing to flush: a view never writes."""

@@ -51,6 +51,7 @@ def load_memory(cfg: DictConfig):
         cfg.store_uri,
         cache_dir=cfg.get("cache_dir") or None,
         default_top_k=int(top_k) if top_k is not None else None,
+        allow_cross_user=bool(cfg.get("allow_cross_user", False)),
     )
 
 

@@ -5,6 +5,12 @@ memory_history, delete_memory. Arguments go through the REST server's request mo
 same limits and scope rules; a refused call returns an MCP tool error (is_error) whose text names the field and the
 fix, and never touches the store.
 
+Scopes as on the REST server: every tool takes the caller's user_id / agent_id / run_id (at least one); a memory
+outside it is "not found", in the same words as an unknown id; a scope without user_id needs cross_user=true (or
+the server's allow_cross_user=true). search_memories answers {"result": [memory, ...], "relations": [...]}:
+"result" is where the memories always were (the SDK's wrapping of a list), "relations" the graph triplets of a
+Mem0g bundle ([] otherwise).
+
 Transports: stdio (`create_mcp_server(memory).run("stdio")`, for a client that launches the server) and
 streamable HTTP (`mcp_http_app(...)` -> an ASGI app serving /mcp, behind the same bearer auth and body limit as
 the REST server, plus an unauthenticated /healthz).
@@ -26,10 +32,14 @@ from pydantic import Field, ValidationError
 INSTRUCTIONS = (
     "Long-term memory for a conversation agent. After each turn call add_memory with the new messages and the "
     "user's user_id; before answering call search_memories with the question and the same user_id, and use the "
-    "returned memories (with their timestamps) as context. Memories of different user_ids never mix."
+    "returned memories and relations (with their timestamps) as context. Memories of different user_ids never "
+    "mix: pass the user_id to every tool."
 )
 
 UserId = Annotated[str, Field(description="whose memories (at least one of user_id, agent_id, run_id)")]
+CrossUser = Annotated[
+    bool, Field(description="true: allow a scope without user_id, which reaches every user's memories")
+]
 MemoryId = Annotated[
     str,
     Field(
@@ -97,8 +107,11 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         run_id: str = "",
         top_k: int | None = None,
         threshold: float | None = None,
-    ) -> list[dict[str, Any]]:
-        """The memories most relevant to `query` in one scope, best first, each with a similarity score."""
+        cross_user: CrossUser = False,
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The memories most relevant to `query` in one scope, best first, each with a similarity score, under
+        "result"; for a graph-memory policy also the matching (source, relationship, destination) triplets under
+        "relations"."""
         req = _checked(
             s.SearchRequest,
             query=query,
@@ -107,34 +120,45 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
             run_id=run_id,
             top_k=top_k,
             threshold=threshold,
+            cross_user=cross_user,
         )
-        return _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.scope())
+        found = _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.call_scope())
+        return {"result": found["results"], "relations": found["relations"]}
 
     @server.tool()
     def list_memories(
-        user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100
+        user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100, cross_user: CrossUser = False
     ) -> list[dict[str, Any]]:
         """All memories of one scope, oldest first (at most `limit`)."""
-        req = _checked(s.ScopeIn, user_id=user_id, agent_id=agent_id, run_id=run_id)
-        _call(req.require_scope)
+        req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
         if not 1 <= limit <= s.MAX_LIMIT:
             raise ToolError(f"limit: must be between 1 and {s.MAX_LIMIT}, got {limit}")
-        return _call(service.get_all, limit=limit, **req.scope())
+        return _call(service.get_all, limit=limit, **req.call_scope())
 
     @server.tool()
-    def get_memory(memory_id: MemoryId) -> dict[str, Any]:
-        """One memory by id."""
-        return _call(service.get, memory_id)
+    def get_memory(
+        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+    ) -> dict[str, Any]:
+        """One memory of the scope by id."""
+        req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
+        return _call(service.get, memory_id, **req.call_scope())
 
     @server.tool()
-    def memory_history(memory_id: MemoryId) -> list[dict[str, Any]]:
-        """Every change to one memory (ADD, UPDATE, DELETE, NOOP), oldest first, with old and new text."""
-        return _call(service.history, memory_id)
+    def memory_history(
+        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+    ) -> list[dict[str, Any]]:
+        """Every change to one memory of the scope (ADD, UPDATE, DELETE, NOOP), oldest first, with old and new
+        text."""
+        req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
+        return _call(service.history, memory_id, **req.call_scope())
 
     @server.tool()
-    def delete_memory(memory_id: MemoryId) -> dict[str, Any]:
-        """Delete one memory by id (its history is kept)."""
-        return _call(service.delete, memory_id)
+    def delete_memory(
+        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+    ) -> dict[str, Any]:
+        """Delete one memory of the scope by id (its history is kept)."""
+        req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
+        return _call(service.delete, memory_id, **req.call_scope())
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(request):

@@ -45,7 +45,11 @@ def resolve_token(token: str | None, allow_no_auth: bool, host: str) -> str | No
 
 
 class BearerAuth:
-    """ASGI middleware: HTTP requests outside `open_paths` need `Authorization: Bearer <token>`, else 401."""
+    """ASGI middleware: HTTP requests outside `open_paths` need `Authorization: Bearer <token>`, else 401.
+
+    It fails closed: a WebSocket connection needs the same header (every path; without it the handshake is refused
+    with close code 1008, policy violation, before the app sees it), lifespan events (start-up and shutdown, no
+    caller) pass, and any other ASGI scope type is refused without reaching the app."""
 
     def __init__(self, app, token: str, open_paths=OPEN_PATHS):
         if not token:
@@ -53,8 +57,22 @@ class BearerAuth:
         self.app, self.open_paths = app, frozenset(open_paths)
         self._expected = f"Bearer {token}".encode()
 
+    def _authorized(self, scope) -> bool:
+        return hmac.compare_digest(dict(scope.get("headers") or []).get(b"authorization", b""), self._expected)
+
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] in self.open_paths:
+        kind = scope["type"]
+        if kind == "lifespan":
+            return await self.app(scope, receive, send)
+        if kind == "websocket":
+            if self._authorized(scope):
+                return await self.app(scope, receive, send)
+            if (await receive())["type"] == "websocket.connect":  # answer the handshake: refused
+                await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
+            return
+        if kind != "http":
+            raise RuntimeError(f"BearerAuth refuses ASGI scope type {kind!r}: only http and websocket are served")
+        if scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
         if hmac.compare_digest(given, self._expected):

@@ -1,23 +1,29 @@
 """REST server over the runtime Memory API (mem0-like routes): `create_app(memory, token)`.
 
-Routes (all but /healthz and the docs need `Authorization: Bearer <token>`):
+Routes (all but /healthz and the docs need `Authorization: Bearer <token>`; SCOPE is the caller's
+`user_id` / `agent_id` / `run_id`, at least one, plus `cross_user=true` to allow a scope without user_id):
 
     POST   /v1/memories                 add messages to a scope       -> {"results": [event, ...]}
-    POST   /v1/memories/search          top-k memories for a query    -> {"results": [memory, ...]}
-    GET    /v1/memories?user_id=..      list a scope (limit)          -> {"results": [memory, ...]}
-    DELETE /v1/memories?user_id=..      delete a scope (never empty)  -> {"deleted": n}
-    GET    /v1/memories/{id}            one memory                    -> memory
-    PUT    /v1/memories/{id}            replace its text              -> event
-    DELETE /v1/memories/{id}            delete it                     -> event
-    GET    /v1/memories/{id}/history    its changes, oldest first     -> {"results": [change, ...]}
+    POST   /v1/memories/search          top-k memories for a query    -> {"results": [memory, ...], "relations": [...]}
+    GET    /v1/memories?SCOPE           list a scope (limit)          -> {"results": [memory, ...]}
+    DELETE /v1/memories?SCOPE           forget a scope (never empty)  -> {"deleted": n}
+    GET    /v1/memories/{id}?SCOPE      one memory                    -> memory
+    PUT    /v1/memories/{id}?SCOPE      replace its text              -> event
+    DELETE /v1/memories/{id}?SCOPE      delete it                     -> event
+    GET    /v1/memories/{id}/history?SCOPE   its changes, oldest first -> {"results": [change, ...]}
     POST   /v1/reset                    wipe the store (allow_reset=true and a confirm phrase)
     GET    /healthz                     bundle version, embedder, memory count (no auth)
     GET    /docs                        OpenAPI UI (no auth)
 
+Search answers the stored memories under "results" and, for a Mem0g bundle, the graph's triplets under
+"relations" ([] otherwise), as Mem0's API does. A memory outside the caller's SCOPE answers 404 exactly like an
+unknown id. A SCOPE without user_id reaches every user's memories: 400 unless the request says cross_user=true or
+the server runs with allow_cross_user=true.
+
 Errors are JSON `{"error": <kind>, "detail": <what and how to fix>}`: 401 missing/wrong token, 403 reset
-disabled, 404 unknown id, 413 body over the limit, 415 a body that is not JSON, 422 invalid request (the detail
-names the field), 400 input the Memory API refused (ValueError). Endpoints are sync `def`s: FastAPI runs them in its thread pool, and
-`MemoryService` lets one write run at a time.
+disabled, 404 unknown id (or outside the scope), 413 body over the limit, 415 a body that is not JSON, 422 invalid
+request (the detail names the field), 400 input the Memory API refused (ValueError). Endpoints are sync `def`s:
+FastAPI runs them in its thread pool, and `MemoryService` lets one write run at a time.
 """
 
 from __future__ import annotations
@@ -32,16 +38,13 @@ from memtune.policies.memory import MemoryNotFound
 from memtune.serve import schemas as s
 from memtune.serve.middleware import BearerAuth, BodyLimit
 from memtune.serve.service import MemoryService
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 MemoryId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_CHARS, description="memory id")]
 
 
-class ScopeQuery(s.ScopeIn):
-    @model_validator(mode="after")
-    def _scoped(self):
-        return self.require_scope()
+ScopeQuery = s.ScopeQuery
 
 
 class ListQuery(ScopeQuery):
@@ -64,6 +67,20 @@ class EventOut(BaseModel):
     id: str | None
     memory: str = ""
     previous_memory: str = ""
+
+
+class RelationOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    source: str
+    relationship: str
+    destination: str
+    memory: str = Field("", description="the triplet as the sentence that was embedded")
+    score: float | None = None
+
+
+class SearchOut(BaseModel):
+    results: list[MemoryOut]
+    relations: list[RelationOut] = Field(description="graph triplets (Mem0g bundles); [] without graph memory")
 
 
 class Results(BaseModel):
@@ -151,42 +168,43 @@ def create_app(
         """Add messages (call after each turn); returns what changed: ADD / UPDATE / DELETE / NOOP events."""
         return {"results": service.add(req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())}
 
-    @app.post("/v1/memories/search", response_model=MemoryList, tags=["memories"], dependencies=bearer)
+    @app.post("/v1/memories/search", response_model=SearchOut, tags=["memories"], dependencies=bearer)
     def search(req: s.SearchRequest):
-        """Top-k memories of a scope for a query (call before each answer), best first."""
-        return {
-            "results": service.search(
-                req.query, top_k=req.top_k, filters=req.filters, threshold=req.threshold, **req.scope()
-            )
-        }
+        """Top-k memories of a scope for a query (call before each answer), best first; a Mem0g bundle's graph
+        triplets under "relations"."""
+        return service.search(
+            req.query, top_k=req.top_k, filters=req.filters, threshold=req.threshold, **req.call_scope()
+        )
 
     @app.get("/v1/memories", response_model=MemoryList, tags=["memories"], dependencies=bearer)
     def list_memories(q: Annotated[ListQuery, Query()]):
         """Memories of a scope, oldest first, at most `limit`."""
-        return {"results": service.get_all(limit=q.limit, **q.scope())}
+        return {"results": service.get_all(limit=q.limit, **q.call_scope())}
 
     @app.delete("/v1/memories", tags=["memories"], dependencies=bearer)
     def delete_scope(q: Annotated[ScopeQuery, Query()]) -> dict:
-        """Delete every memory of a scope (at least one of user_id, agent_id, run_id)."""
-        return {"deleted": service.delete_all(**q.scope())}
+        """Forget a scope (at least one of user_id, agent_id, run_id): its memories, its graph, and the text of
+        its history."""
+        return {"deleted": service.delete_all(**q.call_scope())}
 
     @app.get("/v1/memories/{memory_id}", response_model=MemoryOut, tags=["memories"], dependencies=bearer)
-    def get(memory_id: MemoryId):
-        return service.get(memory_id)
+    def get(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
+        """One memory of the caller's scope (404 outside it)."""
+        return service.get(memory_id, **q.call_scope())
 
     @app.put("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
-    def update(memory_id: MemoryId, req: s.UpdateRequest):
+    def update(memory_id: MemoryId, req: s.UpdateRequest, q: Annotated[ScopeQuery, Query()]):
         """Replace a memory's text (re-embedded); the old text stays in its history."""
-        return service.update(memory_id, req.text, req.metadata)
+        return service.update(memory_id, req.text, req.metadata, **q.call_scope())
 
     @app.delete("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
-    def delete(memory_id: MemoryId):
-        return service.delete(memory_id)
+    def delete(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
+        return service.delete(memory_id, **q.call_scope())
 
     @app.get("/v1/memories/{memory_id}/history", response_model=Results, tags=["memories"], dependencies=bearer)
-    def history(memory_id: MemoryId):
+    def history(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
         """Every change to a memory (ADD, UPDATE, DELETE, NOOP), oldest first."""
-        return {"results": service.history(memory_id)}
+        return {"results": service.history(memory_id, **q.call_scope())}
 
     @app.post("/v1/reset", tags=["ops"], dependencies=bearer)
     def reset(req: Annotated[s.ResetRequest, Body()]) -> dict:

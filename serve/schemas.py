@@ -60,6 +60,20 @@ class ScopeIn(_Strict):
         return self
 
 
+class ScopeQuery(ScopeIn):
+    """The caller's scope on a read or on an id-addressed call: at least one field. `cross_user` opts in to a scope
+    without user_id, which matches every user's memories (the Memory API refuses it otherwise, with 400)."""
+
+    cross_user: bool = Field(False, description="true: allow a scope without user_id (it spans every user)")
+
+    @model_validator(mode="after")
+    def _scoped(self):
+        return self.require_scope()
+
+    def call_scope(self) -> dict[str, Any]:
+        return {**self.scope(), "cross_user": self.cross_user}
+
+
 class MessageIn(_Strict):
     """One turn. `role` and `content` are mem0's names; `speaker` and `text` are accepted too."""
 
@@ -106,15 +120,11 @@ class AddRequest(ScopeIn):
         return self.messages if isinstance(self.messages, str) else [m.as_dict() for m in self.messages]
 
 
-class SearchRequest(ScopeIn):
+class SearchRequest(ScopeQuery):
     query: str = Field(min_length=1, max_length=MAX_QUERY_CHARS)
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: dict[str, Any] | None = None
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
-
-    @model_validator(mode="after")
-    def _scoped(self):
-        return self.require_scope()
 
 
 class UpdateRequest(_Strict):

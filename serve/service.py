@@ -24,13 +24,13 @@ class MemoryService:
         with self._write:
             return self.memory.add(messages, **kwargs)
 
-    def update(self, memory_id: str, text: str, metadata: dict | None = None) -> dict:
+    def update(self, memory_id: str, text: str, metadata: dict | None = None, **scope) -> dict:
         with self._write:
-            return self.memory.update(memory_id, text, metadata)
+            return self.memory.update(memory_id, text, metadata, **scope)
 
-    def delete(self, memory_id: str) -> dict:
+    def delete(self, memory_id: str, **scope) -> dict:
         with self._write:
-            return self.memory.delete(memory_id)
+            return self.memory.delete(memory_id, **scope)
 
     def delete_all(self, **scope) -> int:
         with self._write:
@@ -41,22 +41,27 @@ class MemoryService:
             self.memory.reset()
 
     # ---- reads --------------------------------------------------------------------------------------------------
-    def search(self, query: str, **kwargs) -> list[dict]:
-        return self.memory.search(query, **kwargs)
+    def search(self, query: str, **kwargs) -> dict:
+        """{"results": memories, "relations": graph triplets ([] without graph memory)}."""
+        return self.memory.search_with_relations(query, **kwargs)
 
-    def get(self, memory_id: str) -> dict:
-        return self.memory.get(memory_id)
+    def get(self, memory_id: str, **scope) -> dict:
+        return self.memory.get(memory_id, **scope)
 
     def get_all(self, **kwargs) -> list[dict]:
         return self.memory.get_all(**kwargs)
 
-    def history(self, memory_id: str) -> list[dict]:
-        """A deleted memory keeps its history; an id with none was never written: 404 like any unknown id."""
+    def history(self, memory_id: str, **scope) -> list[dict]:
+        """A deleted memory keeps its history; an id with none (never written, or outside the caller's scope):
+        404 like any unknown id, in the same words."""
         from memtune.policies.memory import MemoryNotFound
+        from memtune.policies.memory_reads import not_found
+        from memtune.policies.types import Scope
 
-        changes = self.memory.history(memory_id)
+        changes = self.memory.history(memory_id, **scope)  # validates the id and the scope
         if not changes:
-            raise MemoryNotFound(f"no memory with id {memory_id!r} was ever written")
+            owner = Scope(*(scope.get(f, "") for f in ("user_id", "agent_id", "run_id")))
+            raise MemoryNotFound(not_found(memory_id, owner if owner != Scope() else None))
         return changes
 
     def info(self) -> dict[str, Any]:

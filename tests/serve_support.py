@@ -16,18 +16,50 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 FIXTURE_USER = "conv-fixture"  # the scope the fixture conversation is ingested under
 
 
-def offline_cfg():
+def offline_cfg(*overrides: str):
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("memtune.conf", version_base="1.3"):
-        return compose("eval", overrides=["policy=mem0_offline", "lm=none"])
+        return compose("eval", overrides=["policy=mem0_offline", "lm=none", *overrides])
 
 
-def make_memory(store_uri: Path, embedder, version: str = "test-v1"):
+def make_memory(store_uri: Path, embedder, version: str = "test-v1", *overrides: str, **kwargs):
     from memtune.policies.build import build_policy
     from memtune.policies.memory import Memory
 
-    return Memory(build_policy(offline_cfg(), store_uri, embedder=embedder), bundle_version=version)
+    return Memory(build_policy(offline_cfg(*overrides), store_uri, embedder=embedder), bundle_version=version, **kwargs)
+
+
+# Mem0g with the LLM-free stages (spaCy entities and relations, rule resolver): a bundle whose search has triplets.
+GRAPH = ("policy/graph=on",)
+GRAPH_USER = "graph-user"
+GRAPH_PAIRS = [
+    [
+        {"role": "Caroline", "content": "I moved to Denver last year with my sister Ana.", "dia_id": "D1:1"},
+        {"role": "Melanie", "content": "Denver is lovely. I visited Boston in May.", "dia_id": "D1:2"},
+    ],
+    [
+        {"role": "Caroline", "content": "Ana works at the city library in Denver.", "dia_id": "D1:3"},
+        {"role": "Melanie", "content": "I adopted a grey cat called Pixel.", "dia_id": "D1:4"},
+    ],
+]
+GRAPH_QUERY = "Where does Caroline live?"
+
+
+@pytest.fixture
+def graph_memory(tmp_path, embedder):
+    """A Mem0g Memory (graph on, LLM-free) with GRAPH_PAIRS ingested under GRAPH_USER."""
+    memory = make_memory(tmp_path / "graph-store", embedder, "graph-v1", *GRAPH)
+    for pair in GRAPH_PAIRS:
+        memory.add(pair, user_id=GRAPH_USER)
+    yield memory
+    memory.close()
+
+
+def versions(memory) -> tuple[int, int]:
+    """The LanceDB versions of the memories and history tables: a refused call must move neither."""
+    memory.store.flush()
+    return memory.store.version, memory.store._history.version
 
 
 @pytest.fixture

@@ -448,7 +448,7 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     assert model.predict([{"op": "get_all", "user_id": "bob"}])[0]["result"] == []
     with pytest.raises(ValueError, match=r"unknown field\(s\) \['colour'\]"):
         model.predict([{"op": "get", "memory_id": hit["id"], "colour": "red"}])
-    [deleted] = model.predict([{"op": "delete", "memory_id": hit["id"]}])
+    [deleted] = model.predict([{"op": "delete", "memory_id": hit["id"], "user_id": "alice"}])
     assert deleted["result"]["event"] == "DELETE"
     assert len(model.predict([{"op": "get_all", "user_id": "alice"}])[0]["result"]) == 1
 

@@ -8,7 +8,21 @@ import httpx
 import pytest
 from mcp import Client
 from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
-from serve_support import AUTH, FIXTURE_USER, TOKEN, fixture_conversation, memory, ranked, snapshot, uvicorn_thread  # noqa: F401 (fixture)
+from serve_support import (  # noqa: F401 (memory, graph_memory: fixtures)
+    AUTH,
+    FIXTURE_USER,
+    GRAPH_QUERY,
+    GRAPH_USER,
+    TOKEN,
+    fixture_conversation,
+    graph_memory,
+    make_memory,
+    memory,
+    ranked,
+    snapshot,
+    uvicorn_thread,
+    versions,
+)
 
 TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "memory_history", "delete_memory"}
 PAIR = [
@@ -38,26 +52,32 @@ def test_tools_in_process_match_memory_api(memory):
             tools = {t.name for t in (await client.list_tools()).tools}
             assert TOOLS <= tools
             for question in questions:
-                hits = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
-                assert ranked(hits) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+                found = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
+                assert found["relations"] == []  # no graph memory in this bundle
+                assert ranked(found["result"]) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+                assert found["result"] == memory.search(question, user_id=FIXTURE_USER, top_k=5)
             events = await call(client, "add_memory", messages=PAIR, user_id=FIXTURE_USER)
             added = [e["id"] for e in events if e["event"] == "ADD"]
-            assert added and (await call(client, "get_memory", memory_id=added[0])) == memory.get(added[0])
+            got = await call(client, "get_memory", memory_id=added[0], user_id=FIXTURE_USER)
+            assert added and got == memory.get(added[0])
             query = "which grey cat Caroline adopted from the shelter"
-            hits = await call(client, "search_memories", query=query, user_id=FIXTURE_USER)
+            hits = (await call(client, "search_memories", query=query, user_id=FIXTURE_USER))["result"]
             assert ranked(hits) == ranked(memory.search(query, user_id=FIXTURE_USER))
             assert "Pixel" in hits[0]["memory"]
             listed = await call(client, "list_memories", user_id=FIXTURE_USER, limit=1000)
             assert [m["id"] for m in listed] == [m["id"] for m in memory.get_all(user_id=FIXTURE_USER, limit=1000)]
-            assert (await call(client, "memory_history", memory_id=added[0])) == memory.history(added[0])
-            assert (await call(client, "delete_memory", memory_id=added[0]))["event"] == "DELETE"
+            history = await call(client, "memory_history", memory_id=added[0], user_id=FIXTURE_USER)
+            assert history == memory.history(added[0])
+            deleted = await call(client, "delete_memory", memory_id=added[0], user_id=FIXTURE_USER)
+            assert deleted["event"] == "DELETE"
             assert added[0] not in dict(snapshot(memory))
 
     anyio.run(main)
 
 
 def test_refused_tool_calls_name_the_problem_and_change_nothing(memory):
-    before = snapshot(memory)
+    before, version = snapshot(memory), versions(memory)
+    known = before[0][0]
 
     async def main():
         async with Client(create_mcp_server(memory)) as client:
@@ -70,11 +90,21 @@ def test_refused_tool_calls_name_the_problem_and_change_nothing(memory):
             assert "top_k" in await refused(client, "search_memories", query="tea", user_id=FIXTURE_USER, top_k=0)
             assert "user_id" in await refused(client, "list_memories")
             for tool in ("get_memory", "memory_history", "delete_memory"):
-                assert "no-such-id" in await refused(client, tool, memory_id="no-such-id")
+                assert "no-such-id" in await refused(client, tool, memory_id="no-such-id", user_id=FIXTURE_USER)
+                # the caller's scope is required; outside it the memory is "not found", in an unknown id's words
+                assert "at least one of user_id" in await refused(client, tool, memory_id=known)
+                outside = await refused(client, tool, memory_id=known, user_id="mallory")
+                unknown = await refused(client, tool, memory_id="no-such-id", user_id="mallory")
+                assert outside.replace(known, "X") == unknown.replace("no-such-id", "X")
+                assert "cross_user=true" in await refused(client, tool, memory_id=known, agent_id="planner")
+            assert "cross_user=true" in await refused(client, "list_memories", agent_id="planner")
+            assert "cross_user=true" in await refused(client, "search_memories", query="tea", run_id="r1")
+            assert versions(memory) == version  # no refused call wrote anything
             hostile = "x' OR '1'='1"
             await call(client, "add_memory", messages=PAIR, user_id=hostile)
             mine = await call(client, "list_memories", user_id=hostile)
             assert mine and {m["user_id"] for m in mine} == {hostile}
+            assert "no memory" in await refused(client, "get_memory", memory_id=mine[0]["id"], user_id=FIXTURE_USER)
 
     anyio.run(main)
     assert snapshot(memory) == before
@@ -110,8 +140,8 @@ def test_streamable_http_with_auth(memory):
                     "which grey cat Caroline adopted from the shelter",
                     *[q.question for q in fixture_conversation().questions[:5]],
                 ]:
-                    hits = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
-                    assert ranked(hits) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
+                    found = await call(client, "search_memories", query=question, user_id=FIXTURE_USER, top_k=5)
+                    assert ranked(found["result"]) == ranked(memory.search(question, user_id=FIXTURE_USER, top_k=5))
 
         anyio.run(session)
     assert memory.policy.store.count() > count
@@ -146,7 +176,49 @@ def test_export_then_memtune_serve_mcp_stdio(tmp_path):
             assert TOOLS <= {t.name for t in (await client.list_tools()).tools}
             events = await call(client, "add_memory", messages=PAIR, user_id="u1")
             assert any(e["event"] == "ADD" for e in events)
-            hits = await call(client, "search_memories", query="What is the name of the cat?", user_id="u1", top_k=3)
+            found = await call(client, "search_memories", query="What is the name of the cat?", user_id="u1", top_k=3)
+            hits = found["result"]
             assert "Pixel" in hits[0]["memory"] and hits[0]["policy_version"] == bundle["version"]
 
     anyio.run(main)
+
+
+def test_mem0g_relations_and_scoped_ids_over_mcp(graph_memory):
+    expected = graph_memory.search_with_relations(GRAPH_QUERY, user_id=GRAPH_USER, top_k=1)
+    assert len(expected["results"]) == 1 and expected["relations"]
+    mid = expected["results"][0]["id"]
+    before = versions(graph_memory)
+
+    async def main():
+        async with Client(create_mcp_server(graph_memory)) as client:
+            found = await call(client, "search_memories", query=GRAPH_QUERY, user_id=GRAPH_USER, top_k=1)
+            assert found == {"result": expected["results"], "relations": expected["relations"]}
+            assert any(r["source"] == "Caroline" and r["destination"] == "Denver" for r in found["relations"])
+            other = await call(client, "search_memories", query=GRAPH_QUERY, user_id="u2")
+            assert other == {"result": [], "relations": []}
+            assert (await call(client, "get_memory", memory_id=mid, user_id=GRAPH_USER))["id"] == mid
+            assert "no memory" in await refused(client, "delete_memory", memory_id=mid, user_id="u2")
+            both = await call(client, "get_memory", memory_id=mid, agent_id="", run_id="", user_id=GRAPH_USER)
+            assert both["user_id"] == GRAPH_USER
+
+    anyio.run(main)
+    assert versions(graph_memory) == before and graph_memory.get(mid)["id"] == mid
+
+
+def test_cross_user_opt_in_over_mcp(tmp_path, embedder):
+    memory = make_memory(tmp_path / "store", embedder)
+    for user in ("alice", "bob"):
+        memory.add(PAIR, user_id=user, agent_id="planner")
+
+    async def main():
+        async with Client(create_mcp_server(memory)) as client:
+            everyone = await call(client, "list_memories", agent_id="planner", cross_user=True)
+            assert {m["user_id"] for m in everyone} == {"alice", "bob"}
+            found = await call(client, "search_memories", query="grey cat", agent_id="planner", cross_user=True)
+            assert {m["user_id"] for m in found["result"]} == {"alice", "bob"}
+            mid = everyone[0]["id"]
+            got = await call(client, "get_memory", memory_id=mid, agent_id="planner", cross_user=True)
+            assert got["id"] == mid
+
+    anyio.run(main)
+    memory.close()

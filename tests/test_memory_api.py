@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_module
 from memtune.policies.build import build_policy
 from memtune.policies.memory import Memory, MemoryNotFound
 from memtune.policies.types import Message
+from serve_support import versions
 
 MEMORY_KEYS = {
     "id",
@@ -92,11 +93,12 @@ def test_scopes_are_isolated_and_shared_between_agents_of_a_user(memory):
         "user: My favourite colour is teal and I paint every weekend."
     ]
     assert texts(memory.search(q, user_id="u2")) == ["user: My favourite colour is crimson and I paint every weekend."]
-    assert texts(memory.search(q, run_id="r9")) == [
+    assert texts(memory.search(q, run_id="r9", cross_user=True)) == [
         "user: I run the Berlin marathon in my favourite colour every year."
     ]
     assert memory.search(q, user_id="u3") == [] and memory.get_all(user_id="u3") == []
-    assert len(memory.get_all(agent_id="a1")) == 2 and len(memory.get_all()) == 3
+    # agent_id alone spans users (both u1's and u2's memories of agent a1): only on purpose
+    assert len(memory.get_all(agent_id="a1", cross_user=True)) == 2 and len(memory.get_all(cross_user=True)) == 3
     assert memory.get_all(user_id="u1", limit=1) == memory.get_all(user_id="u1")[:1]
 
 
@@ -108,7 +110,7 @@ def test_writes_need_an_owner(memory):
     ):
         with pytest.raises(ValueError, match="at least one of user_id, agent_id, run_id"):
             call()
-    assert memory.get_all() == []
+    assert memory.get_all(cross_user=True) == []
 
 
 def test_infer_false_stores_text_verbatim_without_the_policy(memory, monkeypatch):
@@ -169,7 +171,7 @@ def test_delete_all_and_reset(memory):
     assert memory.get_all(user_id="u1") == [] and len(memory.get_all(user_id="u2")) == 1
     assert all(s.user_id != "u1" for s in memory.policy._state)  # u1's rolling context is forgotten too
     memory.reset()
-    assert memory.get_all() == [] and not memory.policy._state
+    assert memory.get_all(cross_user=True) == [] and not memory.policy._state
 
 
 # ---- search knobs ------------------------------------------------------------------------------------------------
@@ -206,7 +208,7 @@ def test_default_top_k(tmp_path, embedder):
     m = Memory(build_policy(offline_cfg(), tmp_path / "s", embedder=embedder), default_top_k=2)
     m.add([{"content": f"fact number {i} about tea"} for i in range(5)], user_id="u", infer=False)
     assert len(m.search("tea", user_id="u")) == 2
-    assert m.bundle_version == "" and m.get_all()[0]["policy_version"] == ""
+    assert m.bundle_version == "" and m.get_all(user_id="u")[0]["policy_version"] == ""
     with pytest.raises(ValueError, match="default_top_k"):
         Memory(m.policy, default_top_k=0)
 
@@ -305,8 +307,25 @@ BAD_CALLS = [
     ("padded user id", lambda m: m.add("I like tea a lot.", user_id=" u1"), "leading or trailing whitespace"),
     ("user id not str", lambda m: m.add("I like tea a lot.", user_id=7), "user_id must be a string"),
     ("infer not bool", lambda m: m.add("I like tea a lot.", user_id="u1", infer="no"), "infer must be"),
-    ("update empty text", lambda m: m.update(m.get_all()[0]["id"], ""), "text is empty"),
-    ("update bad metadata", lambda m: m.update(m.get_all()[0]["id"], "new text", metadata="x"), "metadata must be"),
+    ("update empty text", lambda m: m.update(m.get_all(user_id="u1")[0]["id"], ""), "text is empty"),
+    (
+        "update bad metadata",
+        lambda m: m.update(m.get_all(user_id="u1")[0]["id"], "new text", metadata="x"),
+        "metadata must be",
+    ),
+    (
+        "update agent-only scope",
+        lambda m: m.update(m.get_all(user_id="u1")[0]["id"], "new text", agent_id="a1"),
+        "cross_user=true",
+    ),
+    ("delete agent-only scope", lambda m: m.delete(m.get_all(user_id="u1")[0]["id"], run_id="r1"), "every user"),
+    ("get cross_user not bool", lambda m: m.get("x", user_id="u1", cross_user="yes"), "cross_user must be"),
+    ("history bad scope", lambda m: m.history("x", user_id=" u1"), "leading or trailing whitespace"),
+    ("search agent only", lambda m: m.search("tea", agent_id="a1"), r"agent_id='a1' without user_id"),
+    ("search empty scope", lambda m: m.search("tea"), "an empty scope matches the memories of every user"),
+    ("get_all agent only", lambda m: m.get_all(agent_id="a1"), "cross_user=true"),
+    ("delete_all agent only", lambda m: m.delete_all(agent_id="a1"), "cross_user=true"),
+    ("relations top_k", lambda m: m.search_with_relations("tea", user_id="u1", top_k=0), "top_k must be"),
     ("empty memory id", lambda m: m.delete(""), "memory_id is required"),
     ("search empty", lambda m: m.search("", user_id="u1"), "query is empty"),
     ("top_k 0", lambda m: m.search("tea", user_id="u1", top_k=0), "top_k must be an int in 1..1000"),
@@ -321,11 +340,11 @@ BAD_CALLS = [
 @pytest.mark.parametrize("call,match", [c[1:] for c in BAD_CALLS], ids=[c[0] for c in BAD_CALLS])
 def test_bad_input_is_a_clear_value_error_and_writes_nothing(memory, call, match):
     memory.add(pair("I grow tomatoes and basil on my balcony."), user_id="u1")
-    before = memory.get_all()
-    version = memory.store.version
+    before = memory.get_all(cross_user=True)
+    version = versions(memory)
     with pytest.raises(ValueError, match=match):
         call(memory)
-    assert memory.get_all() == before and memory.store.version == version
+    assert memory.get_all(cross_user=True) == before and versions(memory) == version
 
 
 # ---- stores, embedders and bundles ---------------------------------------------------------------------------------
@@ -342,7 +361,7 @@ def test_a_store_written_by_another_embedder_is_refused(tmp_path, memory, embedd
         Exception, match="written with embedder 'test-hash-64'.*opened with embedder 'other-embedder-64'"
     ):  # Hydra wraps it; Memory.from_bundle unwraps it
         Memory(build_policy(offline_cfg(), memory.store.uri, embedder=OtherEmbedder()))
-    assert texts(memory.get_all()) == ["I like tea a lot."]
+    assert texts(memory.get_all(user_id="u1")) == ["I like tea a lot."]
 
 
 def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
@@ -372,5 +391,6 @@ def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
         Memory.from_bundle(tmp_path / "other", tmp_path / "store", embedder=OtherEmbedder())
     assert other.version == "other-1"
     assert [
-        m["memory"] for m in Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=embedder).get_all()
+        m["memory"]
+        for m in Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=embedder).get_all(user_id="u1")
     ] == [ev["memory"]]

@@ -10,6 +10,7 @@ import time
 
 import httpx
 import pytest
+from fastapi import WebSocket
 from fastapi.testclient import TestClient
 from memtune.serve.middleware import resolve_token
 from memtune.serve.rest import create_app
@@ -17,15 +18,19 @@ from omegaconf import OmegaConf
 from serve_support import (
     AUTH,
     FIXTURE_USER,
+    GRAPH_QUERY,
+    GRAPH_USER,
     TOKEN,
     fixture_conversation,
     free_port,
+    graph_memory,  # noqa: F401 (fixture)
     ingest_fixture,
     make_memory,
     memory,  # noqa: F401 (memory: fixture)
     ranked,
     snapshot,
     uvicorn_thread,
+    versions,
 )
 
 
@@ -40,6 +45,7 @@ def client(memory):
         yield c
 
 
+MINE = {"user_id": FIXTURE_USER}  # the caller's scope on id-addressed routes
 PAIR = [
     {"role": "Caroline", "content": "I adopted a grey cat called Pixel from the shelter on Friday."},
     {"role": "Melanie", "content": "Pixel is a lovely name, my kids would love to meet her."},
@@ -56,7 +62,7 @@ def test_search_over_http_equals_in_process(client, memory, questions):
             assert r.status_code == 200, r.text
             expected = memory.search(question, user_id=FIXTURE_USER, top_k=top_k)
             assert ranked(r.json()["results"]) == ranked(expected)
-            assert r.json()["results"] == expected  # every field, not just ids and order
+            assert r.json() == {"results": expected, "relations": []}  # every field; no graph in this bundle
 
 
 def test_add_over_http_equals_in_process(tmp_path, embedder, client, memory):
@@ -72,7 +78,7 @@ def test_add_over_http_equals_in_process(tmp_path, embedder, client, memory):
     assert strip(events) == strip(expected) and any(e["event"] == "ADD" for e in events)
     for e in events:
         if e["event"] == "ADD":
-            stored = client.get(f"/v1/memories/{e['id']}", headers=AUTH).json()
+            stored = client.get(f"/v1/memories/{e['id']}", params=MINE, headers=AUTH).json()
             assert stored == memory.get(e["id"]) and stored["memory"] == e["memory"]
             assert stored["metadata"].get("src") == "t" and stored["policy_version"] == "test-v1"
     query = "which grey cat Caroline adopted from the shelter"
@@ -133,7 +139,7 @@ def test_auth_required_and_nothing_changes_without_it(memory):
 
 
 def test_bad_input_is_refused_and_loses_nothing(client, memory):
-    before = snapshot(memory)
+    before, version = snapshot(memory), versions(memory)
     known = before[0][0]
 
     def refused(status, method, path, field=None, **kwargs):
@@ -185,7 +191,17 @@ def test_bad_input_is_refused_and_loses_nothing(client, memory):
     refused(422, "get", "/v1/memories", "user_id")
     refused(422, "get", "/v1/memories", "limit", params={"user_id": FIXTURE_USER, "limit": 0})
     refused(422, "delete", "/v1/memories", "user_id")  # delete_all of everything: refused
-    refused(422, "put", f"/v1/memories/{known}", "text", json={"text": ""})
+    refused(422, "put", f"/v1/memories/{known}", "text", json={"text": ""}, params=MINE)
+    # id-addressed routes need the caller's scope
+    for method, path, kwargs in (
+        ("get", f"/v1/memories/{known}", {}),
+        ("put", f"/v1/memories/{known}", {"json": {"text": "new text"}}),
+        ("delete", f"/v1/memories/{known}", {}),
+        ("get", f"/v1/memories/{known}/history", {}),
+    ):
+        refused(422, method, path, "at least one of user_id, agent_id, run_id", **kwargs)
+        refused(422, method, path, "cross_user", params={**MINE, "cross_user": "maybe"}, **kwargs)
+        refused(422, method, path, "colour", params={**MINE, "colour": "red"}, **kwargs)
     # Oversized bodies: 413 by Content-Length, and while streaming a chunked body that has none.
     big = b'{"messages": "' + b"x" * 1_100_000 + b'", "user_id": "' + FIXTURE_USER.encode() + b'"}'
     refused(413, "post", "/v1/memories", content=big, headers={"content-type": "application/json"})
@@ -198,9 +214,9 @@ def test_bad_input_is_refused_and_loses_nothing(client, memory):
         ("delete", "/v1/memories/no-such-id", {}),
         ("get", "/v1/memories/no-such-id/history", {}),
     ):
-        assert "no-such-id" in refused(404, method, path, **kwargs)["detail"]
-    assert client.get("/v1/memories/a%00b", headers=AUTH).status_code in (400, 404, 422)
-    assert snapshot(memory) == before
+        assert "no-such-id" in refused(404, method, path, params=MINE, **kwargs)["detail"]
+    assert client.get("/v1/memories/a%00b", params=MINE, headers=AUTH).status_code in (400, 404, 422)
+    assert snapshot(memory) == before and versions(memory) == version
 
 
 @pytest.mark.parametrize("hostile", ["x' OR '1'='1", 'a"b', "a\\b", "Zoë 🙂 用户", "%' --", "*", "user_id = ''"])
@@ -232,17 +248,25 @@ def test_control_characters_in_scope_are_refused(client, memory):
 def test_update_delete_history_and_scoped_delete(client, memory):
     other = client.post("/v1/memories", json={"messages": PAIR, "user_id": "someone-else"}, headers=AUTH)
     target = snapshot(memory)[0][0]
-    r = client.put(f"/v1/memories/{target}", json={"text": "Caroline moved to Lisbon in 2024"}, headers=AUTH)
+    r = client.put(
+        f"/v1/memories/{target}", json={"text": "Caroline moved to Lisbon in 2024"}, params=MINE, headers=AUTH
+    )
     assert r.status_code == 200 and r.json()["event"] == "UPDATE"
-    assert client.get(f"/v1/memories/{target}", headers=AUTH).json()["memory"] == "Caroline moved to Lisbon in 2024"
-    history = client.get(f"/v1/memories/{target}/history", headers=AUTH).json()["results"]
+    got = client.get(f"/v1/memories/{target}", params=MINE, headers=AUTH).json()
+    assert got["memory"] == "Caroline moved to Lisbon in 2024"
+    history = client.get(f"/v1/memories/{target}/history", params=MINE, headers=AUTH).json()["results"]
     assert history == memory.history(target) and len(history) >= 2
-    assert client.delete(f"/v1/memories/{target}", headers=AUTH).json()["event"] == "DELETE"
-    assert client.get(f"/v1/memories/{target}", headers=AUTH).status_code == 404
+    assert client.delete(f"/v1/memories/{target}", params=MINE, headers=AUTH).json()["event"] == "DELETE"
+    assert client.get(f"/v1/memories/{target}", params=MINE, headers=AUTH).status_code == 404
     n = len(snapshot(memory))
     assert client.delete("/v1/memories", params={"user_id": FIXTURE_USER}, headers=AUTH).json() == {"deleted": n}
     assert memory.get_all(user_id="someone-else")  # other scopes untouched
     assert other.status_code == 200
+    # forgetting the scope blanked the text of its history, the deleted memory's included
+    history = client.get(f"/v1/memories/{target}/history", params=MINE, headers=AUTH).json()["results"]
+    ops = [h["op"] for h in history]
+    assert ops[0] == "ADD" and ops[-2:] == ["UPDATE", "DELETE"]
+    assert all(h["old_text"] == h["new_text"] == "" and h["metadata"]["purged"] for h in history)
 
 
 def test_reset_is_guarded(memory):
@@ -346,3 +370,152 @@ def test_export_then_memtune_serve_end_to_end(tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# ---- scopes on id-addressed routes, cross-user reads ---------------------------------------------------------------
+def test_id_routes_answer_404_outside_the_callers_scope(client, memory):
+    mine = client.post(
+        "/v1/memories", json={"messages": PAIR, "user_id": "u1", "agent_id": "planner"}, headers=AUTH
+    ).json()["results"]
+    mid = next(e["id"] for e in mine if e["event"] == "ADD")
+    before, version = snapshot(memory), versions(memory)
+    theirs = memory.get(mid)
+    for scope in ({"user_id": "u2"}, {"user_id": "u1", "agent_id": "coach"}, {"user_id": "u1", "run_id": "r9"}):
+        for method, path, kwargs in (
+            ("get", f"/v1/memories/{mid}", {}),
+            ("put", f"/v1/memories/{mid}", {"json": {"text": "hijacked"}}),
+            ("delete", f"/v1/memories/{mid}", {}),
+            ("get", f"/v1/memories/{mid}/history", {}),
+        ):
+            outside = getattr(client, method)(path, params=scope, headers=AUTH, **kwargs)
+            unknown = getattr(client, method)(path.replace(mid, "no-such-id"), params=scope, headers=AUTH, **kwargs)
+            assert outside.status_code == unknown.status_code == 404, (scope, path, outside.text)
+            # the same words as for an id that does not exist: nothing tells the caller the memory is there
+            assert outside.json()["detail"].replace(mid, "X") == unknown.json()["detail"].replace("no-such-id", "X")
+    assert memory.get(mid) == theirs and snapshot(memory) == before and versions(memory) == version
+    # inside the scope (the agent's own, or the whole user's): found
+    for scope in ({"user_id": "u1"}, {"user_id": "u1", "agent_id": "planner"}):
+        assert client.get(f"/v1/memories/{mid}", params=scope, headers=AUTH).json() == theirs
+    # agent_id alone spans every user: refused unless the caller opts in
+    r = client.get(f"/v1/memories/{mid}", params={"agent_id": "planner"}, headers=AUTH)
+    assert r.status_code == 400 and "cross_user=true" in r.json()["detail"] and "user_id" in r.json()["detail"]
+    r = client.get(f"/v1/memories/{mid}", params={"agent_id": "planner", "cross_user": "true"}, headers=AUTH)
+    assert r.status_code == 200 and r.json() == theirs
+    r = client.put(f"/v1/memories/{mid}", json={"text": "Pixel is a grey cat"}, params={"user_id": "u1"}, headers=AUTH)
+    assert r.status_code == 200 and memory.get(mid)["memory"] == "Pixel is a grey cat"
+    assert client.delete(f"/v1/memories/{mid}", params={"user_id": "u1"}, headers=AUTH).json()["event"] == "DELETE"
+    assert len(client.get(f"/v1/memories/{mid}/history", params={"user_id": "u1"}, headers=AUTH).json()["results"]) == 3
+    assert client.get(f"/v1/memories/{mid}/history", params={"user_id": "u2"}, headers=AUTH).status_code == 404
+
+
+def test_reads_without_user_id_need_an_explicit_opt_in(tmp_path, embedder):
+    memory = make_memory(tmp_path / "store", embedder)
+    for user in ("alice", "bob"):
+        memory.add(PAIR, user_id=user, agent_id="planner")
+    before, version = snapshot(memory), versions(memory)
+    with TestClient(create_app(memory, TOKEN)) as c:
+        for method, path, kwargs in (
+            ("get", "/v1/memories", {"params": {"agent_id": "planner"}}),
+            ("delete", "/v1/memories", {"params": {"agent_id": "planner"}}),
+            ("post", "/v1/memories/search", {"json": {"query": "grey cat", "agent_id": "planner"}}),
+            ("get", "/v1/memories", {"params": {"run_id": "r1"}}),
+        ):
+            r = getattr(c, method)(path, headers=AUTH, **kwargs)
+            assert r.status_code == 400, r.text
+            assert "every user" in r.json()["detail"] and "cross_user=true" in r.json()["detail"]
+        assert snapshot(memory) == before and versions(memory) == version
+        everyone = c.get("/v1/memories", params={"agent_id": "planner", "cross_user": True}, headers=AUTH).json()
+        assert {m["user_id"] for m in everyone["results"]} == {"alice", "bob"}
+        hits = c.post(
+            "/v1/memories/search", json={"query": "grey cat", "agent_id": "planner", "cross_user": True}, headers=AUTH
+        ).json()["results"]
+        assert {m["user_id"] for m in hits} == {"alice", "bob"}
+        alice = c.get("/v1/memories", params={"user_id": "alice", "agent_id": "planner"}, headers=AUTH).json()
+        assert {m["user_id"] for m in alice["results"]} == {"alice"}  # naming the user needs no opt-in
+    memory.allow_cross_user = True  # memtune-serve allow_cross_user=true: a single-tenant deployment
+    with TestClient(create_app(memory, TOKEN)) as c:
+        r = c.get("/v1/memories", params={"agent_id": "planner"}, headers=AUTH)
+        assert r.status_code == 200 and len(r.json()["results"]) == len(everyone["results"])
+    memory.close()
+
+
+def test_memtune_serve_passes_allow_cross_user(tmp_path, embedder, monkeypatch):
+    from memtune.serve import cli
+
+    seen = {}
+
+    def from_bundle(bundle, store_uri, **kwargs):
+        seen.update(kwargs)
+        return "memory"
+
+    monkeypatch.setattr("memtune.policies.memory.Memory.from_bundle", from_bundle)
+    cfg = OmegaConf.load("conf/serve.yaml")
+    assert cfg.allow_cross_user is False  # the default refuses reads across users
+    cli.load_memory(OmegaConf.merge(cfg, {"bundle": "b", "store_uri": "s", "cache_dir": None}))
+    assert seen["allow_cross_user"] is False
+    cli.load_memory(OmegaConf.merge(cfg, {"bundle": "b", "store_uri": "s", "allow_cross_user": True}))
+    assert seen["allow_cross_user"] is True
+
+
+# ---- Mem0g: the graph's triplets are served ------------------------------------------------------------------------
+def test_search_serves_the_graph_relations_of_a_mem0g_bundle(graph_memory):
+    expected = graph_memory.search_with_relations(GRAPH_QUERY, user_id=GRAPH_USER, top_k=1)
+    assert len(expected["results"]) == 1 and expected["relations"]  # top_k memories AND the triplets
+    assert any(r["source"] == "Caroline" and r["destination"] == "Denver" for r in expected["relations"])
+    assert {r["user_id"] for r in expected["relations"]} == {GRAPH_USER}
+    assert expected["results"] == graph_memory.search(GRAPH_QUERY, user_id=GRAPH_USER, top_k=1)
+    with TestClient(create_app(graph_memory, TOKEN)) as c:
+        r = c.post("/v1/memories/search", json={"query": GRAPH_QUERY, "user_id": GRAPH_USER, "top_k": 1}, headers=AUTH)
+        assert r.status_code == 200 and r.json() == expected
+        assert "relations" in c.get("/openapi.json").json()["components"]["schemas"]["SearchOut"]["properties"]
+        # another user's search sees none of them
+        other = c.post("/v1/memories/search", json={"query": GRAPH_QUERY, "user_id": "u2"}, headers=AUTH).json()
+        assert other == {"results": [], "relations": []}
+        # forgetting the user forgets its graph too
+        assert c.delete("/v1/memories", params={"user_id": GRAPH_USER}, headers=AUTH).json()["deleted"] > 0
+        r = c.post("/v1/memories/search", json={"query": GRAPH_QUERY, "user_id": GRAPH_USER}, headers=AUTH)
+        assert r.json() == {"results": [], "relations": []}
+
+
+# ---- non-HTTP ASGI scopes fail closed -----------------------------------------------------------------------------
+def test_websockets_need_the_token_and_unknown_scopes_are_refused(memory):
+    import anyio
+    from memtune.serve.middleware import BearerAuth
+    from starlette.websockets import WebSocketDisconnect
+
+    app = create_app(memory, TOKEN)
+
+    @app.websocket("/v1/ws-probe")  # the REST app serves no websocket; a probe shows what would reach one
+    async def probe(ws: WebSocket):
+        await ws.accept()
+        await ws.send_text("inside")
+        await ws.close()
+
+    with TestClient(app) as c:
+        for headers in ({}, {"Authorization": "Bearer wrong-token-0123456789"}):
+            for path in ("/v1/ws-probe", "/healthz"):  # open HTTP paths are not open to websockets
+                with pytest.raises(WebSocketDisconnect) as closed:
+                    with c.websocket_connect(path, headers=headers) as ws:
+                        ws.receive_text()
+                assert (closed.value.code, closed.value.reason) == (1008, "unauthorized")
+        with c.websocket_connect("/v1/ws-probe", headers=AUTH) as ws:
+            assert ws.receive_text() == "inside"
+
+    reached = []
+
+    async def inner(scope, receive, send):
+        reached.append(scope["type"])
+
+    guard = BearerAuth(inner, TOKEN)
+
+    async def nothing():
+        return {"type": "lifespan.startup"}
+
+    async def ignore(message):
+        pass
+
+    anyio.run(guard, {"type": "lifespan"}, nothing, ignore)
+    assert reached == ["lifespan"]  # start-up and shutdown carry no caller: passed on
+    with pytest.raises(RuntimeError, match="refuses ASGI scope type 'webtransport'"):
+        anyio.run(guard, {"type": "webtransport", "headers": []}, nothing, ignore)
+    assert reached == ["lifespan"]
