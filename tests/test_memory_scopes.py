@@ -55,7 +55,9 @@ def test_the_store_rechecks_the_scope_at_write_time(memory, monkeypatch):
     gets the scope with the change)."""
     (mine,) = memory.add(PAIR, user_id="u1", infer=False)
     version = versions(memory)
-    monkeypatch.setattr(type(memory), "_record", lambda self, memory_id, scope=None: None)  # skip the look-up
+    unchecked = type(memory)._record
+    # the look-up ignores the scope: only the store's own check at write time is left
+    monkeypatch.setattr(type(memory), "_record", lambda self, memory_id, scope=None: unchecked(self, memory_id))
     with pytest.raises(MemoryNotFound, match="user_id='u2'"):
         memory.update(mine["id"], "hijacked", user_id="u2")
     with pytest.raises(MemoryNotFound, match="user_id='u2'"):
