@@ -10,8 +10,8 @@ downstream, nothing upstream. The map is declared, not measured (one place to ch
       anything else (extractor, summarizer, decider, graph, embedder, lm, store, dataset, unknown)   ingest
 
     metric (path into summary.json)                               stages that can move it
-      scores.<category>.{evidence_recall, recall_at_*, context_tokens, graph_evidence_recall,
-                         graph_context_tokens, n_graph, n_retrieved}             ingest, retrieve
+      scores.<category>.{*recall* (evidence_recall, recall_at_<budget>, graph_evidence_recall),
+                         *context_tokens, n_graph, n_retrieved}                  ingest, retrieve
       scores.<category>.{f1, f1_squad, bleu1, abstained}                         ingest, retrieve, answer
       cost.{memories_stored, ops, rejected_ops, ingest}, ingest.*, graph*,
       lm_requests.per_message_pair                                               ingest
@@ -42,9 +42,8 @@ KNOB_STAGES = (  # target prefix -> stage, first match wins; everything else is 
     ("policy.answerer", "answer"),
     ("judge", "judge"),
 )
-_RETRIEVAL = re.compile(
-    r"^scores\.[^.]+\.(evidence_recall|recall_at_\d+|context_tokens|graph_evidence_recall|graph_context_tokens"
-    r"|n_graph|n_retrieved)$"
+_RETRIEVAL = re.compile(  # evidence_recall, recall_at_<budget> (any naming), graph_evidence_recall, context tokens
+    r"^scores\.[^.]+\.([a-z0-9_]*recall[a-z0-9_]*|[a-z0-9_]*context_tokens|n_graph|n_retrieved)$"
 )
 _ANSWER = re.compile(r"^scores\.[^.]+\.(f1|f1_squad|bleu1|abstained)$")
 _INGEST = re.compile(

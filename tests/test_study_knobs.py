@@ -117,6 +117,8 @@ def test_secrets_and_worker_endpoints_stay_out_of_the_identity(tmp_path, monkeyp
         a = base_identity(cfg)
         monkeypatch.setenv("OPENAI_BASE_URL", "http://host-b:8000/v1")
         b = base_identity(compose("sweep", overrides=["lm=openai", "judge=openai", "lm.timeout=600"]))
+        literal = base_identity(compose("sweep", overrides=["lm=openai", "lm.api_base=http://u:secret@h:1/v1"]))
+    assert literal["lm"]["api_base"] == "http://***@h:1/v1"  # a literal endpoint counts, its password does not
     assert a == b  # each worker's endpoint and timeout are its own
     assert a["lm"]["api_base"].startswith("${oc.env:") and "timeout" not in a["lm"]
     assert "pw" not in json.dumps(a) and "pw" not in json.dumps(b)
@@ -291,3 +293,27 @@ def test_the_cli_refuses_another_embedder_without_a_traceback(tmp_path):
     assert optuna.load_study(study_name="cli", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials[0].state.name == (
         "WAITING"
     )  # nothing ran: the enqueued defaults trial is still waiting
+
+
+def test_answer_knobs_cannot_move_what_the_map_says_they_cannot(tmp_path, embedder):
+    """The declaration checked against the code: two very different extractive answerers over one ingested store
+    give different answers but the same retrieval, recall (every budget) and context tokens."""
+    from memtune.optimize.data import load_locomo, resolve_path
+    from memtune.optimize.evaluate import answer_all, ingest_all
+    from memtune.policies.answerers import ExtractiveAnswerer
+    from memtune.policies.build import build_policy
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        cfg = compose("eval", overrides=["dataset=fixture"])
+    dataset = load_locomo(resolve_path(cfg.dataset.path))
+    policy = build_policy(cfg, tmp_path / "store", embedder=embedder)
+    ingest_all(policy, dataset, progress=False)
+    frames = []
+    for knobs in ({"max_words": 2, "candidates": 1}, {"max_words": 12, "candidates": 5, "dates_for_when": False}):
+        assert {knob_stage(f"policy.answerer.{k}") for k in knobs} == {"answer"}
+        policy.answerer = ExtractiveAnswerer(**knobs)
+        frames.append(answer_all(policy, dataset, progress=False))
+    retrieval = [c for c in frames[0].columns if moved_by(f"scores.overall.{c}") == {"ingest", "retrieve"}]
+    assert {"evidence_recall", "context_tokens"} <= set(retrieval) and any("recall_at" in c for c in retrieval)
+    assert frames[0].select([*retrieval, "retrieved_ids"]).equals(frames[1].select([*retrieval, "retrieved_ids"]))
+    assert frames[0]["prediction"].to_list() != frames[1]["prediction"].to_list()  # the knobs do act on answers
