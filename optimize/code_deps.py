@@ -157,10 +157,15 @@ class _Walk:
             return
         defaults = [_constant(v) or type(v).__qualname__ for v in (fn.__defaults__ or ())]
         defaults += [f"{k}={_constant(v) or type(v).__qualname__}" for k, v in (fn.__kwdefaults__ or {}).items()]
-        source = inspect.getsource(fn)
+        try:
+            source = inspect.getsource(fn)
+            tree = ast.parse(textwrap.dedent(source))
+        except (OSError, TypeError, SyntaxError):  # no source of its own (exec, a lambda mid-expression)
+            self.module(home)  # its module counts whole
+            return
         text = source + "\n# defaults: " + ", ".join(defaults)
         self.parts[key] = ""  # mark first: recursion
-        for other in sorted(_imported(home, _imports(ast.parse(textwrap.dedent(source))), self.prefix)):
+        for other in sorted(_imported(home, _imports(tree), self.prefix)):
             self.module(other)  # imported inside the function
         constants = []
         for name in sorted(_code_names(fn.__code__)):
