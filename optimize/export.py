@@ -9,7 +9,9 @@ A study trial's config is re-composed exactly as memtune-sweep composed it (`swe
 command-line overrides + the trial's overrides, all recorded on the trial); an MLflow run's config the same
 way from its params, then checked against its policy.json artifact. The bundle says which split its scores come
 from: `tune` (the conversations the trial was selected on: optimistic) and, when memtune-sweep re-scored the
-trial, `heldout` (never tuned on).
+trial, `heldout` (never tuned on); and, in source.knobs, which settings the study tuned (the trial's own
+overrides), which it left at the base config's value (`defaulted`), and which search-space knobs it did not
+sample and why (`not_sampled`: no objective depends on them, or inactive in this trial).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow 
 import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
+from memtune.optimize.knob_deps import knob_record
 from memtune.policies.bundle import build_stages, bundle_config, graph_stages, module_states, policy_hash, save_bundle
 from omegaconf import DictConfig, OmegaConf
 
@@ -137,6 +140,7 @@ def from_study(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
         "overrides": overrides,
         "base_overrides": list(base),
         "mlflow_run_id": trial.user_attrs.get("mlflow_run_id"),
+        "not_sampled": trial.user_attrs.get("not_sampled") or signature.get("not_sampled") or {},
     }
     return composed, _scores(tune, heldout), source
 
@@ -234,6 +238,7 @@ def from_run(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
         "trial": int(trial) if trial is not None else None,
         "overrides": overrides,
         "base_overrides": base,
+        "not_sampled": json.loads(params.get("not_sampled") or pparams.get("not_sampled") or "{}"),
     }
     return composed, _scores(tune, heldout), source
 
@@ -335,6 +340,8 @@ def run_export(cfg: DictConfig, overrides: Sequence[str] | None = None) -> dict:
         if overrides is not None:
             source["overrides"] = policy_overrides(overrides)
     config = bundle_config(composed)
+    if source["kind"] in ("study", "mlflow_run"):  # which settings the study chose, which it left at their defaults
+        source["knobs"] = knob_record(config, source["overrides"], source.pop("not_sampled"))
     if cfg.get("bundle_store"):  # store settings are the deployment's, not the tuned policy's (eval keeps no versions)
         config["store"] = OmegaConf.to_container(
             hydra.compose(config_name="eval", overrides=[f"store={cfg.bundle_store}"]).store, resolve=True

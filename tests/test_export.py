@@ -345,6 +345,9 @@ def test_export_from_a_study_composes_the_trial_like_the_sweep(tmp_path):
     policy = info.config["policy"]
     assert policy["name"] == "rag" and policy["retriever"]["top_k"] == 20  # base overrides + the trial's own
     assert info.source["trial"] == 1 and info.source["overrides"] == ["policy.retriever.top_k=20"]
+    knobs = info.source["knobs"]  # an older study recorded no knobs it left unsampled
+    assert knobs["tuned"] == {"policy.retriever.top_k": 20} and knobs["not_sampled"] == {}
+    assert "policy.retriever.top_k" not in knobs["defaulted"] and knobs["defaulted"]["policy.name"] == "rag"
     assert info.scores["chosen_on"] == "tune" and info.scores["heldout"] is None
     assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.7, "context_tokens": 400.0}
     assert info.scores["tune"]["conversations"] == ["conv-26"] and "no held-out score" in info.scores["note"]
@@ -386,7 +389,8 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
         {"memtune.study": "s"},
     )
     ran = composed("policy=rag", "policy.retriever.top_k=7")
-    run_id = tracker.start_trial(3, {"overrides": "policy.retriever.top_k=7"})
+    not_sampled = {"policy.answerer.max_words": "answer stage: no objective (evidence_recall) depends on it"}
+    run_id = tracker.start_trial(3, {"overrides": "policy.retriever.top_k=7", "not_sampled": json.dumps(not_sampled)})
     tracker.end_trial(
         run_id,
         "FINISHED",
@@ -410,6 +414,11 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     info = read_bundle(result["bundle"])
     assert info.config["policy"]["name"] == "rag" and info.config["policy"]["retriever"]["top_k"] == 7
     assert info.source["kind"] == "mlflow_run" and info.source["trial"] == 3 and info.source["study"] == "s"
+    assert info.source["knobs"]["tuned"] == {"policy.retriever.top_k": 7}
+    assert (
+        info.source["knobs"]["not_sampled"] == not_sampled
+        and "policy.retriever.top_k" not in info.source["knobs"]["defaulted"]
+    )
     assert info.scores["tune"]["objectives"] == {"evidence_recall": 0.5}
     assert info.scores["heldout"] == {"conversations": ["conv-30"], "metrics": {"scores.overall.evidence_recall": 0.42}}
     reg = result["registered"]

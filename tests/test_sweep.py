@@ -12,8 +12,10 @@ from pathlib import Path
 import optuna
 import polars as pl
 import pytest
+from memtune.optimize.knob_deps import restrict
 from memtune.optimize.search_space import SearchSpace, format_value
 from memtune.optimize.sweep import CONF_DIR, get_path, run_sweep, worker_alive, worker_id
+from memtune.optimize.sweep_eval import objectives_from
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -287,8 +289,10 @@ def test_trial_of_a_dead_worker_is_failed_and_rerun_with_the_same_knobs(tmp_path
     storage = f"sqlite:///{tmp_path / 'optuna.db'}"
     sweep(tmp_path, "sweep.n_trials=1", "sweep.study_name=dead")
     study = optuna.load_study(study_name="dead", storage=storage)
-    orphan = study.ask()  # a trial some worker started ...
-    SearchSpace.from_config(OmegaConf.load(CONF_DIR / "search_space" / "offline.yaml")).suggest(orphan)
+    orphan = study.ask()  # a trial some worker started (from the study's space: answerer knobs are not sampled) ...
+    offline = SearchSpace.from_config(OmegaConf.load(CONF_DIR / "search_space" / "offline.yaml"))
+    default = objectives_from(OmegaConf.create({"sweep": OmegaConf.load(CONF_DIR / "sweep" / "default.yaml")}))
+    restrict(offline, default)[0].suggest(orphan)
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     orphan.set_user_attr("worker", f"{socket.gethostname()}:{proc.pid}:1")  # ... and then died
