@@ -28,7 +28,7 @@ def normalize_tokens(s: object) -> list[str]:
     """mem0's ``simple_tokenize``: ``str(s)``, lowercase, ``.`` ``,`` ``!`` ``?`` -> space, split on whitespace.
 
     Note: mem0 strips exactly those four characters, not all punctuation: ``"melanie's"``, ``'"nothing'``,
-    ``"bike-sharing"`` and ``"d1:3"`` stay single tokens. DESIGN.md says "strip punctuation"; matching mem0's
+    ``"bike-sharing"`` and ``"d1:3"`` stay single tokens. "Strip punctuation" would split them; matching mem0's
     code is what makes our F1 comparable with its numbers, so this follows the code.
     """
     text = str(s).lower()
