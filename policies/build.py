@@ -5,10 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra.utils import instantiate
-from memtune.policies.embed import CachedEmbedder
-from memtune.policies.lm import CostMeter
-from memtune.policies.policy import MemoryPolicy
 from omegaconf import DictConfig
+
+from .embed.base import CachedEmbedder
+from .lm import CostMeter
+from .policy import MemoryPolicy
 
 STAGES = ("extractor", "summarizer", "decider", "retriever", "answerer")  # + the optional graph (build_graph)
 

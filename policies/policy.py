@@ -6,7 +6,7 @@ search(query, scope)      the retriever's top-k memories (+ graph triplets when 
                           when it is "only")
 answer(question, scope)   search + answerer
 
-The optional `graph` stage (policies/graph.py, Mem0g) is fed every message pair after the vector path.
+The optional `graph` stage (policies/graph/memory.py, Mem0g) is fed every message pair after the vector path.
 """
 
 from __future__ import annotations
@@ -15,10 +15,11 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 
 import dspy
-from memtune.policies.lm import CostMeter
-from memtune.policies.store import Change, MemoryStore
-from memtune.policies.store_sql import in_scope
-from memtune.policies.types import Decision, Event, MemoryRecord, Message, Scope
+
+from .lm import CostMeter
+from .store.sql import in_scope
+from .store.store import Change, MemoryStore
+from .types import Decision, Event, MemoryRecord, Message, Scope
 
 RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
 

@@ -29,7 +29,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from memtune.policies.types import Message
+from .types import Message
 
 # Function words (articles, pronouns, auxiliaries, prepositions, conjunctions, fillers): they carry no content.
 STOPWORDS = frozenset(

@@ -14,8 +14,9 @@ import logging
 import sys
 
 import hydra
-from memtune.serve.middleware import resolve_token
 from omegaconf import DictConfig
+
+from .middleware import resolve_token
 
 TRANSPORTS = ("rest", "mcp-stdio", "mcp-http")
 log = logging.getLogger("memtune.serve")
@@ -43,7 +44,7 @@ def check_config(cfg: DictConfig) -> str | None:
 
 
 def load_memory(cfg: DictConfig):
-    from memtune.policies.memory import Memory
+    from ..policies.runtime.memory import Memory
 
     top_k = cfg.get("default_top_k")
     return Memory.from_bundle(
@@ -58,10 +59,10 @@ def load_memory(cfg: DictConfig):
 def build_app(cfg: DictConfig, memory, token: str | None):
     """The ASGI app for transport rest or mcp-http (what `serve` hands to uvicorn)."""
     if cfg.transport == "rest":
-        from memtune.serve.rest import create_app
+        from .rest import create_app
 
         return create_app(memory, token, allow_reset=bool(cfg.allow_reset), max_body_bytes=int(cfg.max_body_bytes))
-    from memtune.serve.mcp_server import mcp_http_app
+    from .mcp_server import mcp_http_app
 
     return mcp_http_app(memory, token, host=str(cfg.host), max_body_bytes=int(cfg.max_body_bytes))
 
@@ -72,7 +73,7 @@ def serve(cfg: DictConfig) -> None:
     log.info("bundle %s (%s) over store %s", memory.bundle_version, cfg.bundle, cfg.store_uri)
     try:
         if cfg.transport == "mcp-stdio":
-            from memtune.serve.mcp_server import create_mcp_server
+            from .mcp_server import create_mcp_server
 
             create_mcp_server(memory).run("stdio")
             return

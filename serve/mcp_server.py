@@ -23,11 +23,12 @@ from typing import Annotated, Any
 from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
-from memtune.policies.memory import MemoryNotFound
-from memtune.serve import schemas as s
-from memtune.serve.middleware import LOOPBACK, BearerAuth, BodyLimit
-from memtune.serve.service import MemoryService
 from pydantic import Field, ValidationError
+
+from ..policies.runtime.memory import MemoryNotFound
+from . import schemas as s
+from .middleware import LOOPBACK, BearerAuth, BodyLimit
+from .service import MemoryService
 
 INSTRUCTIONS = (
     "Long-term memory for a conversation agent. After each turn call add_memory with the new messages and the "

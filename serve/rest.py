@@ -34,12 +34,13 @@ from fastapi import Body, FastAPI, Path, Query, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPBearer
-from memtune.policies.memory import MemoryNotFound
-from memtune.serve import schemas as s
-from memtune.serve.middleware import BearerAuth, BodyLimit
-from memtune.serve.service import MemoryService
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ..policies.runtime.memory import MemoryNotFound
+from . import schemas as s
+from .middleware import BearerAuth, BodyLimit
+from .service import MemoryService
 
 MemoryId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_CHARS, description="memory id")]
 
@@ -113,9 +114,9 @@ def _described(error: dict) -> dict:
 def create_app(
     memory, token: str | None, *, allow_reset: bool = False, max_body_bytes: int = s.MAX_BODY_BYTES
 ) -> FastAPI:
-    """The REST app over `memory` (a `memtune.policies.memory.Memory`).
+    """The REST app over `memory` (a `memtune.policies.runtime.memory.Memory`).
 
-    token None means no auth: callers decide that (see `memtune.serve.auth.resolve_token`, which only allows it on
+    token None means no auth: callers decide that (see `memtune.serve.middleware.resolve_token`, which only allows it on
     loopback). allow_reset enables POST /v1/reset (off by default: it deletes every scope's memories).
     """
     service = MemoryService(memory)

@@ -8,8 +8,9 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from memtune.optimize import data as D
-from memtune.optimize.data import (
+
+from memtune.optimize.data import locomo as D
+from memtune.optimize.data.locomo import (
     CATEGORY_NAMES,
     Dataset,
     Turn,
@@ -355,4 +356,4 @@ def test_category_names():
 
 
 def test_paths_point_into_repo():
-    assert fixture_path() == Path(D.__file__).resolve().parents[1] / "data" / "fixture" / "fixture.json"
+    assert fixture_path() == Path(D.__file__).resolve().parents[2] / "data" / "fixture" / "fixture.json"

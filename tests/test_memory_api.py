@@ -8,10 +8,11 @@ import json
 
 import pytest
 from hydra import compose, initialize_config_module
-from memtune.policies.build import build_policy
-from memtune.policies.memory import Memory, MemoryNotFound
-from memtune.policies.types import Message
 from serve_support import versions
+
+from memtune.policies.build import build_policy
+from memtune.policies.runtime.memory import Memory, MemoryNotFound
+from memtune.policies.types import Message
 
 MEMORY_KEYS = {
     "id",
@@ -365,7 +366,7 @@ def test_a_store_written_by_another_embedder_is_refused(tmp_path, memory, embedd
 
 
 def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
-    bundle = pytest.importorskip("memtune.policies.bundle")
+    bundle = pytest.importorskip("memtune.policies.runtime.bundle")
     cfg = offline_cfg()
     info = bundle.save_bundle(
         tmp_path / "bundle",

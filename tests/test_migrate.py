@@ -8,8 +8,9 @@ import re
 
 import numpy as np
 import pytest
-from memtune.policies.migrate import main
-from memtune.policies.store import Change, MemoryStore
+
+from memtune.policies.runtime.migrate import main
+from memtune.policies.store.store import Change, MemoryStore
 from memtune.policies.types import Scope
 
 
@@ -123,7 +124,7 @@ def test_migrate_refuses_a_non_empty_destination_and_bad_targets(tmp_path, sourc
 
 
 def test_migrate_from_a_bundle(tmp_path, source, capsys, monkeypatch):
-    bundle = pytest.importorskip("memtune.policies.bundle")
+    bundle = pytest.importorskip("memtune.policies.runtime.bundle")
     from hydra import compose, initialize_config_module
 
     with initialize_config_module("memtune.conf", version_base="1.3"):

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from memtune.policies.store import Change, MemoryStore, sql_where
+
+from memtune.policies.store.store import Change, MemoryStore, sql_where
 from memtune.policies.types import Scope
 
 DIM = 8
