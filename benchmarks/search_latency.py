@@ -62,8 +62,8 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     """`rows` memories in one scope, written in batches through the store; returns seconds taken."""
     from hydra.utils import instantiate
 
-    from memtune.policies.embed.base import MiniLMEmbedder
-    from memtune.policies.store.store import Change
+    from memtune.policies.embed.minilm import MiniLMEmbedder
+    from memtune.policies.store.changes import Change
     from memtune.policies.types import Scope
 
     cfg = compose_cfg()

@@ -32,7 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from memtune.policies.store.store import Change, MemoryStore
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 DIM = 384

@@ -7,7 +7,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig
 
-from .embed.base import CachedEmbedder
+from .embed.cache import CachedEmbedder
 from .lm import CostMeter
 from .policy import MemoryPolicy
 

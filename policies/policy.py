@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 import dspy
 
 from .lm import CostMeter
+from .store.changes import Change
 from .store.sql import in_scope
-from .store.store import Change, MemoryStore
+from .store.store import MemoryStore
 from .types import Decision, Event, MemoryRecord, Message, Scope
 
 RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them

@@ -89,7 +89,8 @@ def test_delete_all_blanks_the_scopes_history_and_purge_removes_it_from_disk(mem
 
 
 def test_purge_keeps_the_vector_index(tmp_path, embedder):
-    from memtune.policies.store.store import Change, MemoryStore
+    from memtune.policies.store.changes import Change
+    from memtune.policies.store.store import MemoryStore
     from memtune.policies.types import Scope
 
     store = MemoryStore(tmp_path / "s", embedder.dim, embedder.id, index_min_rows=256, cache=False)

@@ -94,7 +94,7 @@ def test_a_changed_program_state_misses(fixture_data, monkeypatch):
 
 def test_versions_weights_and_lm_model_are_in_the_key(fixture_data, monkeypatch, tmp_path):
     import memtune.optimize.evaluation.ingest_cache as ingest_cache
-    from memtune.policies.embed.base import MiniLMEmbedder
+    from memtune.policies.embed.minilm import MiniLMEmbedder
 
     cfg = compose()
     parts = ingestion_parts(cfg, fixture_data)

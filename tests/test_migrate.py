@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from memtune.policies.runtime.migrate import main
-from memtune.policies.store.store import Change, MemoryStore
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 

@@ -25,7 +25,8 @@ from memtune.policies.stages.decide import ThresholdDecider
 from memtune.policies.stages.extract import HeuristicExtractor
 from memtune.policies.stages.retrieve import CosineRetriever
 from memtune.policies.stages.summarize import NoSummarizer
-from memtune.policies.store.store import Change, MemoryStore
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Message, Scope
 
 MEL = Scope(user_id="melanie")

@@ -44,7 +44,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ..build import STAGES, build_graph, graph_mode
-from ..embed.base import CachedEmbedder
+from ..embed.cache import CachedEmbedder
 from ..lm import CostMeter
 from ..policy import MemoryPolicy
 from .bundle_config import GROUPS, bundle_config, check_no_secrets  # noqa: F401 (re-exported)

@@ -40,7 +40,7 @@ from collections.abc import Iterable, Mapping
 
 from ..policy import MemoryPolicy
 from ..provenance import keeps_content
-from ..store.store import Change
+from ..store.changes import Change
 from ..types import Message, Scope
 from .input import (
     check_cross_user,
