@@ -16,14 +16,9 @@ from memtune.optimize.data.locomo import load_locomo
 from memtune.optimize.export.app import CONF_DIR, ExportError, export_from_overrides, split_overrides
 from memtune.policies.build import STAGES, build_policy
 from memtune.policies.policy import MemoryPolicy
-from memtune.policies.runtime.bundle import (
-    BundleError,
-    bundle_config,
-    load_policy,
-    policy_modules,
-    read_bundle,
-    save_bundle,
-)
+from memtune.policies.runtime.bundle import BundleError, load_policy, read_bundle
+from memtune.policies.runtime.bundle_config import bundle_config
+from memtune.policies.runtime.bundle_save import policy_modules, save_bundle
 from memtune.policies.types import Message, Scope
 
 FIXTURE = Path(__file__).resolve().parent.parent / "data" / "fixture" / "fixture.json"
@@ -477,7 +472,7 @@ def test_loading_a_bundle_needs_no_tuning_stack():
     import sys
 
     code = (
-        "import sys, memtune.policies.runtime.bundle; "
+        "import sys, memtune.policies.runtime.bundle, memtune.policies.runtime.bundle_save; "
         "print(sorted(m for m in ('optuna', 'mlflow', 'polars') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -33,7 +33,7 @@ from omegaconf import DictConfig, OmegaConf
 from ...policies.build import build_embedder, build_policy, graph_mode
 from ...policies.lm import CostMeter
 from ...policies.policy import MemoryPolicy
-from ...policies.runtime.bundle import module_states
+from ...policies.runtime.bundle_save import module_states
 from ..data.locomo import Dataset
 from .code_deps import source_closure
 from .evaluate import ingest_all

@@ -31,14 +31,9 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from ...policies.runtime.bundle import (
-    build_stages,
-    bundle_config,
-    graph_stages,
-    module_states,
-    policy_hash,
-    save_bundle,
-)
+from ...policies.runtime.bundle import build_stages
+from ...policies.runtime.bundle_config import bundle_config
+from ...policies.runtime.bundle_save import graph_stages, module_states, policy_hash, save_bundle
 from ..sweep.knob_deps import knob_record
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"

@@ -8,22 +8,8 @@ exported and deleted together with the memories. The walks Mem0g needs are one o
 seed nodes, which an adjacency index in memory answers in microseconds; kuzu, the embedded graph DB mem0 supports,
 is archived upstream and not installed here.
 
-Tables (one row per node / edge; scope columns as in the memories table):
-* graph_nodes: id, name, key (matching key, see graph_types.node_key), type, vector, user_id, agent_id, run_id,
-  provenance (dia_ids, the newest `max_provenance`), first_seen / last_seen (time said), mentions, embedder_id.
-* graph_edges: id, source_id, relation, destination_id, source, destination, text (the embedded sentence),
-  vector, valid_from (time said), invalidated_at (time said of the contradicting triplet; "" while valid),
-  invalidated_by (edge id), provenance, user_id, agent_id, run_id, seq (insertion order), mentions, embedder_id.
-
-Edge provenance is per assertion: the turns that state the triplet (each assertion cites its own turn(s), see
-graph_extract), de-duplicated, and bounded by `max_edge_provenance`: past the bound an edge keeps the first turn
-(the one `valid_from` dates) and the newest ones. A generic triplet re-stated in many turns ("John has team") would
-otherwise cite every one of them and be credited by evidence recall with turns whose content it does not hold.
-`mentions` still counts every assertion.
-
-Writes go to the mirror at once and to LanceDB on flush(): one merge_insert (or add / delete) commit per table,
-so a crash loses at most the changes since the last flush and never rows already flushed. Scope filters are
-applied in Python on the mirror; LanceDB only ever sees id filters built by store_sql.sql_where().
+Tables, the write model (mirror first, LanceDB on flush()) and the bound on edge provenance: tables.py. Scope
+filters are applied in Python on the mirror.
 """
 
 from __future__ import annotations
@@ -36,112 +22,15 @@ from uuid import uuid4
 
 import lancedb
 import numpy as np
-import pyarrow as pa
 
-from ..store.lance import check_compatible, disk_bytes, schema_meta
-from ..store.sql import _check_scope, in_scope, sql_where
+from ..store.lance import disk_bytes, schema_meta
+from ..store.sql import _check_scope, in_scope
 from ..types import Scope
-
-_S, _L = pa.string(), pa.int64()
-_NODE_FIELDS = [
-    ("id", _S),
-    ("name", _S),
-    ("key", _S),
-    ("type", _S),
-    ("user_id", _S),
-    ("agent_id", _S),
-    ("run_id", _S),
-    ("provenance", pa.list_(_S)),
-    ("first_seen", _S),
-    ("last_seen", _S),
-    ("mentions", _L),
-    ("embedder_id", _S),
-]
-_EDGE_FIELDS = [
-    ("id", _S),
-    ("source_id", _S),
-    ("relation", _S),
-    ("destination_id", _S),
-    ("source", _S),
-    ("destination", _S),
-    ("text", _S),
-    ("valid_from", _S),
-    ("invalidated_at", _S),
-    ("invalidated_by", _S),
-    ("provenance", pa.list_(_S)),
-    ("user_id", _S),
-    ("agent_id", _S),
-    ("run_id", _S),
-    ("seq", _L),
-    ("mentions", _L),
-    ("embedder_id", _S),
-]
-
-
-def _schema(fields, dim: int, meta) -> pa.Schema:
-    return pa.schema(
-        [pa.field(n, t) for n, t in fields] + [pa.field("vector", pa.list_(pa.float32(), dim))], metadata=meta
-    )
+from .tables import EDGE_FIELDS, NODE_FIELDS, GraphTable, edge_provenance, table_schema
 
 
 def scope_key(scope: Scope) -> tuple[str, str, str]:
     return (scope.user_id, scope.agent_id, scope.run_id)
-
-
-class _Table:
-    """One LanceDB table and its mirror: rows by id (vector as a float32 array), dirty and deleted ids."""
-
-    def __init__(self, db, name: str, schema: pa.Schema, uri: str, embedder_id: str, dim: int):
-        self.name, self.schema, self.dim = name, schema, dim
-        try:
-            self.tbl = db.open_table(name)
-            check_compatible(self.tbl, uri, name, embedder_id, dim)
-        except ValueError as exc:
-            if "not found" not in str(exc).lower():
-                raise
-            self.tbl = db.create_table(name, schema=schema)
-        self.rows: dict[str, dict] = {}
-        for row in self.tbl.to_arrow().to_pylist():
-            row["vector"] = np.asarray(row["vector"], np.float32)
-            self.rows[row["id"]] = row
-        self.persisted, self.dirty, self.deleted = set(self.rows), set(), set()
-
-    def put(self, row: dict) -> None:
-        self.rows[row["id"]] = row
-        self.dirty.add(row["id"])
-        self.deleted.discard(row["id"])
-
-    def remove(self, row_id: str) -> None:
-        self.rows.pop(row_id, None)
-        self.dirty.discard(row_id)
-        self.deleted.add(row_id)
-
-    def flush(self) -> None:
-        upserts = [self.rows[i] for i in sorted(self.dirty) if i in self.rows]
-        deletes = sorted(self.deleted & self.persisted)
-        if upserts:
-            cols = {n: [r[n] for r in upserts] for n in self.schema.names if n != "vector"}
-            flat = np.concatenate([r["vector"] for r in upserts]).astype(np.float32)
-            cols["vector"] = pa.FixedSizeListArray.from_arrays(pa.array(flat, pa.float32()), self.dim)
-            data = pa.table({n: cols[n] for n in self.schema.names}, schema=self.schema)
-        if upserts and not deletes and not (self.dirty & self.persisted):
-            self.tbl.add(data)
-        elif upserts:
-            merge = self.tbl.merge_insert("id").when_matched_update_all().when_not_matched_insert_all()
-            if deletes:
-                merge = merge.when_not_matched_by_source_delete(sql_where(ids=deletes))
-            merge.execute(data)
-        elif deletes:
-            self.tbl.delete(sql_where(ids=deletes))
-        self.persisted = (self.persisted - self.deleted) | {r["id"] for r in upserts}
-        self.dirty.clear()
-        self.deleted.clear()
-
-    def drop_all(self, db) -> None:
-        db.drop_table(self.name, ignore_missing=True)
-        self.tbl = db.create_table(self.name, schema=self.schema)
-        self.rows.clear()
-        self.persisted, self.dirty, self.deleted = set(), set(), set()
 
 
 class GraphStore:
@@ -149,7 +38,7 @@ class GraphStore:
 
     compact_every    LanceDB compaction (merge fragments, drop old versions) every N flushes; 0 = never.
     max_provenance   dia_ids kept per node (the newest): the speaker node is named in every turn.
-    max_edge_provenance  dia_ids kept per edge: the first and the newest (see the module docstring).
+    max_edge_provenance  dia_ids kept per edge: the first and the newest (tables.edge_provenance).
     """
 
     def __init__(
@@ -175,11 +64,11 @@ class GraphStore:
         self._lock = threading.RLock()
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(embedder_id, self.dim)
-        self.nodes = _Table(
-            self._db, f"{prefix}_nodes", _schema(_NODE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
+        self.nodes = GraphTable(
+            self._db, f"{prefix}_nodes", table_schema(NODE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
         )
-        self.edges = _Table(
-            self._db, f"{prefix}_edges", _schema(_EDGE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
+        self.edges = GraphTable(
+            self._db, f"{prefix}_edges", table_schema(EDGE_FIELDS, self.dim, meta), self.uri, embedder_id, self.dim
         )
         self._flushes = 0
         self._seq = max((e["seq"] for e in self.edges.rows.values()), default=0)
@@ -292,7 +181,7 @@ class GraphStore:
                 "valid_from": said_at,
                 "invalidated_at": "",
                 "invalidated_by": "",
-                "provenance": self._edge_provenance([], provenance),
+                "provenance": edge_provenance([], provenance, self.max_edge_provenance),
                 "user_id": scope.user_id,
                 "agent_id": scope.agent_id,
                 "run_id": scope.run_id,
@@ -308,15 +197,9 @@ class GraphStore:
     def touch_edge(self, edge: dict, provenance) -> None:
         """The same triplet stated again: one edge, one more mention, the new assertion's turns (bounded)."""
         with self._lock:
-            edge.update(provenance=self._edge_provenance(edge["provenance"], provenance), mentions=edge["mentions"] + 1)
+            held, limit = edge["provenance"], self.max_edge_provenance
+            edge.update(provenance=edge_provenance(held, provenance, limit), mentions=edge["mentions"] + 1)
             self.edges.put(edge)
-
-    def _edge_provenance(self, held: list[str], stated) -> list[str]:
-        """`held` + the turns of a new assertion, de-duplicated; past max_edge_provenance the first turn and the
-        newest ones."""
-        prov = list(dict.fromkeys([*held, *stated]))
-        limit = self.max_edge_provenance
-        return prov if len(prov) <= limit else prov[:1] + prov[len(prov) - limit + 1 :]
 
     def edges_of(self, node_id: str, include_invalid: bool = False) -> list[dict]:
         """Edges touching the node (either direction)."""

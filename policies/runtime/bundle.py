@@ -30,11 +30,8 @@ import inspect
 import json
 import os
 import re
-import shutil
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +44,13 @@ from ..build import STAGES, build_graph, graph_mode
 from ..embed.cache import CachedEmbedder
 from ..lm import CostMeter
 from ..policy import MemoryPolicy
-from .bundle_config import GROUPS, bundle_config, check_no_secrets  # noqa: F401 (re-exported)
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
 BUNDLE_FILE = "bundle.json"
 MODULES_DIR = "modules"
 REQUIRED = ("schema_version", "version", "name", "created_at", "source", "scores", "embedder", "config", "modules")
-_VERSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
+VERSION_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]{0,127}$")
 
 
 class BundleError(ValueError):
@@ -76,16 +72,7 @@ class BundleInfo:
     modules: dict = field(default_factory=dict)
 
 
-# ---- export side ------------------------------------------------------------------------------------------------
-def module_states(stages: Mapping[str, Any]) -> dict[str, dict]:
-    """The JSON state (instructions, demos) of every DSPy-module stage."""
-    return {name: stage.dump_state() for name, stage in stages.items() if isinstance(stage, dspy.Module)}
-
-
-def policy_hash(config: Mapping[str, Any], states: Mapping[str, Any]) -> str:
-    """8 hex digits over everything that changes behaviour: the config and the module states."""
-    blob = json.dumps({"config": config, "modules": states}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+# ---- building the stages of a bundle config ---------------------------------------------------------------------
 
 
 def build_stages(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -97,7 +84,7 @@ def build_stages(config: Mapping[str, Any]) -> dict[str, Any]:
     return {name: instantiate(OmegaConf.create(dict(policy[name]))) for name in STAGES}
 
 
-def _graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
+def graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
     """The configs of the graph's own stages ("graph.entities", ...); none when the graph is off."""
     if graph_mode(OmegaConf.create({"policy": dict(config["policy"])})) == "off":
         return {}
@@ -107,96 +94,6 @@ def _graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
         for part in ("entities", "relations", "resolver")
         if isinstance(graph.get(part), Mapping) and graph[part].get("_target_")
     }
-
-
-def graph_stages(config: Mapping[str, Any]) -> dict[str, Any]:
-    """The graph's own stages built from config.policy.graph, without a graph store (to export their states)."""
-    return {name: instantiate(OmegaConf.create(dict(node))) for name, node in _graph_parts(config).items()}
-
-
-def policy_modules(policy: MemoryPolicy) -> dict[str, Any]:
-    """A live policy's stages, plus its graph's stages when it has a graph: what `save_bundle(stages=...)` takes."""
-    graph = getattr(policy, "graph", None)
-    extra = graph.llm_stages() if graph is not None and hasattr(graph, "llm_stages") else {}
-    return policy.stages() | extra
-
-
-def save_bundle(
-    out_dir: str | os.PathLike,
-    config: Mapping[str, Any],
-    *,
-    embedder_id: str,
-    embedder_dim: int,
-    stages: Mapping[str, Any] | None = None,
-    name: str | None = None,
-    version: str | None = None,
-    scores: Mapping[str, Any] | None = None,
-    source: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-) -> BundleInfo:
-    """Write a bundle. `config` comes from `bundle_config`; `stages` are the policy's live stages, whose DSPy module
-    states (instructions, demos) are saved: pass `policy_modules(policy)`; None builds them fresh from the config.
-    `embedder_id` / `embedder_dim` come from the embedder the policy was scored with.
-
-    Writes into a temporary sibling and renames it into place, so a failed export leaves no half bundle; an
-    existing non-empty `out_dir` is refused unless `overwrite` (then it is replaced only after the new one is
-    complete)."""
-    out = Path(out_dir)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise FileExistsError(
-            f"{out} exists and is not empty: choose another output directory, or pass "
-            "overwrite=True (memtune-export force=true) to replace it"
-        )
-    config = json.loads(json.dumps(dict(config)))  # plain JSON types only, and a private copy
-    check_no_secrets(config)
-    extractor = (config.get("policy") or {}).get("extractor") or {}
-    if str(extractor.get("_target_", "")).endswith("ObservationExtractor"):
-        raise ValueError(
-            "policy.extractor is the ObservationExtractor ORACLE (replays LOCOMO annotations that "
-            "production never has): it is not a policy and cannot be exported"
-        )
-    stages = dict(stages) if stages is not None else build_stages(config) | graph_stages(config)
-    states = module_states(stages)
-    name = name or str((config.get("policy") or {}).get("name") or "policy")
-    version = version or f"{name}-{policy_hash(config, states)}"
-    if not _VERSION.match(version):
-        raise ValueError(f"bundle version {version!r}: use letters, digits and . _ + - (at most 128 characters)")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{uuid.uuid4().hex[:8]}")
-    (tmp / MODULES_DIR).mkdir(parents=True)
-    try:
-        modules = {}
-        for stage_name, stage in stages.items():
-            if isinstance(stage, dspy.Module):
-                path = tmp / MODULES_DIR / f"{stage_name}.json"
-                stage.save(str(path), save_program=False)
-                modules[stage_name] = {"path": f"{MODULES_DIR}/{stage_name}.json", "sha256": _sha256(path)}
-        doc = {
-            "schema_version": SCHEMA_VERSION,
-            "version": version,
-            "name": name,
-            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-            "source": dict(source or {"kind": "unknown"}),
-            "scores": dict(scores or {}),
-            "embedder": {"id": embedder_id, "dim": int(embedder_dim), "config": config.get("embedder")},
-            "config": config,
-            "modules": modules,
-            "dependencies": {"dspy": getattr(dspy, "__version__", "")},
-        }
-        text = json.dumps(doc, indent=2, default=str)
-        check_no_secrets(json.loads(text), "bundle.json")
-        (tmp / BUNDLE_FILE).write_text(text)
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")
-            out.rename(old)
-            tmp.rename(out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            tmp.rename(out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return read_bundle(out)
 
 
 # ---- runtime side -----------------------------------------------------------------------------------------------
@@ -265,7 +162,7 @@ def load_policy(
         _module_file(root, stage_name, entry)
     stages = build_stages(config)
     expected = {n for n, s in stages.items() if isinstance(s, dspy.Module)} | {
-        n for n, node in _graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)
+        n for n, node in graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)
     }
     if set(info.modules) != expected:
         raise BundleError(
@@ -315,7 +212,7 @@ def _module_file(root: Path, stage_name: str, entry: Any) -> Path:
         raise BundleError(f"{root / BUNDLE_FILE}: module path {entry['path']!r} points outside the bundle")
     if not path.is_file():
         raise BundleError(f"{path} is missing (module state of stage {stage_name!r}): re-export the bundle")
-    if entry.get("sha256") and _sha256(path) != entry["sha256"]:
+    if entry.get("sha256") and sha256_file(path) != entry["sha256"]:
         raise BundleError(f"{path} does not match the sha256 in bundle.json (changed or corrupt): re-export the bundle")
     return path
 
@@ -340,5 +237,5 @@ def _accepts(node: DictConfig, kwarg: str) -> bool:
     return kwarg in params or any(p.kind == p.VAR_KEYWORD for p in params.values())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
