@@ -12,9 +12,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from memtune.optimize.sweep.app import CONF_DIR
 from memtune.optimize.sweep.knob_deps import KnobNotSampledWarning, knob_stage, moved_by, restrict
 from memtune.optimize.sweep.search_space import SearchSpace
-from memtune.optimize.sweep.study import CONF_DIR, Sweep
+from memtune.optimize.sweep.study import Sweep
 from memtune.optimize.sweep.trial import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -223,7 +224,7 @@ def test_the_sweep_warns_drops_and_does_not_enqueue_dropped_knobs(tmp_path):
 # ---- the bundle's record ----------------------------------------------------------------------------------------
 def test_a_study_export_records_tuned_defaulted_and_not_sampled_knobs(tmp_path):
     from memtune.optimize.export.app import export_from_overrides
-    from memtune.optimize.sweep.study import sweep_from_overrides
+    from memtune.optimize.sweep.app import sweep_from_overrides
     from memtune.policies.runtime.bundle import read_bundle
 
     overrides = [
@@ -278,7 +279,7 @@ def test_the_cli_refuses_another_embedder_without_a_traceback(tmp_path):
 
     make_sweep(tmp_path, "sweep.tune_conversations=null", "sweep.holdout_conversations=null", name="cli")
     proc = subprocess.run(
-        [sys.executable, "-m", "memtune.optimize.sweep.study", "embedder=openai", f"hydra.run.dir={tmp_path / 'run'}"]
+        [sys.executable, "-m", "memtune.optimize.sweep.app", "embedder=openai", f"hydra.run.dir={tmp_path / 'run'}"]
         + [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", f"dataset.path={tmp_path / 'two.json'}"]
         + [f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}", "sweep.study_name=cli", "tracking=none"]
         + ["sweep.tune_conversations=null", "sweep.holdout_conversations=null"],

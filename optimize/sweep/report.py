@@ -1,6 +1,5 @@
 """The report of memtune-sweep: trials and Pareto frames, held-out re-scoring of the chosen trials, plots, the
-printed table, and the study's parent MLflow run. Split out of sweep.py (one job per file); sweep.py re-exports
-these names and `Sweep.report` calls `write_report`.
+printed table, and the study's parent MLflow run. `Sweep.report` (study.py) calls `write_report`.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ import optuna
 import polars as pl
 from optuna.trial import TrialState
 
+from .pareto import pareto_front, pick_for_heldout
 from .tracking import sanitize
 from .trial import Objective, get_path
 from .workers import FINISHED, storage_label
@@ -53,8 +53,8 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
             }
         )
     reference = next((b["tune"] for b in baselines if b["name"] == "defaults"), None)
-    front = sweep.front()
-    why = sweep.pick(front, reference)
+    front = pareto_front(sweep.study, sweep.objectives)
+    why = pick_for_heldout(front, sweep.objectives, int(heldout_cfg.max_pareto), reference)
     rows, front_rows = [], []
     for t in front:
         overrides = t.user_attrs.get("overrides") or sweep.space.overrides_for(t.params)
