@@ -12,7 +12,7 @@ from dspy.utils.dummies import DummyLM
 
 from memtune.optimize.evaluation.evaluate import ingest_all
 from memtune.optimize.evaluation.metrics import evidence_recall
-from memtune.optimize.sweep.trial import merge_ingest
+from memtune.optimize.sweep.scoring import merge_ingest
 from memtune.policies.graph.extract import LLMRelationGenerator
 from memtune.policies.graph.memory import GraphMemory
 from memtune.policies.graph.store import GraphStore

@@ -14,9 +14,9 @@ from omegaconf import OmegaConf
 
 from memtune.optimize.sweep.app import CONF_DIR
 from memtune.optimize.sweep.knob_deps import KnobNotSampledWarning, knob_stage, moved_by, restrict
+from memtune.optimize.sweep.scoring import Objective
 from memtune.optimize.sweep.search_space import SearchSpace
 from memtune.optimize.sweep.study import Sweep
-from memtune.optimize.sweep.trial import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALL = Objective("evidence_recall", "scores.overall.evidence_recall", "maximize")

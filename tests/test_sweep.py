@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from memtune.optimize.sweep.app import CONF_DIR, run_sweep
 from memtune.optimize.sweep.knob_deps import restrict
+from memtune.optimize.sweep.scoring import get_path, objectives_from
 from memtune.optimize.sweep.search_space import SearchSpace, format_value
-from memtune.optimize.sweep.trial import get_path, objectives_from
 from memtune.optimize.sweep.workers import worker_alive, worker_id
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -360,7 +360,7 @@ def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
 
 
 def test_merged_ingestion_keeps_graph_counts():
-    from memtune.optimize.sweep.trial import merge_ingest
+    from memtune.optimize.sweep.scoring import merge_ingest
 
     def facts(nodes, edges):
         return {

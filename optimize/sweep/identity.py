@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 if TYPE_CHECKING:
+    from .scoring import Objective
     from .search_space import SearchSpace
-    from .trial import Objective
 
 FREE_GROUPS = ("sweep", "search_space", "tracking", "cache_dir", "progress", "ingest_cache", "hydra")
 RUNTIME_KEYS = ("api_base", "base_url")  # kept as written when read from the environment

@@ -32,8 +32,8 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # memtune-export imports this module: no optuna / polars at import time
+    from .scoring import Objective
     from .search_space import SearchSpace
-    from .trial import Objective
 
 STAGES = ("ingest", "retrieve", "answer", "judge")
 KNOB_STAGES = (  # target prefix -> stage, first match wins; everything else is an ingestion knob (moves all)

@@ -9,7 +9,7 @@ from typing import Any
 import optuna
 from optuna.trial import TrialState
 
-from .trial import Objective
+from .scoring import Objective
 
 
 def pareto_front(study: optuna.Study, objectives: Sequence[Objective]) -> list[optuna.trial.FrozenTrial]:

@@ -24,9 +24,9 @@ from .identity import claim_study, signature
 from .knob_deps import KnobNotSampledWarning, restrict
 from .objective import run_trial
 from .report import REPORT_METRICS, _maybe, write_report
+from .scoring import evaluate_conversations, objectives_from, split_ids, write_outputs
 from .search_space import SearchSpace
 from .tracking import NullTracker, make_tracker, retrying
-from .trial import evaluate_conversations, objectives_from, split_ids, write_outputs
 from .workers import make_storage, storage_label, worker_alive, worker_id
 
 
