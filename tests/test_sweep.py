@@ -336,8 +336,8 @@ def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
     """Two workers racing for the last slot: the trial with the higher number gives way."""
     from hydra import compose, initialize_config_dir
 
-    from memtune.optimize.sweep.objective import Surplus
     from memtune.optimize.sweep.study import Sweep
+    from memtune.optimize.sweep.trial import Surplus
 
     base = [
         f"cache_dir={tmp_path / 'cache'}",

@@ -22,11 +22,11 @@ from optuna.trial import TrialState
 from ..data.locomo import load_locomo, resolve_path
 from .identity import claim_study, signature
 from .knob_deps import KnobNotSampledWarning, restrict
-from .objective import run_trial
 from .report import REPORT_METRICS, _maybe, write_report
 from .scoring import evaluate_conversations, objectives_from, split_ids, write_outputs
 from .search_space import SearchSpace
 from .tracking import NullTracker, make_tracker, retrying
+from .trial import run_trial
 from .workers import make_storage, storage_label, worker_alive, worker_id
 
 
