@@ -24,7 +24,7 @@ from memtune.optimize.evaluation.evaluate import (
 from memtune.optimize.evaluation.judge import Judge
 from memtune.optimize.evaluation.metrics import count_tokens
 from memtune.optimize.evaluation.oracle import oracle_label, oracle_stages, summary_oracle
-from memtune.optimize.sweep.tracking import oracle_tags, summary_metrics, summary_tags
+from memtune.optimize.sweep.run_record import oracle_tags, summary_metrics, summary_tags
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.stages.answer import ExtractiveAnswerer, LLMAnswerer, render_context
 from memtune.policies.stages.decide import ThresholdDecider

@@ -13,7 +13,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from memtune.optimize.data.locomo import load_locomo
-from memtune.optimize.export.app import CONF_DIR, ExportError, export_from_overrides, split_overrides
+from memtune.optimize.export.app import CONF_DIR, export_from_overrides
+from memtune.optimize.export.mlflow_run import split_overrides
+from memtune.optimize.export.sources import ExportError
 from memtune.policies.build import STAGES, build_policy
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.runtime.bundle import BundleError, load_policy, read_bundle

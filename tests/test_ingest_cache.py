@@ -36,11 +36,13 @@ def test_the_code_part_is_derived_from_what_ingestion_runs(fixture_data):
         "memtune.policies.stages.signatures",  # the prompts
         "memtune.policies.lm",  # call_predictor: retries, metering
         "memtune.policies.store.store",
+        "memtune.policies.store.writes",  # the write path
         "memtune.policies.store.changes",  # how an UPDATE rewrites a row and its provenance
         "memtune.policies.policy",
         "memtune.policies.stages.extract",
         "memtune.policies.stages.decide",
-        "memtune.optimize.data.parse",  # dia_id parsing
+        "memtune.optimize.data.parse",  # sessions and turns
+        "memtune.optimize.data.ids",  # dia_id parsing
         "memtune.optimize.data.types",
     ):
         assert needed in modules, needed

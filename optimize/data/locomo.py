@@ -56,7 +56,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .parse import _parse_conversation, normalize_dia_id
+from .ids import normalize_dia_id
+from .parse import parse_conversation
 from .types import (
     CATEGORY_NAMES,
     CONVERTED,
@@ -244,7 +245,7 @@ def load_locomo(
         if sample_id in seen_ids:
             report.add(item, f"sample_id {sample_id!r} appears again at position {position} (fix: rename it)", SKIPPED)
             continue
-        conv = _parse_conversation(obj, report, max_sessions, max_questions)
+        conv = parse_conversation(obj, report, max_sessions, max_questions)
         if conv is not None:
             seen_ids.add(sample_id)
             loaded.append(conv)

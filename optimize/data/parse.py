@@ -1,22 +1,19 @@
 """Parsing and validation of one conversation object of a LOCOMO-layout file (see `memtune.optimize.data.locomo` for
-the rules): dia_id normalisation, sessions and turns, questions, observations, and max_sessions/max_questions
-truncation. Every decision is recorded in the `LoadReport` passed in."""
+the rules): sessions and turns, observations, and max_sessions/max_questions truncation; dia_ids are normalised by
+ids.py, questions parsed by questions.py. Every decision is recorded in the `LoadReport` passed in."""
 
 from __future__ import annotations
 
 import re
 from typing import Any
 
+from .ids import normalize_dia_id, normalize_ids
+from .questions import parse_question
 from .types import (
-    CATEGORY_NAMES,
-    CONVERTED,
     DROPPED_BY_MAX_QUESTIONS,
     DROPPED_BY_MAX_SESSIONS,
     DROPPED_DUPLICATE,
-    DROPPED_ID,
     IGNORED,
-    INFO_CAT5,
-    KEPT_NO_RECALL,
     REPAIRED,
     SKIPPED,
     WARNED,
@@ -27,57 +24,14 @@ from .types import (
     Turn,
 )
 
-# --------------------------------------------------------------------------------------------- ids
-
-_ID_RE = re.compile(r"^D:?(\d+):(\d+)$", re.IGNORECASE)
-_SPLIT_RE = re.compile(r"[;,\s]+")
 _SESSION_RE = re.compile(r"^session_(\d+)$")
 _DATE_TIME_RE = re.compile(r"^session_(\d+)_date_time$")
-
-
-def normalize_dia_id(raw: str) -> str | None:
-    """``"D:11:26"`` -> ``"D11:26"``, ``"D30:05"`` -> ``"D30:5"``; None when it is not an id at all."""
-    match = _ID_RE.match(raw.strip())
-    if not match:
-        return None
-    return f"D{int(match.group(1))}:{int(match.group(2))}"
-
-
-def _normalize_ids(raw: Any, valid: set[str], item: str, what: str, report: LoadReport) -> tuple[tuple[str, ...], bool]:
-    """Normalise a list (or string) of dia_ids. Returns (ids, had_any_input)."""
-    if raw is None:
-        raw = []
-    if isinstance(raw, str):
-        raw = [raw]
-    out: list[str] = []
-    seen_any = False
-    for entry in raw:
-        if not isinstance(entry, str):
-            report.add(item, f"{what} id {entry!r} is not a string", DROPPED_ID)
-            continue
-        parts = [part for part in _SPLIT_RE.split(entry.strip()) if part]
-        if len(parts) > 1:
-            report.add(item, f"{what} {entry!r} holds {len(parts)} ids: split into {parts}", REPAIRED)
-        for part in parts:
-            seen_any = True
-            norm = normalize_dia_id(part)
-            if norm is None:
-                report.add(item, f"malformed {what} id {part!r} (not D<session>:<turn>)", DROPPED_ID)
-                continue
-            if norm != part:
-                report.add(item, f"malformed {what} id {part!r} -> {norm!r}", REPAIRED)
-            if norm not in valid:
-                report.add(item, f"{what} id {norm!r} is not a turn of this conversation", DROPPED_ID)
-                continue
-            if norm not in out:
-                out.append(norm)
-    return tuple(out), seen_any
 
 
 # --------------------------------------------------------------------------------------------- conversations
 
 
-def _parse_conversation(
+def parse_conversation(
     obj: dict, report: LoadReport, max_sessions: int | None, max_questions: int | None
 ) -> Conversation | None:
     cid: str = obj["sample_id"]
@@ -163,7 +117,7 @@ def _parse_conversation(
     questions: list[Question] = []
     seen_keys: dict[tuple, str] = {}
     for position, entry in enumerate(qa):
-        question = _parse_question(cid, position, entry, valid_ids, report)
+        question = parse_question(cid, position, entry, valid_ids, report)
         if question is None:
             continue
         key = (question.question, question.answer, question.adversarial_answer, question.category)
@@ -224,74 +178,6 @@ def _parse_conversation(
     )
 
 
-def _parse_question(cid: str, position: int, entry: Any, valid_ids: set[str], report: LoadReport) -> Question | None:
-    qid = f"{cid}:q{position}"
-    if not isinstance(entry, dict):
-        report.add(qid, f"qa item is a {type(entry).__name__}, not an object (fix: remove it)", SKIPPED)
-        return None
-    text = entry.get("question")
-    if not isinstance(text, str) or not text.strip():
-        report.add(qid, "qa item has no 'question' text (fix: add the question or remove the item)", SKIPPED)
-        return None
-
-    category = entry.get("category")
-    if isinstance(category, str) and category.strip().isdigit():
-        report.add(qid, f"category {category!r} is a string", REPAIRED)
-        category = int(category)
-    if isinstance(category, bool) or not isinstance(category, int) or category not in CATEGORY_NAMES:
-        names = ", ".join(f"{k} {v}" for k, v in CATEGORY_NAMES.items())
-        report.add(qid, f"unknown category {category!r} (fix: use an int 1-5: {names})", SKIPPED)
-        return None
-
-    if "evidence" not in entry:
-        report.add(qid, "qa item has no 'evidence' list (fix: add one, [] if unknown)", SKIPPED)
-        return None
-
-    def as_text(key: str) -> str | None:
-        value = entry.get(key)
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return value
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            report.add(qid, f"{type(value).__name__} {key} {value!r}", CONVERTED)
-            return str(value)
-        report.add(qid, f"{key} is a {type(value).__name__} ({value!r}), not text (fix: make it a string)", SKIPPED)
-        raise _Skip
-
-    try:
-        answer = as_text("answer")
-        adversarial = as_text("adversarial_answer")
-    except _Skip:
-        return None
-    if answer is None:
-        if category == 5 and adversarial is not None:
-            report.add(qid, "category 5 without 'answer'", INFO_CAT5)
-            answer = ""
-        else:
-            need = "'answer' or 'adversarial_answer'" if category == 5 else "'answer'"
-            report.add(qid, f"category {category} item without {need} (fix: add it)", SKIPPED)
-            return None
-
-    evidence, had_input = _normalize_ids(entry.get("evidence"), valid_ids, qid, "evidence", report)
-    if not evidence:
-        why = "every evidence id was dropped" if had_input else "empty evidence"
-        report.add(qid, why, KEPT_NO_RECALL)
-    return Question(
-        qid=qid,
-        conversation_id=cid,
-        question=text,
-        answer=answer,
-        category=category,
-        evidence=evidence,
-        adversarial_answer=adversarial or "",
-    )
-
-
-class _Skip(Exception):
-    pass
-
-
 def _parse_observations(
     cid: str, block: Any, valid_ids: set[str], report: LoadReport
 ) -> dict[int, tuple[tuple[str, tuple[str, ...]], ...]]:
@@ -314,7 +200,7 @@ def _parse_observations(
                 if not (isinstance(fact, list) and len(fact) == 2 and isinstance(fact[0], str)):
                     report.add(item, f"observation entry {fact!r} is not [fact, dia_id]", IGNORED)
                     continue
-                ids, _ = _normalize_ids(fact[1], valid_ids, item, "observation", report)
+                ids, _ = normalize_ids(fact[1], valid_ids, item, "observation", report)
                 facts.append((fact[0], ids))
         out[index] = tuple(facts)
     return out

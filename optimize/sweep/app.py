@@ -29,11 +29,11 @@ failed as `surplus` before it runs anything).
 Outputs (Hydra run dir): trials/<n>/{summary.json,questions.parquet,policy.json}, trials.parquet,
 pareto.parquet, heldout.json, sweep.json, plots/*.png; the same in MLflow (tracking=mlflow).
 
-Files (optimize/sweep/): this one is the app (main, run_sweep); study.py drives the study (Sweep); trial.py
-evaluates one trial (objectives, split, per-conversation loop); pareto.py picks the front trials re-scored on the
-held-out conversations; report.py writes the report; workers.py holds workers and the storage; identity.py the
-signature and the refusal; knob_deps.py which knobs the objectives depend on; search_space.py the knobs;
-tracking.py the MLflow runs.
+Files (optimize/sweep/): this one is the app (main, run_sweep); study.py drives the study (Sweep); trial.py runs
+one trial (Optuna's objective); scoring.py holds the objectives, the tune/holdout split and the per-conversation
+scoring of a config; pareto.py picks the front trials re-scored on the held-out conversations; report.py writes the
+report; workers.py holds workers and the storage; identity.py the signature and the refusal; knob_deps.py which
+knobs the objectives depend on; search_space.py the knobs; tracking.py the MLflow runs.
 """
 
 from __future__ import annotations

@@ -15,8 +15,8 @@ import polars as pl
 from optuna.trial import TrialState
 
 from .pareto import pareto_front, pick_for_heldout
+from .run_record import sanitize
 from .scoring import Objective, get_path
-from .tracking import sanitize
 from .workers import FINISHED, storage_label
 
 REPORT_METRICS = (

@@ -22,7 +22,7 @@ from ..data.locomo import Dataset
 from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy
-from .tracking import COST_FIELDS
+from .run_record import COST_FIELDS
 
 
 def get_path(summary: Mapping[str, Any], path: str) -> Any:

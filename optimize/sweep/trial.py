@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from optuna.trial import TrialState
 
 from .report import REPORT_METRICS, _maybe
+from .run_record import flatten, summary_metrics
 from .scoring import evaluate_conversations, write_outputs
-from .tracking import flatten, summary_metrics
 from .workers import FINISHED
 
 if TYPE_CHECKING:
