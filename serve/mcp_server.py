@@ -25,7 +25,7 @@ from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field, ValidationError
 
-from ..policies.runtime.memory import MemoryNotFound
+from ..policies.runtime.reads import MemoryNotFound
 from . import schemas as s
 from .middleware import LOOPBACK, BearerAuth, BodyLimit
 from .service import MemoryService

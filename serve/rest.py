@@ -37,7 +37,7 @@ from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ..policies.runtime.memory import MemoryNotFound
+from ..policies.runtime.reads import MemoryNotFound
 from . import schemas as s
 from .middleware import BearerAuth, BodyLimit
 from .service import MemoryService

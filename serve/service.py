@@ -54,8 +54,7 @@ class MemoryService:
     def history(self, memory_id: str, **scope) -> list[dict]:
         """A deleted memory keeps its history; an id with none (never written, or outside the caller's scope):
         404 like any unknown id, in the same words."""
-        from ..policies.runtime.memory import MemoryNotFound
-        from ..policies.runtime.reads import not_found
+        from ..policies.runtime.reads import MemoryNotFound, not_found
         from ..policies.types import Scope
 
         changes = self.memory.history(memory_id, **scope)  # validates the id and the scope

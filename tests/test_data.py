@@ -9,16 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from memtune.optimize.data import locomo as D
-from memtune.optimize.data.locomo import (
-    CATEGORY_NAMES,
-    Dataset,
-    Turn,
-    dev_path,
-    fixture_path,
-    load_locomo,
-    resolve_path,
-)
+from memtune.optimize.data import locomo
+from memtune.optimize.data import types as D
+from memtune.optimize.data.locomo import dev_path, fixture_path, load_locomo, resolve_path
+from memtune.optimize.data.types import CATEGORY_NAMES, Dataset, Turn
 from memtune.policies.types import Message
 
 QUIRKS = fixture_path().parent / "quirks.json"
@@ -356,4 +350,4 @@ def test_category_names():
 
 
 def test_paths_point_into_repo():
-    assert fixture_path() == Path(D.__file__).resolve().parents[2] / "data" / "fixture" / "fixture.json"
+    assert fixture_path() == Path(locomo.__file__).resolve().parents[2] / "data" / "fixture" / "fixture.json"

@@ -11,7 +11,8 @@ from hydra import compose, initialize_config_module
 from serve_support import versions
 
 from memtune.policies.build import build_policy
-from memtune.policies.runtime.memory import Memory, MemoryNotFound
+from memtune.policies.runtime.memory import Memory
+from memtune.policies.runtime.reads import MemoryNotFound
 from memtune.policies.types import Message
 
 MEMORY_KEYS = {

@@ -8,7 +8,8 @@ import pytest
 from serve_support import GRAPH, GRAPH_PAIRS, GRAPH_QUERY, GRAPH_USER, graph_memory, make_memory, versions  # noqa: F401
 
 from memtune.policies.graph.retrieve import is_graph_record
-from memtune.policies.runtime.memory import Memory, MemoryNotFound
+from memtune.policies.runtime.memory import Memory
+from memtune.policies.runtime.reads import MemoryNotFound
 from memtune.policies.types import Scope
 
 PAIR = [{"role": "user", "content": "I adopted a grey cat called Pixel from the shelter."}]

@@ -18,10 +18,10 @@ from memtune.optimize.evaluation.metrics import (
     f1_set,
     f1_squad,
     normalize_tokens,
-    percentile,
     squad_normalize,
     tokenizer_name,
 )
+from memtune.policies.lm import percentile
 from memtune.policies.stages.answer import render_context
 from memtune.policies.types import MemoryRecord, Scope
 

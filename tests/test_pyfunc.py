@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from serve_support import GRAPH_PAIRS, GRAPH_QUERY, GRAPH_USER, versions
 
-from memtune.policies.runtime.memory import MemoryNotFound
+from memtune.policies.runtime.reads import MemoryNotFound
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from memtune.optimize.report.app import bootstrap_ci, build_report, load_run, main, paired_bootstrap, resample_means
+from memtune.optimize.report.app import build_report, main
+from memtune.optimize.report.runs import load_run
+from memtune.optimize.report.stats import bootstrap_ci, paired_bootstrap, resample_means
 
 # ---------------------------------------------------------------------------------------------------------------
 # bootstrap

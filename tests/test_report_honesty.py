@@ -6,7 +6,8 @@ import polars as pl
 import pytest
 from test_report import F1_A, F1_B, make_run
 
-from memtune.optimize.report.app import build_report, load_runs
+from memtune.optimize.report.app import build_report
+from memtune.optimize.report.runs import load_runs
 
 
 @pytest.fixture(autouse=True)

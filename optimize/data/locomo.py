@@ -56,60 +56,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
-from .ids import normalize_dia_id
 from .parse import parse_conversation
-from .types import (
-    CATEGORY_NAMES,
-    CONVERTED,
-    DROPPED_BY_MAX_QUESTIONS,
-    DROPPED_BY_MAX_SESSIONS,
-    DROPPED_DUPLICATE,
-    DROPPED_ID,
-    IGNORED,
-    INFO_CAT5,
-    KEPT_NO_RECALL,
-    REPAIRED,
-    SKIPPED,
-    WARNED,
-    Conversation,
-    Dataset,
-    LoadReport,
-    Question,
-    ReportEntry,
-    Session,
-    Turn,
-)
-
-# The public names of memtune.optimize.data.locomo, including those that now live in the modules above.
-__all__ = [
-    "CATEGORY_NAMES",
-    "CONVERTED",
-    "DROPPED_BY_MAX_QUESTIONS",
-    "DROPPED_BY_MAX_SESSIONS",
-    "DROPPED_DUPLICATE",
-    "DROPPED_ID",
-    "IGNORED",
-    "INFO_CAT5",
-    "KEPT_NO_RECALL",
-    "REPAIRED",
-    "SKIPPED",
-    "WARNED",
-    "Conversation",
-    "Dataset",
-    "LoadReport",
-    "Question",
-    "ReportEntry",
-    "Session",
-    "Turn",
-    "data_dir",
-    "dev_path",
-    "fixture_path",
-    "load_locomo",
-    "normalize_dia_id",
-    "project_root",
-    "resolve_path",
-]
-
+from .types import SKIPPED, Conversation, Dataset, LoadReport
 
 # --------------------------------------------------------------------------------------------- paths
 

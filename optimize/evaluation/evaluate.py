@@ -13,7 +13,7 @@ from ...policies.policy import MemoryPolicy
 from ...policies.provenance import provenance_facts
 from ...policies.stages.answer import render_context
 from ...policies.types import Scope
-from ..data.locomo import CATEGORY_NAMES, Conversation, Dataset
+from ..data.types import CATEGORY_NAMES, Conversation, Dataset
 from .judge import judge_question
 from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
 

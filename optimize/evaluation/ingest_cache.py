@@ -34,7 +34,7 @@ from ...policies.build import build_embedder, build_policy, graph_mode
 from ...policies.lm import CostMeter
 from ...policies.policy import MemoryPolicy
 from ...policies.runtime.bundle_save import module_states
-from ..data.locomo import Dataset
+from ..data.types import Dataset
 from .code_deps import source_closure
 from .evaluate import ingest_all
 

@@ -17,8 +17,6 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TypeVar
 
-from ...policies.lm import percentile  # noqa: F401  (one implementation, shared with the cost meter)
-
 T = TypeVar("T")
 
 # ------------------------------------------------------------------------------------------ answer metrics

@@ -29,53 +29,19 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..data.locomo import CATEGORY_NAMES
-from .cost import LM_PHASES, cost_table
+from ..data.types import CATEGORY_NAMES
+from .cost import cost_table
 from .markdown import render_markdown
 from .plots import plot_per_category, plot_quality_vs_tokens
 from .runs import (
     ADVERSARIAL_METRICS,
     ANSWER_METRICS,
     COST_METRICS,
-    LABELS,
-    NULLABLE,
     QUALITY_METRICS,
-    REQUIRED_COLUMNS,
     Run,
-    load_run,
     load_runs,
 )
-from .stats import bootstrap_ci, paired_bootstrap, resample_means
-
-# The public names of memtune.optimize.report.app, including those that now live in the modules above.
-__all__ = [
-    "ADVERSARIAL_METRICS",
-    "ANSWER_METRICS",
-    "COST_METRICS",
-    "LABELS",
-    "LM_PHASES",
-    "NULLABLE",
-    "QUALITY_METRICS",
-    "REQUIRED_COLUMNS",
-    "Run",
-    "bootstrap_ci",
-    "build_report",
-    "category_groups",
-    "check_same_questions",
-    "cost_table",
-    "load_run",
-    "load_runs",
-    "main",
-    "metric_sample",
-    "metric_values",
-    "paired_bootstrap",
-    "paired_table",
-    "plot_per_category",
-    "plot_quality_vs_tokens",
-    "render_markdown",
-    "resample_means",
-    "summary_table",
-]
+from .stats import bootstrap_ci, paired_bootstrap
 
 # ---------------------------------------------------------------------------------------------------------------
 # tables

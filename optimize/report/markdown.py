@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from ..data.locomo import CATEGORY_NAMES
+from ..data.types import CATEGORY_NAMES
 from .cost import cost_sections
 from .format import fmt_cell as _cell
 from .format import md_table as _md_table

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from ..data.locomo import CATEGORY_NAMES
+from ..data.types import CATEGORY_NAMES
 from .runs import LABELS, Run
 
 

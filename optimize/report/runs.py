@@ -8,7 +8,7 @@ from pathlib import Path
 
 import polars as pl
 
-from ..data.locomo import CATEGORY_NAMES
+from ..data.types import CATEGORY_NAMES
 from ..evaluation.oracle import oracle_label, summary_oracle
 
 # Per-question columns that hold scores. Nulls are allowed only where the eval writes them on purpose.

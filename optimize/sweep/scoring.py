@@ -1,7 +1,5 @@
-"""One trial's evaluation for memtune-sweep: objectives read from summary.json, the tune/holdout split, and the
-per-conversation ingest + answer + score loop (pruning needs the objective after each conversation).
-Split out of sweep.py (one job per file); sweep.py re-exports these names.
-"""
+"""Scoring a config for memtune-sweep: objectives read from summary.json, the tune/holdout split, and the
+per-conversation ingest + answer + score loop (pruning needs the objective after each conversation)."""
 
 from __future__ import annotations
 
@@ -18,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...policies.lm import CostMeter
 from ...policies.provenance import PROVENANCE_KEYS
-from ..data.locomo import Dataset
+from ..data.types import Dataset
 from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy

@@ -1,7 +1,7 @@
 """Study plumbing of memtune-sweep: who a worker is (and whether it still runs), and the Optuna storage.
 
 A RUNNING trial whose worker (host, pid, start time) is provably dead is re-queued at once by the sweep; an RDB
-storage's heartbeat catches the rest. Split out of sweep.py (one job per file); sweep.py re-exports these names.
+storage's heartbeat catches the rest.
 """
 
 from __future__ import annotations

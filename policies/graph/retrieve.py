@@ -20,7 +20,6 @@ import numpy as np
 from ..lm import CostMeter
 from ..types import MemoryRecord, Scope
 from .store import GraphStore
-from .types import node_key
 
 GRAPH_KIND = "graph"
 
@@ -145,6 +144,3 @@ def as_record(edge: dict, score: float | None, path: str = "") -> MemoryRecord:
 
 def is_graph_record(memory: MemoryRecord) -> bool:
     return memory.metadata.get("kind") == GRAPH_KIND
-
-
-__all__ = ["GraphRetriever", "GraphRetrievalKnobs", "as_record", "is_graph_record", "merge", "named_nodes", "node_key"]

@@ -53,8 +53,6 @@ from .input import (
 from .output import event
 from .reads import MAX_TOP_K, MemoryNotFound, MemoryReads, is_int, not_found
 
-__all__ = ["MAX_TOP_K", "Memory", "MemoryNotFound"]
-
 
 class Memory(MemoryReads):
     """The runtime memory API over one policy (see the module docstring).
