@@ -107,6 +107,12 @@ class Sweep:
         )
         print(f"[sweep] trial {trial.number} ({reason}) -> re-queued with the same knobs")
 
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of this study's trial `number`, through the public storage API (a FrozenTrial keeps its id
+        private). The storage writes through (Optuna's RDB cache too), so it reads what the study wrote."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
     def _on_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
         """Heartbeat callback (RDB storage): the trial's heartbeat stopped for grace_period seconds."""
         self._retry(trial, "heartbeat stale: its worker stopped")
@@ -119,14 +125,15 @@ class Sweep:
             if not worker or worker_alive(worker) is not False:
                 continue
             reason = f"worker {worker} died during the trial"
+            trial_id = self._trial_id(t.number)
             try:
-                self.storage.set_trial_user_attr(t._trial_id, "error", reason)
-                if not self.storage.set_trial_state_values(t._trial_id, state=TrialState.FAIL):
+                self.storage.set_trial_user_attr(trial_id, "error", reason)
+                if not self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
                     continue
             except optuna.exceptions.UpdateFinishedTrialError:
                 continue  # another worker got there first
             reaped += 1
-            self._retry(self.study._storage.get_trial(t._trial_id), reason)
+            self._retry(self.storage.get_trial(trial_id), reason)
         return reaped
 
     # ---- one trial ----------------------------------------------------------------------------------------
@@ -152,13 +159,7 @@ class Sweep:
                 continue
             self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
-            last = (
-                self.study._storage.get_trial(
-                    self.study._storage.get_trial_id_from_study_id_trial_number(self.study._study_id, self.ran[-1])
-                )
-                if self.ran
-                else None
-            )
+            last = self.storage.get_trial(self._trial_id(self.ran[-1])) if self.ran else None
             if last is not None and last.state == TrialState.FAIL and not last.user_attrs.get("surplus"):
                 failures += 1
                 if failures >= limit:
