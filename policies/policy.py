@@ -16,7 +16,9 @@ from dataclasses import asdict, dataclass, field
 
 import dspy
 
+from .embed.base import Embedder
 from .lm import CostMeter
+from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarizer
 from .store.changes import Change
 from .store.sql import in_scope
 from .store.store import MemoryStore
@@ -35,12 +37,12 @@ class _ScopeState:
 class MemoryPolicy:
     def __init__(
         self,
-        extractor,
-        summarizer,
-        decider,
-        retriever,
-        answerer,
-        embedder,
+        extractor: Extractor,
+        summarizer: Summarizer,
+        decider: Decider,
+        retriever: Retriever,
+        answerer: Answerer,
+        embedder: Embedder,
         store: MemoryStore,
         lm: dspy.LM | None = None,
         meter: CostMeter | None = None,
@@ -129,7 +131,9 @@ class MemoryPolicy:
         return self._state.get(scope, _ScopeState()).summary
 
     # ---- read ---------------------------------------------------------------------------------------------
-    def search(self, query: str, scope: Scope, *, vector=None, retriever=None) -> list[MemoryRecord]:
+    def search(
+        self, query: str, scope: Scope, *, vector=None, retriever: Retriever | None = None
+    ) -> list[MemoryRecord]:
         """The retriever's memories for `query` (and the graph's triplets under Mem0g). `vector`: the query already
         embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold)."""
         vector = self._embed([query])[0] if vector is None else vector

@@ -14,6 +14,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from ...policies.runtime.renamed_targets import current_targets
+
 _USERINFO = re.compile(r"://[^/@\s]+@")
 
 
@@ -189,6 +191,7 @@ def _heldout_from_dir(sweep_dir: Path | None, number: int) -> dict | None:
 
 def same_policy(composed: DictConfig, recorded: Any, where: str) -> None:
     mine = OmegaConf.to_container(composed.policy, resolve=True)
+    recorded = current_targets(recorded)  # a trial recorded before the source tree was split
     if recorded is not None and json.loads(json.dumps(mine)) != json.loads(json.dumps(recorded)):
         diff = sorted(k for k in set(mine) | set(recorded) if mine.get(k) != recorded.get(k))
         raise ExportError(

@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from ...policies.runtime.renamed_targets import current_targets
+
 if TYPE_CHECKING:
     from .scoring import Objective
     from .search_space import SearchSpace
@@ -170,6 +172,7 @@ def claim_study(
     """Record `sig` on a new study (True), or check that an existing one has the same signature and directions
     (False); raises StudyMismatch with what differs and a new study name otherwise."""
     name, stored = study.study_name, study.user_attrs.get("signature")
+    stored = current_targets(stored)  # a study started before the source tree was split resumes
     other_directions = [d.name.lower() for d in study.directions] != [d.lower() for d in directions]
     if stored is not None and (other_directions or not same(stored, sig)):
         raise StudyMismatch(refusal(name, storage, stored, sig, study.user_attrs.get("base_overrides")))

@@ -44,6 +44,7 @@ from ..build import STAGES, build_graph, graph_mode
 from ..embed.cache import CachedEmbedder
 from ..lm import CostMeter
 from ..policy import MemoryPolicy
+from .renamed_targets import current_targets
 
 SCHEMA_VERSION = 1
 SUPPORTED_SCHEMAS = (1,)
@@ -120,7 +121,7 @@ def read_bundle(bundle_dir: str | os.PathLike) -> BundleInfo:
     missing = [k for k in REQUIRED if k not in doc]
     if missing:
         raise BundleError(f"{path} is corrupt: missing field(s) {missing}; re-export the bundle")
-    embedder, config = doc["embedder"], doc["config"]
+    embedder, config = doc["embedder"], current_targets(doc["config"])  # a bundle from before the split loads
     if not isinstance(embedder, dict) or not embedder.get("id") or not isinstance(embedder.get("dim"), int):
         raise BundleError(f"{path} is corrupt: embedder must be {{id, dim, config}}, got {embedder!r}")
     if not isinstance(config, dict) or not isinstance(config.get("policy"), dict):
