@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from hydra.utils import instantiate
@@ -39,10 +40,10 @@ def graph_mode(cfg: DictConfig) -> str:
     """policy.graph.mode: off (Mem0, also when the preset has no graph group), on (Mem0g) or only."""
     graph = cfg.policy.get("graph")
     mode = graph.get("mode", "off") if graph is not None else "off"
-    return {True: "on", False: "off"}.get(mode, mode)  # YAML 1.1 reads a bare on/off as a bool
+    return ("on" if mode else "off") if isinstance(mode, bool) else str(mode)  # YAML 1.1 reads a bare on/off as a bool
 
 
-def build_graph(cfg: DictConfig, store_uri: str | Path, embedder):
+def build_graph(cfg: DictConfig, store_uri: str | os.PathLike, embedder):
     """The graph stage (in the same LanceDB directory as the memories), or None when policy.graph is off."""
     if graph_mode(cfg) == "off":
         return None

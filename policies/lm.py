@@ -127,7 +127,7 @@ class CostMeter:
                 cost.prompt_tokens += int(usage.get("prompt_tokens") or 0)
                 cost.completion_tokens += int(usage.get("completion_tokens") or 0)
 
-    def record_failure(self, phase: str, item: str, error: BaseException, attempts: int) -> None:
+    def record_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
         self.phases[phase].failures += 1
         self.failures.append(Failure(phase, item, f"{type(error).__name__}: {error}"[:500], attempts))
         if len(self.failures) > MAX_SAMPLES:

@@ -183,5 +183,5 @@ def mcp_http_app(
     app = server.streamable_http_app(
         streamable_http_path=path, host=host, max_request_body_size=max_body_bytes, transport_security=security
     )
-    app = BodyLimit(app, max_body_bytes)
-    return BearerAuth(app, token, open_paths={"/healthz"}) if token else app
+    limited = BodyLimit(app, max_body_bytes)
+    return BearerAuth(limited, token, open_paths={"/healthz"}) if token else limited

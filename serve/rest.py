@@ -207,8 +207,8 @@ def create_app(
         """Every change to a memory (ADD, UPDATE, DELETE, NOOP), oldest first."""
         return {"results": service.history(memory_id, **q.call_scope())}
 
-    @app.post("/v1/reset", tags=["ops"], dependencies=bearer)
-    def reset(req: Annotated[s.ResetRequest, Body()]) -> dict:
+    @app.post("/v1/reset", response_model=dict, tags=["ops"], dependencies=bearer)
+    def reset(req: Annotated[s.ResetRequest, Body()]):
         """Delete every memory of every scope. Disabled unless the server runs with allow_reset=true."""
         if not allow_reset:
             return _error(403, "forbidden", "reset is disabled on this server: restart it with allow_reset=true")

@@ -107,7 +107,9 @@ class MiniLMEmbedder:
             return out
         if self._session is None:
             self._load()
-        encodings = self._tokenizer.encode_batch(texts)
+        session, tokenizer = self._session, self._tokenizer
+        assert session is not None and tokenizer is not None  # _load() sets both
+        encodings = tokenizer.encode_batch(texts)
         lengths = np.fromiter((len(e.ids) for e in encodings), dtype=np.int64, count=len(encodings))
         order = np.argsort(-lengths, kind="stable")  # longest first, so padding stays within similar lengths
         for start in range(0, len(order), self.batch_size):
@@ -122,7 +124,7 @@ class MiniLMEmbedder:
                 ids[row, :n] = enc.ids
                 mask[row, :n] = 1
                 types[row, :n] = enc.type_ids
-            hidden = self._session.run(
+            hidden = session.run(
                 ["last_hidden_state"], {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
             )[0]
             m = mask[:, :, None].astype(np.float32)

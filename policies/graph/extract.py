@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import dspy
 
@@ -51,7 +52,8 @@ class _ParseCache:
     """Parsed docs by text: the entity extractor and the relation generator parse the same turns."""
 
     def __init__(self, size: int = 256):
-        self.size, self.docs = size, {}
+        self.size = size
+        self.docs: dict[tuple[str, str], Any] = {}
 
     def parse(self, model: str, texts: list[str], batch_size: int = 64) -> list:
         nlp = load_spacy(model)

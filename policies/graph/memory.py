@@ -56,7 +56,7 @@ class GraphMemory:
 
     def __init__(
         self,
-        mode: str = "on",
+        mode: str | bool = "on",
         entities=None,
         relations=None,
         resolver=None,
@@ -69,7 +69,7 @@ class GraphMemory:
         embedder=None,
         graph_store: GraphStore | None = None,
     ):
-        mode = {True: "on", False: "off"}.get(mode, mode)  # YAML 1.1 reads a bare on/off as a bool
+        mode = ("on" if mode else "off") if isinstance(mode, bool) else mode  # YAML 1.1 reads a bare on/off as a bool
         if mode not in MODES:
             raise ValueError(f"policy.graph.mode must be one of {MODES}, got {mode!r}")
         if mode == "off":

@@ -80,7 +80,9 @@ class GraphTable:
         for row in self.tbl.to_arrow().to_pylist():
             row["vector"] = np.asarray(row["vector"], np.float32)
             self.rows[row["id"]] = row
-        self.persisted, self.dirty, self.deleted = set(self.rows), set(), set()
+        self.persisted: set[str] = set(self.rows)
+        self.dirty: set[str] = set()
+        self.deleted: set[str] = set()
 
     def put(self, row: dict) -> None:
         self.rows[row["id"]] = row

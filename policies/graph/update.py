@@ -85,7 +85,7 @@ class RuleConflictResolver:
     def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope, meter: CostMeter) -> list[list[dict]]:
         single = set(self.knobs.single_valued)
         batch = {e["id"] for e in new_edges}  # stated together, they hold together ("I'm happy and thankful")
-        out = []
+        out: list[list[dict]] = []
         with meter.timed("graph_conflicts"):
             for new in new_edges:
                 if "*" not in single and new["relation"] not in single:

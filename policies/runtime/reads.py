@@ -9,13 +9,17 @@ unknown id, so a caller learns nothing about other scopes; a call without user_i
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..graph.retrieve import is_graph_record
 from ..types import MemoryRecord, Scope
 from .input import check_cross_user, check_filters, check_id, check_scope, check_text
 from .output import describe, inside, meta_equal, relation
 from .output import memory as memory_dict
+
+if TYPE_CHECKING:
+    from ..policy import MemoryPolicy
+    from ..store.store import MemoryStore
 
 MAX_TOP_K = 1000
 
@@ -30,6 +34,12 @@ class MemoryNotFound(KeyError):
 class MemoryReads:
     """Mixed into Memory: needs self.policy, self.store, self.default_top_k, self.max_text_chars and
     self.allow_cross_user."""
+
+    policy: MemoryPolicy
+    store: MemoryStore
+    default_top_k: int | None
+    max_text_chars: int
+    allow_cross_user: bool
 
     def search(
         self,

@@ -58,9 +58,9 @@ class ThresholdDecider:
             for fact, neighbours in zip(facts, similar, strict=True):
                 best = next((m for m in neighbours if m.id not in touched), None)
                 score = best.score if best is not None and best.score is not None else -1.0
-                if score >= self.knobs.noop_threshold:
+                if best is not None and score >= self.knobs.noop_threshold:
                     decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))
-                elif score >= self.knobs.update_threshold:
+                elif best is not None and score >= self.knobs.update_threshold:
                     touched.add(best.id)  # one UPDATE per memory per batch
                     decisions.append(Decision("UPDATE", fact.text, best.id, fact.provenance, fact.timestamp))
                 else:

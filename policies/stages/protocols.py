@@ -12,7 +12,7 @@ cache (optimize/evaluation/code_deps.py), so editing a retriever would re-ingest
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -32,6 +32,9 @@ class SimilarK(Protocol):
 
 
 class TopK(Protocol):
+    """A dataclass (the Memory API replaces top_k / threshold per call with dataclasses.replace)."""
+
+    __dataclass_fields__: ClassVar[dict[str, Any]]
     top_k: int
     threshold: float | None
 

@@ -47,7 +47,7 @@ class Change:
 
 @dataclass
 class _Plan:
-    results: list[tuple[str, str, str]]
+    results: list[tuple[Op, str, str]]
     inserts: list[dict]  # full rows (with "vector")
     updates: list[dict]
     deletes: list[str]
@@ -116,7 +116,9 @@ def plan_changes(
     scope."""
     state: dict[str, dict | None] = dict(before)
     dirty: dict[str, None] = {}  # ids added/updated, in order
-    results, history = [], []
+    results: list[tuple[Op, str, str]] = []
+    history: list[dict] = []
+    row: dict[str, Any] | None
     now = _now()
     for i, (c, vec) in enumerate(zip(changes, vectors)):
         if c.op == "ADD":
@@ -140,6 +142,7 @@ def plan_changes(
             dirty[mid] = None
             old_text, new_text = "", c.text
         else:
+            assert c.memory_id is not None  # validate_change() refuses a change without an id
             mid = c.memory_id
             row = state.get(mid)
             if row is None:
@@ -179,7 +182,7 @@ def plan_changes(
         results.append((c.op, mid, old_text))
         # provenance: ADD / UPDATE the memory's provenance after the change (UPDATE: merged or replaced), NOOP /
         # DELETE the change's; old_provenance: the memory's provenance before it ([] for ADD)
-        new_prov = state[mid]["provenance"] if c.op in ("ADD", "UPDATE") else list(c.provenance)
+        new_prov = row["provenance"] if c.op in ("ADD", "UPDATE") else list(c.provenance)  # row: after the change
         history.append(
             {
                 "memory_id": mid,
@@ -197,8 +200,8 @@ def plan_changes(
                 "policy_version": policy_version,
             }
         )
-    inserts = [state[i] for i in dirty if i not in before]
-    updates = [state[i] for i in dirty if i in before]
+    inserts = [r for i in dirty if i not in before and (r := state[i]) is not None]  # dirty ids hold rows
+    updates = [r for i in dirty if i in before and (r := state[i]) is not None]
     deletes = [i for i in before if state[i] is None]
     after = {i: state[i] for i in [*dirty, *deletes]}
     return _Plan(results, inserts, updates, deletes, history, after)

@@ -86,7 +86,7 @@ class _Mirror:
                 self.dead += 1
         if self.dead > 1024 and self.dead > self.n // 2:  # squeeze out tombstones
             keep = np.flatnonzero(self.alive[: self.n])
-            rows = [self.rows[s] for s in keep]
+            rows: list[dict] = [self.rows[s] for s in keep]  # type: ignore[misc]  # alive slots hold rows
             vecs = self.vectors[keep].copy()
             fresh = _Mirror(self.dim, self.version)
             fresh.put_many(rows, vecs)
@@ -132,7 +132,7 @@ class _Mirror:
         return out
 
     def select(self, scope: Scope) -> list[dict]:
-        return [self.rows[s] for s in np.flatnonzero(self.mask(scope))]
+        return [self.rows[s] for s in np.flatnonzero(self.mask(scope))]  # type: ignore[misc]  # alive slots hold rows
 
 
 def _product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:

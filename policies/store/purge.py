@@ -17,12 +17,13 @@ import json
 import warnings
 from datetime import timedelta
 from pathlib import Path
+from typing import Literal, cast
 
 from lancedb.index import BTree, IvfPq
 
 from .lance import META_EMBEDDER, _num_sub_vectors, disk_bytes
 
-_INDEX_TYPES = ("IvfPq", "BTree")  # the indices memtune builds (store_lance.maybe_index)
+_INDEX_TYPES = ("IvfPq", "BTree")  # the indices memtune builds (lance.maybe_index)
 
 
 def purge_table(tbl) -> dict:
@@ -42,7 +43,9 @@ def purge_table(tbl) -> dict:
     for kind, column, details in indices:  # an overwrite starts without indices
         if kind == "IvfPq":
             dim = tbl.schema.field(column).type.list_size
-            metric = str(details.get("metric_type", "cosine")).lower()
+            metric = cast(
+                Literal["l2", "cosine", "dot"], str(details.get("metric_type", "cosine")).lower()
+            )  # LanceDB's own
             tbl.create_index(column, config=IvfPq(distance_type=metric, num_sub_vectors=_num_sub_vectors(dim)))
         else:
             tbl.create_index(column, config=BTree(), replace=True)

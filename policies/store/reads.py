@@ -11,10 +11,11 @@ import numpy as np
 from ..types import MemoryRecord, Scope
 from .lance import lance_search, to_record
 from .mirror import _Mirror
-from .sql import _check_scope, _check_text, sql_where
+from .sql import _check_scope, _check_text, ids_where, sql_where
+from .state import StoreState
 
 
-class ReadsMixin:
+class ReadsMixin(StoreState):
     """Reads of MemoryStore; it uses the store's lock, tables and mirror."""
 
     def _view(self) -> _Mirror | None:
@@ -69,7 +70,7 @@ class ReadsMixin:
     def search(self, vector, scope: Scope, top_k: int, threshold: float | None = None) -> list[MemoryRecord]:
         """The top_k memories in `scope` by cosine similarity (in `.score`, descending), >= threshold if given."""
         hits = self.search_many(self._vectors(vector, "search")[:1], scope, top_k)[0]
-        return hits if threshold is None else [h for h in hits if h.score >= threshold]
+        return hits if threshold is None else [h for h in hits if h.score is not None and h.score >= threshold]
 
     def search_many(self, vectors: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
         """search() for each row of `vectors` (one pass over the scope)."""
@@ -100,7 +101,7 @@ class ReadsMixin:
     def history(self, memory_id: str) -> list[dict]:
         """Every change to `memory_id`, oldest first: {memory_id, op, old_text, new_text, time, seq, provenance,
         old_provenance, user_id, agent_id, run_id, metadata, policy_version}. NOOP rows carry the redundant candidate fact in new_text."""
-        where = sql_where(ids=[memory_id], id_column="memory_id")
+        where = ids_where([memory_id], id_column="memory_id")
         if self._history_until is not None:
             where += f" AND seq <= {int(self._history_until)}"
         with self._lock:

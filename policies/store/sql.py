@@ -56,6 +56,13 @@ def sql_where(scope: Scope | None = None, ids: Iterable[str] | None = None, id_c
     return " AND ".join(parts) if parts else None
 
 
+def ids_where(ids: Iterable[str], id_column: str = "id") -> str:
+    """`sql_where(ids=ids)`: a filter on ids alone, which is never "no filter" (no ids: one that matches nothing)."""
+    where = sql_where(ids=ids, id_column=id_column)
+    assert where is not None  # an ids filter always has a part
+    return where
+
+
 def _check_scope(scope: Scope) -> None:
     if not isinstance(scope, Scope):
         raise TypeError(f"scope must be a memtune Scope, got {type(scope).__name__}")

@@ -24,10 +24,11 @@ import json
 import warnings
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .changes import _now
 from .lance import add_missing_columns, disk_bytes, maybe_index, present_columns
+from .state import StoreState
 
 if TYPE_CHECKING:
     from .store import MemoryStore
@@ -148,16 +149,16 @@ def _content(row: dict) -> tuple:
     )
 
 
-class VersionsMixin:
+class VersionsMixin(StoreState):
     """The version-keeping half of MemoryStore (compaction, versions, point-in-time reads, rollback, disk stats);
     it uses the store's lock, tables and write path."""
 
     def compact(self) -> None:
         """Merge small fragments, drop old versions and refresh indices (both tables); build or rebuild the ANN index
-        when the table has passed index_min_rows. Versions survive by the keep policy (store_versions.py)."""
+        when the table has passed index_min_rows. Versions survive by the keep policy (versions.py)."""
         with self._lock:
             self.flush()
-            in_sync = self._mirror is not None and self._mirror.version == self._version
+            in_sync = self._mirror if self._mirror is not None and self._mirror.version == self._version else None
             before = self._table.version
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=r".*removes every version.*")
@@ -179,8 +180,8 @@ class VersionsMixin:
                     self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
             self._vector_indexed = self._has_vector_index()
             self._version, self._hversion = self._table.version, self._history.version
-            if in_sync:
-                self._mirror.version = self._version  # compaction and indexing keep the rows as they were
+            if in_sync is not None:
+                in_sync.version = self._version  # compaction and indexing keep the rows as they were
             self._since_compact = 0
 
     # -- versions -------------------------------------------------------------------------------------------------
@@ -195,7 +196,7 @@ class VersionsMixin:
 
         with self._lock:
             self.flush()
-            return StoreView(self, check_version(self._table, version, "as_of"))
+            return StoreView(cast("MemoryStore", self), check_version(self._table, version, "as_of"))  # mixed into it
 
     def restore(self, version: int) -> int:
         """Roll the memories back to `version` (as a new version; later versions stay restorable until compaction
@@ -224,7 +225,7 @@ class VersionsMixin:
             return self._version
 
     def purge_versions(self) -> dict:
-        """Rewrite both tables with their live rows and drop every older version (store_purge.purge_table), so
+        """Rewrite both tables with their live rows and drop every older version (purge.purge_table), so
         text deleted from the store (delete, delete_all, updates) is gone from disk as well; nothing before now
         can be restored or read with as_of() afterwards. One writer only: no other process may use the store
         meanwhile. Returns per table: rows, versions and bytes before and after."""
@@ -232,7 +233,7 @@ class VersionsMixin:
 
         with self._lock:
             self.flush()
-            in_sync = self._mirror is not None and self._mirror.version == self._version
+            in_sync = self._mirror if self._mirror is not None and self._mirror.version == self._version else None
             report = {
                 name: purge_table(tbl)
                 for name, tbl in ((self.table_name, self._table), (self.history_name, self._history))
@@ -240,8 +241,8 @@ class VersionsMixin:
             self._vector_indexed = self._has_vector_index()
             self._version, self._hversion = self._table.version, self._history.version
             self._columns = present_columns(self._table)
-            if in_sync:
-                self._mirror.version = self._version  # the same rows, rewritten
+            if in_sync is not None:
+                in_sync.version = self._version  # the same rows, rewritten
             self._since_compact = 0
             return report
 
@@ -255,7 +256,7 @@ class VersionsMixin:
 
     def stats(self) -> dict:
         """Rows, versions, fragments and indices of the memories table (for logging)."""
-        s = self._table.stats()
+        s = cast(dict, self._table.stats())  # a dict at run time, though lancedb annotates TableStatistics
         return {
             "rows": s["num_rows"],
             "version": self.version,

@@ -10,14 +10,15 @@ from collections.abc import Sequence
 import numpy as np
 import pyarrow as pa
 
-from ..types import Scope
+from ..types import Op, Scope
 from .changes import Change, _Plan, delete_history, plan_changes, validate_change
 from .lance import present_columns, rows_to_arrow
 from .purge import blank_delete_rows, blank_history
-from .sql import _check_scope, sql_where
+from .sql import _check_scope, ids_where, sql_where
+from .state import StoreState
 
 
-class WritesMixin:
+class WritesMixin(StoreState):
     """Writes of MemoryStore; it uses the store's lock, tables, mirror and read helpers."""
 
     def _next_seq(self) -> int:
@@ -27,7 +28,7 @@ class WritesMixin:
     def _plan(self, changes: Sequence[Change]) -> _Plan:
         """Validate the whole batch and work out its effect, in order, without writing anything."""
         vectors = [validate_change(c, i, self.dim, self.embedder_id) for i, c in enumerate(changes)]
-        before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD"}))
+        before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD" and c.memory_id}))  # validated
         return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq, self.policy_version)
 
     def _write_memories(self, plan: _Plan) -> int | None:
@@ -38,12 +39,12 @@ class WritesMixin:
         if not plan.updates and not plan.deletes:
             return self._table.add(rows_to_arrow(plan.inserts, self._schema, self.dim)).version
         if not upserts:
-            return self._table.delete(sql_where(ids=plan.deletes)).version
+            return self._table.delete(ids_where(plan.deletes)).version
         merge = self._table.merge_insert("id").when_matched_update_all()
         if plan.inserts:
             merge = merge.when_not_matched_insert_all()
         if plan.deletes:
-            merge = merge.when_not_matched_by_source_delete(sql_where(ids=plan.deletes))
+            merge = merge.when_not_matched_by_source_delete(ids_where(plan.deletes))
         return merge.execute(rows_to_arrow(upserts, self._schema, self.dim)).version
 
     def _write_history(self, rows: list[dict]) -> None:
@@ -79,7 +80,7 @@ class WritesMixin:
                 tbl.restore(version)
         self._version, self._hversion = self._table.version, self._history.version
 
-    def apply(self, changes: Sequence[Change]) -> list[tuple[str, str, str]]:
+    def apply(self, changes: Sequence[Change]) -> list[tuple[Op, str, str]]:
         """Apply a batch of changes in order; returns (op, memory_id, old_text) per change.
 
         The whole batch is validated first: an unknown memory id (or one outside the change's scope) raises KeyError
@@ -182,7 +183,7 @@ class WritesMixin:
         """Drop every memory and the whole history (the store keeps its embedder id and dim)."""
         with self._lock:
             for name in (self.table_name, self.history_name):
-                self._db.drop_table(name, ignore_missing=True)
+                self._db.drop_table(name, ignore_missing=True)  # type: ignore[call-arg]  # LanceDBConnection takes it
             self._table = self._db.create_table(self.table_name, schema=self._schema)
             self._history = self._db.create_table(self.history_name, schema=self._history_schema)
             self._mirror, self._too_big_at, self._since_compact = None, None, 0
