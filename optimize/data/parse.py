@@ -39,11 +39,11 @@ def parse_conversation(
     if not isinstance(conv, dict):
         report.add(cid, "no 'conversation' object (fix: use the upstream layout, see data/locomo/SOURCE.md)", SKIPPED)
         return None
-    speakers = (conv.get("speaker_a"), conv.get("speaker_b"))
-    if not all(isinstance(s, str) and s for s in speakers):
+    speaker_a, speaker_b = conv.get("speaker_a"), conv.get("speaker_b")
+    if not (isinstance(speaker_a, str) and speaker_a and isinstance(speaker_b, str) and speaker_b):
         report.add(cid, "conversation lacks 'speaker_a'/'speaker_b' names (fix: add both)", SKIPPED)
         return None
-    speaker_a, speaker_b = speakers
+    speakers = (speaker_a, speaker_b)
 
     # Sessions: keyed on session_N lists, never on the date_time keys.
     session_keys: dict[int, str] = {}

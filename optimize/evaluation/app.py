@@ -14,6 +14,7 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import cast
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow hang offline without it
 
@@ -51,7 +52,7 @@ def build_summary(
     """summary.json: scores per category, cost per phase, ingestion facts, the resolved config.
     Shared with memtune-sweep, whose trials write the same layout."""
     ds = cfg.dataset
-    oracle = oracle_stages(OmegaConf.to_container(cfg.policy, resolve=True))
+    oracle = oracle_stages(cast(dict, OmegaConf.to_container(cfg.policy, resolve=True)))
     summary = {
         "policy": cfg.policy.name,
         # a stage reads the benchmark's annotations (policy/extractor=observations): not a policy, never report it

@@ -34,7 +34,7 @@ _SIMPLE = (str, int, float, bool, bytes, type(None))
 
 
 def _ours(name: str | None, prefix: str) -> bool:
-    return bool(name) and (name == prefix or name.startswith(prefix + "."))
+    return name is not None and (name == prefix or name.startswith(prefix + "."))
 
 
 def _origin(module_name: str) -> Path | None:
@@ -53,7 +53,7 @@ def _parse(path: str, mtime_ns: int, size: int) -> tuple[str, tuple[tuple[str, t
 
 def _imports(tree: ast.AST) -> tuple[tuple[str, tuple[str, ...], int], ...]:
     """Every import statement in the tree, anywhere (module level, functions, TYPE_CHECKING blocks)."""
-    found = []
+    found: list[tuple[str, tuple[str, ...], int]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found += [(alias.name, (), 0) for alias in node.names]
@@ -106,8 +106,8 @@ def _constant(value) -> str | None:
     if isinstance(value, re.Pattern):
         return f"re({value.pattern!r}, {value.flags})"
     if isinstance(value, (tuple, list, frozenset, set)):
-        parts = [_constant(v) for v in value]
-        if all(p is not None for p in parts):
+        parts = [p for v in value if (p := _constant(v)) is not None]
+        if len(parts) == len(value):
             return f"{type(value).__name__}({sorted(parts) if isinstance(value, (set, frozenset)) else parts})"
     if isinstance(value, dict):
         items = [(_constant(k), _constant(v)) for k, v in value.items()]
@@ -151,7 +151,7 @@ class _Walk:
                 self.module(other)
 
     def function(self, fn: types.FunctionType) -> None:
-        home = getattr(fn, "__module__", None)
+        home = fn.__module__
         key = f"function:{home}.{fn.__qualname__}"
         if key in self.parts:
             return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import time
+from typing import Any
 
 import polars as pl
 from tqdm.auto import tqdm
@@ -52,7 +53,8 @@ def ingest(
     Returns (turns, message pairs) ingested. `after_session()` is called after each session (graph growth)."""
     scope = conversation_scope(conversation)
     if getattr(policy.extractor, "oracle", False):  # the observation replay needs the annotations
-        policy.extractor.observations = observations_by_turn(conversation)
+        oracle: Any = policy.extractor  # an oracle stage (extract.ObservationExtractor), not an Extractor's member
+        oracle.observations = observations_by_turn(conversation)
     turns = conversation.turns()
     bar = tqdm(
         total=len(turns), desc=f"ingest {conversation.sample_id}", unit="turn", disable=not progress, leave=False

@@ -26,6 +26,7 @@ import uuid
 from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
+from typing import Any, cast
 
 from hydra.utils import get_object, instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -58,7 +59,7 @@ def ingestion_parts(cfg: DictConfig, dataset: Dataset, embedder=None) -> dict:
         nodes |= {f"graph.{p}": cfg.policy.graph[p] for p in GRAPH_STAGES if _target(cfg.policy.graph.get(p))}
     lm = OmegaConf.to_container(cfg.lm, resolve=True) if cfg.get("lm") else None
     embedder = embedder if embedder is not None else instantiate(cfg.embedder)
-    parts = {
+    parts: dict[str, Any] = {
         "stages": {name: OmegaConf.to_container(cfg.policy[name], resolve=True) for name in INGEST_STAGES},
         "embedder": OmegaConf.to_container(cfg.embedder, resolve=True),
         "store": OmegaConf.to_container(cfg.store, resolve=True),
@@ -75,7 +76,7 @@ def ingestion_parts(cfg: DictConfig, dataset: Dataset, embedder=None) -> dict:
         "embedder_weights": {"id": embedder.id, "files": _weight_files(embedder)},
     }
     if graph_on:  # the graph tables live in the cached store: its ingestion knobs count (on/only share it)
-        graph = OmegaConf.to_container(cfg.policy.graph, resolve=True)
+        graph = cast(dict, OmegaConf.to_container(cfg.policy.graph, resolve=True))
         parts["graph"] = {k: v for k, v in graph.items() if k not in ("mode", "retrieval")}
         models = {
             str(graph[p]["model"]) for p in GRAPH_STAGES if isinstance(graph.get(p), dict) and graph[p].get("model")

@@ -8,7 +8,7 @@ import re
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -76,7 +76,7 @@ def from_study(cfg: DictConfig) -> tuple[DictConfig, dict, dict]:
     if "://" not in url:
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
-        backend = JournalStorage(JournalFileBackend(str(Path(url).resolve())))
+        backend: str | JournalStorage = JournalStorage(JournalFileBackend(str(Path(url).resolve())))
     else:
         backend = url
     names = [s.study_name for s in optuna.get_all_study_summaries(backend)]
@@ -190,7 +190,7 @@ def _heldout_from_dir(sweep_dir: Path | None, number: int) -> dict | None:
 
 
 def same_policy(composed: DictConfig, recorded: Any, where: str) -> None:
-    mine = OmegaConf.to_container(composed.policy, resolve=True)
+    mine = cast(dict, OmegaConf.to_container(composed.policy, resolve=True))
     recorded = current_targets(recorded)  # a trial recorded before the source tree was split
     if recorded is not None and json.loads(json.dumps(mine)) != json.loads(json.dumps(recorded)):
         diff = sorted(k for k in set(mine) | set(recorded) if mine.get(k) != recorded.get(k))

@@ -49,7 +49,7 @@ from .stats import bootstrap_ci, paired_bootstrap
 
 def category_groups(include_adversarial: bool) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
     """(category, category_name, categories covered, metrics reported) for the per-category rows + overall."""
-    groups = [
+    groups: list[tuple[str, str, tuple[int, ...], tuple[str, ...]]] = [
         (str(c), CATEGORY_NAMES[c], (c,), ADVERSARIAL_METRICS if c == 5 else ANSWER_METRICS)
         for c in sorted(CATEGORY_NAMES)
     ]

@@ -207,9 +207,9 @@ def render_markdown(
                 + ("; ".join(says(r) for r in top.iter_rows(named=True)) if top.height else "nothing")
                 + "."
             ]
-            by_cat = {}
-            for r in cats.iter_rows(named=True):
-                by_cat.setdefault(r["category"], []).append(says(r))
+            by_cat: dict[str, list[str]] = {}
+            for row in cats.iter_rows(named=True):
+                by_cat.setdefault(row["category"], []).append(says(row))
             if by_cat:
                 lines += [
                     "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,7 +104,7 @@ def load_run(run_dir: str | Path) -> tuple[dict, pl.DataFrame]:
     return summary, frame
 
 
-def load_runs(run_dirs: list[str | Path]) -> list[Run]:
+def load_runs(run_dirs: Sequence[str | Path]) -> list[Run]:
     loaded = [(Path(d), *load_run(d)) for d in run_dirs]
     names = [oracle_label(str(s["policy"]), summary_oracle(s)) for _, s, _ in loaded]
     labels = [f"{name} ({p.name})" for name, (p, _, _) in zip(names, loaded)]

@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -15,6 +14,7 @@ import polars as pl
 from optuna.trial import TrialState
 
 from .pareto import pareto_front, pick_for_heldout
+from .plots import make_plots
 from .run_record import sanitize
 from .scoring import Objective, get_path
 from .workers import FINISHED, storage_label
@@ -170,11 +170,12 @@ def _maybe(summary: Mapping[str, Any], path: str) -> Any:
 
 
 def _span_hours(study: optuna.Study) -> float | None:
-    done = [t for t in study.get_trials(deepcopy=False) if t.state in FINISHED and t.datetime_complete]
-    starts = [t.datetime_start for t in study.get_trials(deepcopy=False) if t.datetime_start]
-    if not done or not starts:
+    trials = study.get_trials(deepcopy=False)
+    ends = [end for t in trials if t.state in FINISHED and (end := t.datetime_complete) is not None]
+    starts = [start for t in trials if (start := t.datetime_start) is not None]
+    if not ends or not starts:
         return None
-    return (max(t.datetime_complete for t in done) - min(starts)).total_seconds() / 3600 or None
+    return (max(ends) - min(starts)).total_seconds() / 3600 or None
 
 
 def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.DataFrame:
@@ -208,55 +209,6 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.Dat
         }
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)
-
-
-def make_plots(study: optuna.Study, objectives: Sequence[Objective], out: Path) -> list[Path]:
-    """Optimisation history, Pareto front (2+ objectives) and parameter importances as PNG (matplotlib)."""
-    import warnings
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from optuna.visualization import matplotlib as ovm
-
-    out.mkdir(parents=True, exist_ok=True)
-    complete = [t for t in study.get_trials(deepcopy=False) if t.state == TrialState.COMPLETE]
-    if len(complete) < 2:
-        return []
-    jobs = []
-    names = [o.name for o in objectives]
-    if len(objectives) >= 2:
-        jobs.append(("pareto_front.png", lambda: ovm.plot_pareto_front(study, target_names=names[:3])))
-    for i, o in enumerate(objectives):
-        target = (lambda t, i=i: t.values[i]) if len(objectives) > 1 else None
-        jobs.append(
-            (
-                f"history_{o.name}.png",
-                lambda target=target, o=o: ovm.plot_optimization_history(study, target=target, target_name=o.name),
-            )
-        )
-        jobs.append(
-            (
-                f"importances_{o.name}.png",
-                lambda target=target, o=o: ovm.plot_param_importances(study, target=target, target_name=o.name),
-            )
-        )
-    written = []
-    for name, job in jobs:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                ax = job()
-            fig = ax.figure if hasattr(ax, "figure") else ax.flat[0].figure
-            fig.set_size_inches(9, 6)
-            fig.tight_layout()
-            fig.savefig(out / name, dpi=80)
-            plt.close(fig)
-            written.append(out / name)
-        except Exception as err:  # e.g. importances need varying knobs
-            print(f"[sweep] plot {name} skipped: {type(err).__name__}: {err}")
-    return written
 
 
 def _fmt(v: Any) -> str:

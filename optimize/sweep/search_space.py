@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import optuna
 
@@ -51,7 +51,9 @@ class Knob:
 
     def suggest(self, trial: optuna.trial.BaseTrial) -> Any:
         if self.type == "categorical":
+            assert self.choices is not None  # _knob() checked the spec
             return trial.suggest_categorical(self.param, list(self.choices))
+        assert self.low is not None and self.high is not None  # _knob() checked the spec
         if self.type == "int":
             return trial.suggest_int(self.param, int(self.low), int(self.high), step=int(self.step or 1), log=self.log)
         value = trial.suggest_float(self.param, float(self.low), float(self.high), step=self.step, log=self.log)
@@ -59,7 +61,7 @@ class Knob:
 
     def describe(self) -> str:
         if self.type == "categorical":
-            body = "{" + ", ".join(map(str, self.choices)) + "}"
+            body = "{" + ", ".join(map(str, self.choices or ())) + "}"
         else:
             body = (
                 f"[{self.low}, {self.high}]"
@@ -143,7 +145,7 @@ class SearchSpace:
         if hasattr(cfg, "_metadata"):  # an OmegaConf node: plain containers from here on
             from omegaconf import OmegaConf
 
-            cfg = OmegaConf.to_container(cfg, resolve=True)
+            cfg = cast(dict, OmegaConf.to_container(cfg, resolve=True))  # a mapping node -> a dict
         specs = cfg.get("knobs")
         if not specs:
             raise ValueError("search space has no `knobs:` list (see conf/search_space/offline.yaml)")

@@ -10,6 +10,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Literal, cast
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow hang offline without it
 
@@ -55,7 +56,7 @@ class Sweep:
             max_questions=ds.max_questions,
         )
         self.tune, self.holdout = split_ids(cfg, self.dataset)
-        directions = [o.direction for o in self.objectives]
+        directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry
         self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
         self.study = retrying(
@@ -81,7 +82,7 @@ class Sweep:
     def _sampler(self, offset: int):
         """The configured sampler, its seed shifted by the trial count: a resumed or parallel worker does not
         replay the random start-up proposals of another one, and a single-process sweep stays reproducible."""
-        spec = OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True)
+        spec = cast(dict, OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True))
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + offset
         return instantiate(spec)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dspy
@@ -28,7 +29,7 @@ class AnswerKnobs:
     retries: int = 2
 
 
-def memory_context(memories: list[MemoryRecord]) -> list[dict]:
+def memory_context(memories: Sequence[MemoryRecord]) -> list[dict]:
     """The items the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
     when it held: valid_from, and invalid_since when a later triplet superseded it."""
     return [
@@ -37,7 +38,7 @@ def memory_context(memories: list[MemoryRecord]) -> list[dict]:
     ]
 
 
-def render_context(memories: list[MemoryRecord]) -> str:
+def render_context(memories: Sequence[MemoryRecord]) -> str:
     """THE text the answerer reads for `memories` (best first): the JSON list of their `memory_context` items.
 
     One definition for three uses: the LLM answerer's `memories` input (passed as this string; DSPy writes a
