@@ -10,8 +10,8 @@
   whole, a plain constant (str, number, tuple, ..., compiled regex) by its value; any other object of ours it
   names makes its own module count whole.
 
-So `optimize.evaluate.ingest_all` brings in `ingest`, the policy, the store and the data types, but not
-`optimize.metrics`, which only the answering half of evaluate.py uses: editing a metric does not re-ingest.
+So `optimize.evaluation.evaluate.ingest_all` brings in `ingest`, the policy, the store and the data types, but not
+`optimize.evaluation.metrics`, which only the answering half of evaluate.py uses: editing a metric does not re-ingest.
 Code outside the prefix (dspy, lancedb, ...) is not hashed: callers record those packages' versions.
 """
 

@@ -151,7 +151,7 @@ def context_budget_walk(
     prefix (timestamps, quoting and separators included), not the items' own text, is what makes a budget bind
     on what a reader is shown, and n == len(items) exactly when the whole context fits (first number <= budget).
 
-    `render` is the one function that makes the reader's text (the eval passes `answerers.render_context`), and
+    `render` is the one function that makes the reader's text (the eval passes `stages.answer.render_context`), and
     the first number is the eval's `context_tokens`, so the budget and the token count cannot disagree.
     `count_tokens` defaults to this module's `count_tokens` (cl100k_base).
 

@@ -22,7 +22,7 @@ that is the in-process owner of the store; the REST / MCP servers and the pyfunc
     m.get(memory_id, user_id="u1")                                       # MemoryNotFound if it is not u1's
 
 Graph memory (Mem0g): search() returns the stored memories only (top_k of them); search_with_relations() adds the
-graph's triplets under "relations" (memory_output.py), as Mem0's API does.
+graph's triplets under "relations" (output.py), as Mem0's API does.
 
 Forgetting: delete_all(scope) deletes the scope's memories and graph and blanks the text (and metadata) of every
 history row of the scope; older LanceDB versions and not yet compacted data files still hold the text until

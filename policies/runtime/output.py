@@ -39,7 +39,7 @@ def memory(r: MemoryRecord, embedder_id: str, policy_version: str | None = None)
 
 
 def relation(r: MemoryRecord) -> dict:
-    """A graph triplet (policies/graph_retrieve.as_record) in Mem0's relation layout plus what the graph keeps:
+    """A graph triplet (graph/retrieve.py, as_record) in Mem0's relation layout plus what the graph keeps:
     the sentence that was embedded ("memory"), when the fact held ("valid_from", "invalidated_at": "" while
     valid), the turns it came from and its similarity to the query."""
     meta = r.metadata

@@ -3,7 +3,7 @@ get_all, history, and the scope checks every id-addressed call shares (get / upd
 
 An id-addressed call with a scope answers MemoryNotFound for a memory outside it, in the same words as for an
 unknown id, so a caller learns nothing about other scopes; a call without user_id needs the cross-user opt-in
-(memory_input.check_cross_user).
+(input.check_cross_user).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ class MemoryReads:
     ) -> dict:
         """Mem0's search answer: {"results": search(...), "relations": [relation, ...]}. "relations" are the graph
         triplets the policy retrieves for the query (Mem0g; [] without graph memory), best first, each with its
-        source, relationship, destination, sentence and validity (memory_output.relation). top_k and filters
+        source, relationship, destination, sentence and validity (output.relation). top_k and filters
         apply to the stored memories (triplets have their own knobs, policy.graph.retrieval, and no metadata);
         threshold to both. A graph-only policy (policy.graph=only) answers from triplets alone: no "results"."""
         memories, relations = self._search(

@@ -102,7 +102,7 @@ def blank_delete_rows(rows: list[dict]) -> list[dict]:
 
 
 def blank_history(history, scope_where: str) -> int | None:
-    """Blank old_text, new_text and metadata of every history row matching `scope_where` (a store_sql.sql_where
+    """Blank old_text, new_text and metadata of every history row matching `scope_where` (a sql.sql_where
     filter on the scope) that still holds any; op, memory id, time, seq, provenance and scope stay, so the history
     still says what happened and when. Returns the new history version, or None when there was nothing to blank
     (no commit then)."""

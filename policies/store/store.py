@@ -13,7 +13,7 @@ Two LanceDB tables live under `uri`:
 A store written before `policy_version` or `old_provenance` existed is upgraded when opened (one metadata-only
 commit adds the column; its old rows read as "" / []). Versions: every commit makes a LanceDB version; `versions_list()`,
 `as_of(version)` (a read-only store at that version) and `restore(version)` (roll back; the history records it)
-work on the versions compaction kept (`keep_versions_seconds`, `keep_last_versions`; see store_versions.py).
+work on the versions compaction kept (`keep_versions_seconds`, `keep_last_versions`; see versions.py).
 
 The embedder id and vector dim are kept in the memories table's schema metadata, so reopening a store with another
 embedder fails loudly even when the table is empty (vectors of two embedders are not comparable).

@@ -200,7 +200,7 @@ class VersionsMixin(StoreState):
 
     def restore(self, version: int) -> int:
         """Roll the memories back to `version` (as a new version; later versions stay restorable until compaction
-        drops them) and append to the history what that did to each memory (store_versions.restore_history).
+        drops them) and append to the history what that did to each memory (restore_history).
         Returns the new version."""
         with self._lock:
             version = check_version(self._table, version, "restore")

@@ -3,7 +3,7 @@
 It opens its own LanceDB handles (the memories table checked out at the version, the history table at its
 latest) and shares every read path with MemoryStore (the mirror, LanceDB search, scope filters), so a
 point-in-time read answers exactly as the store did then. History is cut at the version's commit time: history
-seqs are wall-clock ns taken before the commit of their batch (store_versions.commit_ns). Writes raise
+seqs are wall-clock ns taken before the commit of their batch (versions.commit_ns). Writes raise
 PermissionError: roll the store back with MemoryStore.restore(version) instead.
 """
 

@@ -146,7 +146,7 @@ class WritesMixin(StoreState):
             self._mirror, self._too_big_at = None, None
 
     def delete_all(self, scope: Scope) -> int:
-        """Delete every memory in `scope` and blank the text of the scope's history (store_purge.blank_history:
+        """Delete every memory in `scope` and blank the text of the scope's history (purge.blank_history:
         the rows stay, with op, id, time and scope, as the record of what happened); returns how many memories.
         The DELETE rows it writes carry no text either. An all-empty scope is refused. The text stays on disk in
         older versions until purge_versions()."""
