@@ -350,4 +350,4 @@ def test_category_names():
 
 
 def test_paths_point_into_repo():
-    assert fixture_path() == Path(locomo.__file__).resolve().parents[2] / "data" / "fixture" / "fixture.json"
+    assert fixture_path() == Path(locomo.__file__).resolve().parents[3] / "data" / "fixture" / "fixture.json"

@@ -8,26 +8,48 @@ import json
 import sys
 import time
 import traceback
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
 
 import optuna
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
+from ..data.types import Dataset
 from .report import REPORT_METRICS, _maybe
 from .run_record import flatten, summary_metrics
-from .scoring import evaluate_conversations, write_outputs
+from .scoring import Objective, evaluate_conversations, write_outputs
+from .search_space import SearchSpace
+from .tracking import NullTracker
 from .workers import FINISHED
 
-if TYPE_CHECKING:
-    from .study import Sweep
+
+class SweepState(Protocol):
+    """What a trial reads of the study that runs it (study.Sweep)."""
+
+    study: optuna.Study
+    n_trials: int
+    objectives: list[Objective]
+    space: SearchSpace
+    not_sampled: dict[str, str]
+    base_overrides: list[str]
+    config_name: str
+    dataset: Dataset
+    tune: list[str]
+    out_dir: Path
+    tracker: NullTracker
+    worker: str
+    ran: list[int]
+
+    def compose(self, overrides: Sequence[str]) -> DictConfig: ...
 
 
 class Surplus(RuntimeError):
     """This trial started after the study already had n_trials finished or running trials (another worker)."""
 
 
-def run_trial(sweep: Sweep, trial: optuna.Trial) -> float | list[float]:
+def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
     """One trial of the study (`Sweep.objective`): suggest the knobs, evaluate the tune conversations one by one
     (reporting each step for pruning), write and log the outputs; raises TrialPruned, Surplus or the trial's error."""
     trial.set_user_attr("worker", sweep.worker)
@@ -112,7 +134,7 @@ def run_trial(sweep: Sweep, trial: optuna.Trial) -> float | list[float]:
         raise
 
 
-def log_trial(sweep: Sweep, run_id, status, cfg_t, summary, artifacts, values, seconds, state="COMPLETE") -> None:
+def log_trial(sweep: SweepState, run_id, status, cfg_t, summary, artifacts, values, seconds, state="COMPLETE") -> None:
     if not sweep.tracker.enabled:
         return
     try:

@@ -64,7 +64,7 @@ from .types import SKIPPED, Conversation, Dataset, LoadReport
 
 def project_root() -> Path:
     """The repository root (where data/ and conf/ live) for an editable install, else the working directory."""
-    root = Path(__file__).resolve().parents[2]  # <root>/optimize/data/locomo.py (the symlinks resolved)
+    root = Path(__file__).resolve().parents[3]  # <root>/memtune/optimize/data/locomo.py
     if (root / "data").is_dir():
         return root
     return Path.cwd()
