@@ -27,10 +27,6 @@ FROM base AS serve
 COPY pyproject.toml uv.lock README.md ./
 RUN uv sync --frozen --extra serve --no-install-project
 COPY memtune memtune
-COPY policies policies
-COPY optimize optimize
-COPY serve serve
-COPY conf conf
 RUN uv sync --frozen --extra serve --no-editable
 USER memtune
 ENV MEMTUNE_STORE_URI=/data/store MEMTUNE_CACHE_DIR=/data/cache OPENBLAS_NUM_THREADS=1

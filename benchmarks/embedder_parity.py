@@ -219,7 +219,7 @@ def main(argv=None) -> int:
         run_reference(args.texts_json, args.out_dir, args.batch_size)
         return 0
 
-    from memtune.policies.embed import MiniLMEmbedder
+    from memtune.policies.embed.minilm import MiniLMEmbedder
 
     turns, questions = load_locomo(args.data)
     groups = {
@@ -276,8 +276,9 @@ def main(argv=None) -> int:
             reference.close()
 
     # ---- token lengths (untruncated), to show what the truncation check covers
-    from memtune.policies.embed import ASSETS_DIR
     from tokenizers import Tokenizer
+
+    from memtune.policies.embed.minilm import ASSETS_DIR
 
     tok = Tokenizer.from_file(str(ASSETS_DIR / "tokenizer.json"))
     tok.no_truncation()

@@ -15,8 +15,9 @@ import time
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from memtune.optimize.data import load_locomo, resolve_path
-from memtune.optimize.evaluate import ingest
+
+from memtune.optimize.data.locomo import load_locomo, resolve_path
+from memtune.optimize.evaluation.evaluate import ingest
 from memtune.policies.build import build_policy
 
 CONF = str(Path(__file__).resolve().parents[1] / "conf")

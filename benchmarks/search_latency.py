@@ -53,7 +53,7 @@ def compose_cfg():
 def open_memory(store_uri: Path):
     """The offline policy over the store at `store_uri`, as a Memory (what a bundle of it would load)."""
     from memtune.policies.build import build_policy
-    from memtune.policies.memory import Memory
+    from memtune.policies.runtime.memory import Memory
 
     return Memory(build_policy(compose_cfg(), store_uri, cache_dir=None), bundle_version="bench")
 
@@ -61,8 +61,9 @@ def open_memory(store_uri: Path):
 def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     """`rows` memories in one scope, written in batches through the store; returns seconds taken."""
     from hydra.utils import instantiate
-    from memtune.policies.embed import MiniLMEmbedder
-    from memtune.policies.store import Change
+
+    from memtune.policies.embed.minilm import MiniLMEmbedder
+    from memtune.policies.store.changes import Change
     from memtune.policies.types import Scope
 
     cfg = compose_cfg()
@@ -237,6 +238,7 @@ def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
 def serve(store_uri: str, port: int) -> None:
     """The server side of the REST measurement (a subprocess): the REST app over the store, on loopback."""
     import uvicorn
+
     from memtune.serve.rest import create_app
 
     memory = open_memory(Path(store_uri))

@@ -31,7 +31,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from memtune.policies.store import Change, MemoryStore
+
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 DIM = 384

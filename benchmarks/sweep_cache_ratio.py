@@ -5,7 +5,7 @@ against the same trial from scratch (cold ingestion cache and cold embedding cac
     uv run python benchmarks/sweep_cache_ratio.py --conversations conv-41 conv-42 --repeats 3
 
 Both trials run in this process (imports and Hydra composition are outside the timings), through the sweep's
-own per-conversation evaluation (memtune.optimize.sweep.evaluate_conversations):
+own per-conversation evaluation (memtune.optimize.sweep.scoring.evaluate_conversations):
 
   scratch: empty cache dir -> ingest (extract, embed every memory with MiniLM, LanceDB writes) + answer + score
   cached:  the same policy with other retrieval knobs (top_k, threshold): the ingested stores and every
@@ -37,9 +37,11 @@ def main() -> int:
     args = parser.parse_args()
 
     from hydra import compose, initialize_config_dir
-    from memtune.optimize.data import load_locomo, resolve_path
-    from memtune.optimize.evaluate_app import configure_dspy_cache
-    from memtune.optimize.sweep import CONF_DIR, evaluate_conversations
+
+    from memtune.optimize.data.locomo import load_locomo, resolve_path
+    from memtune.optimize.evaluation.app import configure_dspy_cache
+    from memtune.optimize.sweep.app import CONF_DIR
+    from memtune.optimize.sweep.scoring import evaluate_conversations
 
     with tempfile.TemporaryDirectory(prefix="memtune-cache-ratio-") as tmp:
         cache = Path(tmp) / "cache"

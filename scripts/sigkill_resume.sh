@@ -10,7 +10,7 @@ WORK=${WORK:-$(mktemp -d /tmp/memtune-sigkill.XXXX)}
 PY=.venv/bin/python  # not `uv run`: the kill must hit the sweep process itself
 STORAGE="sqlite:///$WORK/optuna.db"
 MLFLOW="sqlite:///$WORK/mlflow.db"
-CMD=("$PY" -m memtune.optimize.sweep sweep.study_name=sigkill sweep.n_trials=6 "sweep.tune_conversations=[conv-26,conv-30]"
+CMD=("$PY" -m memtune.optimize.sweep.app sweep.study_name=sigkill sweep.n_trials=6 "sweep.tune_conversations=[conv-26,conv-30]"
      sweep.heldout.enabled=false "sweep.heldout.baselines=[]" "sweep.storage=$STORAGE"
      "tracking.tracking_uri=$MLFLOW" "tracking.artifact_location=$WORK/mlartifacts" tracking.experiment=sigkill)
 echo "work dir: $WORK"

@@ -11,7 +11,7 @@ PY=.venv/bin/python
 N=${N:-12}
 STORAGE="sqlite:///$WORK/optuna.db"
 MLFLOW="sqlite:///$WORK/mlflow.db"
-CMD=("$PY" -m memtune.optimize.sweep search_space=retrieval_only sweep.study_name=two-workers "sweep.n_trials=$N"
+CMD=("$PY" -m memtune.optimize.sweep.app search_space=retrieval_only sweep.study_name=two-workers "sweep.n_trials=$N"
      "sweep.tune_conversations=[conv-26,conv-30]" sweep.heldout.enabled=false "sweep.heldout.baselines=[]"
      "sweep.storage=$STORAGE" "tracking.tracking_uri=$MLFLOW" "tracking.artifact_location=$WORK/mlartifacts"
      tracking.experiment=two-workers)

@@ -34,6 +34,6 @@ def embedder():
 
 @pytest.fixture
 def store(tmp_path, embedder):
-    from memtune.policies.store import MemoryStore
+    from memtune.policies.store.store import MemoryStore
 
     return MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)

@@ -25,7 +25,7 @@ def offline_cfg(*overrides: str):
 
 def make_memory(store_uri: Path, embedder, version: str = "test-v1", *overrides: str, **kwargs):
     from memtune.policies.build import build_policy
-    from memtune.policies.memory import Memory
+    from memtune.policies.runtime.memory import Memory
 
     return Memory(build_policy(offline_cfg(*overrides), store_uri, embedder=embedder), bundle_version=version, **kwargs)
 
@@ -72,7 +72,7 @@ def memory(tmp_path, embedder):
 
 
 def fixture_conversation():
-    from memtune.optimize.data import fixture_path, load_locomo
+    from memtune.optimize.data.locomo import fixture_path, load_locomo
 
     return load_locomo(fixture_path()).conversations[0]
 

@@ -6,9 +6,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 import pytest
-from memtune.optimize.report import build_report
-from memtune.optimize.stats import bootstrap_ci, paired_bootstrap, resample_means
 from test_report import F1_A, F1_B, make_run
+
+from memtune.optimize.report.app import build_report
+from memtune.optimize.report.stats import bootstrap_ci, paired_bootstrap, resample_means
 
 
 def test_two_constant_conversations_resample_to_zero_half_or_one():
@@ -55,7 +56,7 @@ def test_clustered_ci_is_wider_when_conversations_differ_and_holds_the_mean():
 
 
 def test_blocks_do_not_change_the_distribution(monkeypatch):
-    import memtune.optimize.stats as stats
+    import memtune.optimize.report.stats as stats
 
     values = np.random.default_rng(3).random(60)
     clusters = np.repeat(["a", "b", "c"], 20)
@@ -84,7 +85,7 @@ def test_cluster_labels_must_match_the_values():
 
 
 def test_report_cis_resample_conversations(tmp_path, monkeypatch):
-    import memtune.optimize.report as report
+    import memtune.optimize.report.app as report
 
     monkeypatch.setattr(report, "plot_quality_vs_tokens", lambda *args, **kwargs: None)
     monkeypatch.setattr(report, "plot_per_category", lambda *args, **kwargs: None)

@@ -8,16 +8,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from memtune.optimize import data as D
-from memtune.optimize.data import (
-    CATEGORY_NAMES,
-    Dataset,
-    Turn,
-    dev_path,
-    fixture_path,
-    load_locomo,
-    resolve_path,
-)
+
+from memtune.optimize.data import locomo
+from memtune.optimize.data import types as D
+from memtune.optimize.data.locomo import dev_path, fixture_path, load_locomo, resolve_path
+from memtune.optimize.data.types import CATEGORY_NAMES, Dataset, Turn
 from memtune.policies.types import Message
 
 QUIRKS = fixture_path().parent / "quirks.json"
@@ -355,4 +350,4 @@ def test_category_names():
 
 
 def test_paths_point_into_repo():
-    assert fixture_path() == Path(D.__file__).resolve().parents[1] / "data" / "fixture" / "fixture.json"
+    assert fixture_path() == Path(locomo.__file__).resolve().parents[3] / "data" / "fixture" / "fixture.json"

@@ -20,7 +20,7 @@ def run_eval(tmp_path: Path, *overrides: str) -> subprocess.CompletedProcess:
         [
             sys.executable,
             "-m",
-            "memtune.optimize.evaluate_app",
+            "memtune.optimize.evaluation.app",
             f"hydra.run.dir={tmp_path / 'run'}",
             "progress=false",
             *overrides,
@@ -93,7 +93,7 @@ def test_ingestion_is_cached_by_ingestion_knobs_only(fixture_run):
             [
                 sys.executable,
                 "-m",
-                "memtune.optimize.evaluate_app",
+                "memtune.optimize.evaluation.app",
                 f"hydra.run.dir={tmp / name}",
                 "progress=false",
                 "dataset=fixture",

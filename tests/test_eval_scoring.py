@@ -11,8 +11,9 @@ import pytest
 from conftest import HashEmbedder
 from dspy.adapters.chat_adapter import ChatAdapter
 from dspy.utils.dummies import DummyLM
-from memtune.optimize.data import load_locomo, resolve_path
-from memtune.optimize.evaluate import (
+
+from memtune.optimize.data.locomo import load_locomo, resolve_path
+from memtune.optimize.evaluation.evaluate import (
     BUDGETS,
     answer_questions,
     conversation_scope,
@@ -20,18 +21,18 @@ from memtune.optimize.evaluate import (
     score_table,
     summary_dict,
 )
-from memtune.optimize.judge import Judge
-from memtune.optimize.metrics import count_tokens
-from memtune.optimize.oracle import oracle_label, oracle_stages, summary_oracle
-from memtune.optimize.tracking import oracle_tags, summary_metrics, summary_tags
-from memtune.policies.answerers import ExtractiveAnswerer, LLMAnswerer, render_context
-from memtune.policies.deciders import ThresholdDecider
-from memtune.policies.extractors import HeuristicExtractor
+from memtune.optimize.evaluation.judge import Judge
+from memtune.optimize.evaluation.metrics import count_tokens
+from memtune.optimize.evaluation.oracle import oracle_label, oracle_stages, summary_oracle
+from memtune.optimize.sweep.run_record import oracle_tags, summary_metrics, summary_tags
 from memtune.policies.policy import MemoryPolicy
-from memtune.policies.retrievers import CosineRetriever
-from memtune.policies.signatures import AnswerQuestion
-from memtune.policies.store import MemoryStore
-from memtune.policies.summarizers import NoSummarizer
+from memtune.policies.stages.answer import ExtractiveAnswerer, LLMAnswerer, render_context
+from memtune.policies.stages.decide import ThresholdDecider
+from memtune.policies.stages.extract import HeuristicExtractor
+from memtune.policies.stages.retrieve import CosineRetriever
+from memtune.policies.stages.signatures import AnswerQuestion
+from memtune.policies.stages.summarize import NoSummarizer
+from memtune.policies.store.store import MemoryStore
 
 CAT = "What is the name of Priya's cat?"  # q7, category 4, gold "Pixel"
 SATURDAYS = "What does Priya do on Saturdays?"  # q9, category 4
@@ -175,8 +176,8 @@ def test_the_llm_answerer_reads_exactly_the_rendered_context(ingested):
 
 
 def test_oracle_stages_of_a_policy_config():
-    observations = {"extractor": {"_target_": "memtune.policies.extractors.ObservationExtractor"}}
-    heuristic = {"extractor": {"_target_": "memtune.policies.extractors.HeuristicExtractor", "min_words": 4}}
+    observations = {"extractor": {"_target_": "memtune.policies.stages.extract.ObservationExtractor"}}
+    heuristic = {"extractor": {"_target_": "memtune.policies.stages.extract.HeuristicExtractor", "min_words": 4}}
     assert oracle_stages(observations) == {"extractor": "observations"}  # the override a user types
     assert oracle_stages(heuristic) == {} and oracle_stages(None) == {}
     assert oracle_label("mem0_offline", {"extractor": "observations"}) == "mem0_offline [ORACLE: observations]"
@@ -194,7 +195,7 @@ def test_oracle_summary_is_an_mlflow_metric_and_tag(tmp_path):
     assert oracle_tags(summary_metrics(summary)) == {"memtune.oracle": "true"}
     assert oracle_tags({"oracle": 0.0}) == {"memtune.oracle": "false"} and oracle_tags({}) == {}
 
-    from memtune.optimize.tracking import MlflowTracker
+    from memtune.optimize.sweep.tracking import MlflowTracker
 
     tracker = MlflowTracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "oracle-test")
     tracker.start_study("key", "study", {}, {})

@@ -11,11 +11,16 @@ import pytest
 from dspy.utils.dummies import DummyLM
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
-from memtune.optimize.data import load_locomo
-from memtune.optimize.export import CONF_DIR, ExportError, export_from_overrides, split_overrides
+
+from memtune.optimize.data.locomo import load_locomo
+from memtune.optimize.export.app import CONF_DIR, export_from_overrides
+from memtune.optimize.export.mlflow_run import split_overrides
+from memtune.optimize.export.sources import ExportError
 from memtune.policies.build import STAGES, build_policy
-from memtune.policies.bundle import BundleError, bundle_config, load_policy, policy_modules, read_bundle, save_bundle
 from memtune.policies.policy import MemoryPolicy
+from memtune.policies.runtime.bundle import BundleError, load_policy, read_bundle
+from memtune.policies.runtime.bundle_config import bundle_config
+from memtune.policies.runtime.bundle_save import policy_modules, save_bundle
 from memtune.policies.types import Message, Scope
 
 FIXTURE = Path(__file__).resolve().parent.parent / "data" / "fixture" / "fixture.json"
@@ -126,7 +131,7 @@ def optimised_llm_policy(cfg, store_uri, embedder, lm):
     stages["answerer"].predict.demos = [
         dspy.Example(question="Where does Ann live?", memories=[], answer="Oslo (demo)")
     ]
-    from memtune.policies.store import MemoryStore
+    from memtune.policies.store.store import MemoryStore
 
     store = MemoryStore(store_uri, dim=embedder.dim, embedder_id=embedder.id)
     return MemoryPolicy(**stages, embedder=embedder, store=store, lm=lm)
@@ -373,8 +378,9 @@ def test_export_an_mlflow_trial_run_and_serve_it_from_the_registry(tmp_path, mon
     model -> mlflow.pyfunc.load_model("models:/...") adds and searches memories."""
     monkeypatch.setenv("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import mlflow
-    from memtune.optimize.tracking import MlflowTracker
     from omegaconf import OmegaConf
+
+    from memtune.optimize.sweep.tracking import MlflowTracker
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     tracker = MlflowTracker(uri, "memtune-sweep", str(tmp_path / "artifacts"))
@@ -468,7 +474,7 @@ def test_loading_a_bundle_needs_no_tuning_stack():
     import sys
 
     code = (
-        "import sys, memtune.policies.bundle; "
+        "import sys, memtune.policies.runtime.bundle, memtune.policies.runtime.bundle_save; "
         "print(sorted(m for m in ('optuna', 'mlflow', 'polars') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -8,8 +8,9 @@ import json
 from pathlib import Path
 
 import pytest
-from memtune.policies.store_purge import main as purge_main
 from serve_support import GRAPH, make_memory, versions
+
+from memtune.policies.store.purge import main as purge_main
 
 SECRET = "Zanzibar"  # only user u1 ever says it
 U1_PAIR = [
@@ -88,7 +89,8 @@ def test_delete_all_blanks_the_scopes_history_and_purge_removes_it_from_disk(mem
 
 
 def test_purge_keeps_the_vector_index(tmp_path, embedder):
-    from memtune.policies.store import Change, MemoryStore
+    from memtune.policies.store.changes import Change
+    from memtune.policies.store.store import MemoryStore
     from memtune.policies.types import Scope
 
     store = MemoryStore(tmp_path / "s", embedder.dim, embedder.id, index_min_rows=256, cache=False)

@@ -7,24 +7,25 @@ import json
 
 import pytest
 from dspy.utils.dummies import DummyLM
-from memtune.policies.answerers import ExtractiveAnswerer, memory_context
-from memtune.policies.deciders import ThresholdDecider
-from memtune.policies.extractors import HeuristicExtractor
-from memtune.policies.graph import GraphMemory
-from memtune.policies.graph_extract import (
+
+from memtune.policies.graph.extract import (
     LLMEntityExtractor,
     LLMRelationGenerator,
     SpacyEntityExtractor,
     SpacyRelationGenerator,
 )
-from memtune.policies.graph_retrieve import is_graph_record
-from memtune.policies.graph_store import GraphStore
-from memtune.policies.graph_types import Entity, Triplet
-from memtune.policies.graph_update import LLMConflictResolver, RuleConflictResolver
+from memtune.policies.graph.memory import GraphMemory
+from memtune.policies.graph.retrieve import is_graph_record
+from memtune.policies.graph.store import GraphStore
+from memtune.policies.graph.types import Entity, Triplet
+from memtune.policies.graph.update import LLMConflictResolver, RuleConflictResolver
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
-from memtune.policies.retrievers import CosineRetriever
-from memtune.policies.summarizers import NoSummarizer
+from memtune.policies.stages.answer import ExtractiveAnswerer, memory_context
+from memtune.policies.stages.decide import ThresholdDecider
+from memtune.policies.stages.extract import HeuristicExtractor
+from memtune.policies.stages.retrieve import CosineRetriever
+from memtune.policies.stages.summarize import NoSummarizer
 from memtune.policies.types import Message, Scope
 
 ALICE, BOB = Scope(user_id="alice"), Scope(user_id="o'brien")  # a quote in a scope value must be harmless
@@ -287,7 +288,7 @@ def _llm_policy(tmp_path, embedder, answers):
         uri=str(tmp_path / "store"),
         embedder=embedder,
     )
-    from memtune.policies.store import MemoryStore
+    from memtune.policies.store.store import MemoryStore
 
     store = MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)
     return MemoryPolicy(
@@ -359,8 +360,9 @@ def test_llm_graph_stage_without_lm_is_a_clear_error(tmp_path, embedder):
 
 def test_graph_knob_builds_and_keys_the_ingestion_cache(tmp_path):
     from hydra import compose, initialize_config_module
-    from memtune.optimize.data import load_locomo, resolve_path
-    from memtune.optimize.ingest_cache import ingestion_key
+
+    from memtune.optimize.data.locomo import load_locomo, resolve_path
+    from memtune.optimize.evaluation.ingest_cache import ingestion_key
     from memtune.policies.build import build_graph, graph_mode
 
     with initialize_config_module("memtune.conf", version_base="1.3"):
@@ -394,9 +396,9 @@ def test_graph_knob_builds_and_keys_the_ingestion_cache(tmp_path):
 
 def test_eval_with_graph_reports_graph_metrics(tmp_path, embedder):
     """The evaluation loop on the fixture with graph on: growth per session, graph-only recall and tokens."""
-    from memtune.optimize.data import load_locomo, resolve_path
-    from memtune.optimize.evaluate import answer_all, ingest_all, score_table, summary_dict
-    from memtune.policies.store import MemoryStore
+    from memtune.optimize.data.locomo import load_locomo, resolve_path
+    from memtune.optimize.evaluation.evaluate import answer_all, ingest_all, score_table, summary_dict
+    from memtune.policies.store.store import MemoryStore
 
     dataset = load_locomo(resolve_path("data/fixture/fixture.json"))
     g = GraphMemory(
@@ -430,9 +432,10 @@ def test_eval_with_graph_reports_graph_metrics(tmp_path, embedder):
 def test_graph_search_space_composes_for_every_mode():
     import optuna
     from hydra import compose, initialize_config_module
-    from memtune.optimize.search_space import SearchSpace
-    from memtune.policies.build import graph_mode
     from omegaconf import OmegaConf
+
+    from memtune.optimize.sweep.search_space import SearchSpace
+    from memtune.policies.build import graph_mode
 
     space = SearchSpace.from_config(OmegaConf.load("conf/search_space/graph.yaml"))
     base = {
@@ -459,7 +462,7 @@ def test_graph_search_space_composes_for_every_mode():
 
 
 def test_merge_appends_or_ranks_by_score():
-    from memtune.policies.graph_retrieve import merge
+    from memtune.policies.graph.retrieve import merge
     from memtune.policies.types import MemoryRecord
 
     mems = [MemoryRecord("m1", "a", ALICE, score=0.9), MemoryRecord("m2", "b", ALICE, score=0.3)]
@@ -467,7 +470,7 @@ def test_merge_appends_or_ranks_by_score():
     assert [m.id for m in merge(mems, trips, "append")] == ["m1", "m2", "t1"]
     assert [m.id for m in merge(mems, trips, "score")] == ["m1", "t1", "m2"]
     with pytest.raises(ValueError, match="merge"):
-        from memtune.policies.graph_retrieve import GraphRetriever
+        from memtune.policies.graph.retrieve import GraphRetriever
 
         GraphRetriever(merge="interleave")
 
@@ -497,8 +500,8 @@ def test_triplets_stated_together_do_not_invalidate_each_other(tmp_path, embedde
 
 
 def test_memory_api_delete_all_and_reset_reach_the_graph(tmp_path, embedder):
-    from memtune.policies.memory import Memory
-    from memtune.policies.store import MemoryStore
+    from memtune.policies.runtime.memory import Memory
+    from memtune.policies.store.store import MemoryStore
 
     s = Scripted()
     g = graph(tmp_path, embedder, s)

@@ -10,9 +10,10 @@ import uuid
 from pathlib import Path
 
 import pytest
-from memtune.optimize.code_deps import source_closure
-from memtune.optimize.data import load_locomo, resolve_path
-from memtune.optimize.ingest_cache import ingestion_key, ingestion_parts, prepare_policy
+
+from memtune.optimize.data.locomo import load_locomo, resolve_path
+from memtune.optimize.evaluation.code_deps import source_closure
+from memtune.optimize.evaluation.ingest_cache import ingestion_key, ingestion_parts, prepare_policy
 
 
 def compose(*overrides: str):
@@ -32,26 +33,33 @@ def test_the_code_part_is_derived_from_what_ingestion_runs(fixture_data):
     code = ingestion_parts(compose(), fixture_data)["code"]
     modules = {k.removeprefix("module:") for k in code if k.startswith("module:")}
     for needed in (
-        "memtune.policies.signatures",  # the prompts
+        "memtune.policies.stages.signatures",  # the prompts
         "memtune.policies.lm",  # call_predictor: retries, metering
-        "memtune.policies.store",
-        "memtune.policies.store_changes",  # how an UPDATE rewrites a row and its provenance
+        "memtune.policies.store.store",
+        "memtune.policies.store.writes",  # the write path
+        "memtune.policies.store.changes",  # how an UPDATE rewrites a row and its provenance
         "memtune.policies.policy",
-        "memtune.policies.extractors",
-        "memtune.policies.deciders",
-        "memtune.optimize.data_parse",  # dia_id parsing
-        "memtune.optimize.locomo_types",
+        "memtune.policies.stages.extract",
+        "memtune.policies.stages.decide",
+        "memtune.optimize.data.parse",  # sessions and turns
+        "memtune.optimize.data.ids",  # dia_id parsing
+        "memtune.optimize.data.types",
     ):
         assert needed in modules, needed
     assert (
-        "function:memtune.optimize.evaluate.ingest" in code and "function:memtune.optimize.evaluate.ingest_all" in code
+        "function:memtune.optimize.evaluation.evaluate.ingest" in code
+        and "function:memtune.optimize.evaluation.evaluate.ingest_all" in code
     )
     # the answering half is not ingestion: editing a metric, the answerer or the retriever does not re-ingest
-    for unrelated in ("memtune.optimize.metrics", "memtune.policies.answerers", "memtune.policies.retrievers"):
+    for unrelated in (
+        "memtune.optimize.evaluation.metrics",
+        "memtune.policies.stages.answer",
+        "memtune.policies.stages.retrieve",
+    ):
         assert unrelated not in modules, unrelated
     assert not any("answer_questions" in k for k in code)
     graph = {k.removeprefix("module:") for k in ingestion_parts(compose("policy/graph=on"), fixture_data)["code"]}
-    assert {"memtune.policies.graph_signatures", "memtune.policies.graph_extract", "memtune.policies.graph_update"} <= (
+    assert {"memtune.policies.graph.signatures", "memtune.policies.graph.extract", "memtune.policies.graph.update"} <= (
         graph
     )
 
@@ -61,7 +69,7 @@ def test_editing_a_prompt_file_misses(fixture_data, tmp_path, monkeypatch):
     cfg = compose()
     before = ingestion_key(cfg, fixture_data)
     assert ingestion_key(cfg, fixture_data) == before  # stable
-    module = importlib.import_module("memtune.policies.signatures")
+    module = importlib.import_module("memtune.policies.stages.signatures")
     source = Path(module.__spec__.origin).read_text()
     edited = source.replace("extract the facts worth", "extract only the facts worth", 1)
     assert edited != source
@@ -73,7 +81,7 @@ def test_editing_a_prompt_file_misses(fixture_data, tmp_path, monkeypatch):
 
 def test_a_changed_program_state_misses(fixture_data, monkeypatch):
     """Same source files, another DSPy state (as a compiled or loaded program would have): the key changes."""
-    import memtune.policies.extractors as extractors
+    import memtune.policies.stages.extract as extractors
 
     cfg = compose("policy=mem0_llm", "lm=openai")
     before, key = ingestion_parts(cfg, fixture_data), ingestion_key(cfg, fixture_data)
@@ -87,8 +95,8 @@ def test_a_changed_program_state_misses(fixture_data, monkeypatch):
 
 
 def test_versions_weights_and_lm_model_are_in_the_key(fixture_data, monkeypatch, tmp_path):
-    import memtune.optimize.ingest_cache as ingest_cache
-    from memtune.policies.embed import MiniLMEmbedder
+    import memtune.optimize.evaluation.ingest_cache as ingest_cache
+    from memtune.policies.embed.minilm import MiniLMEmbedder
 
     cfg = compose()
     parts = ingestion_parts(cfg, fixture_data)
@@ -133,7 +141,7 @@ def test_retrieval_and_answer_knobs_still_hit(fixture_data, tmp_path, embedder, 
     # and a real cache: the second policy (another top_k) reuses the first one's store
     cfg1 = compose(f"cache_dir={tmp_path / 'cache'}", "store.compact_every=1000")
     cfg2 = compose(f"cache_dir={tmp_path / 'cache'}", "store.compact_every=1000", "policy.retriever.top_k=2")
-    monkeypatch.setattr("memtune.optimize.ingest_cache.build_embedder", lambda cfg, cache_dir: embedder)
+    monkeypatch.setattr("memtune.optimize.evaluation.ingest_cache.build_embedder", lambda cfg, cache_dir: embedder)
     first, facts1 = prepare_policy(cfg1, fixture_data, tmp_path / "a", progress=False)
     first.store.close()
     second, facts2 = prepare_policy(cfg2, fixture_data, tmp_path / "b", progress=False)

@@ -7,12 +7,13 @@ import json
 
 import pytest
 from dspy.utils.dummies import DummyLM
-from memtune.policies.answerers import ExtractiveAnswerer, LLMAnswerer
-from memtune.policies.deciders import LLMDecider, ThresholdDecider
-from memtune.policies.extractors import HeuristicExtractor, LLMExtractor
+
 from memtune.policies.policy import MemoryPolicy
-from memtune.policies.retrievers import CosineRetriever
-from memtune.policies.summarizers import LLMSummarizer, NoSummarizer
+from memtune.policies.stages.answer import ExtractiveAnswerer, LLMAnswerer
+from memtune.policies.stages.decide import LLMDecider, ThresholdDecider
+from memtune.policies.stages.extract import HeuristicExtractor, LLMExtractor
+from memtune.policies.stages.retrieve import CosineRetriever
+from memtune.policies.stages.summarize import LLMSummarizer, NoSummarizer
 from memtune.policies.types import Message, Scope
 
 ALICE = Scope(user_id="alice")

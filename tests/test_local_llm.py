@@ -84,7 +84,7 @@ def test_mem0_llm_policy_runs_against_a_real_local_server(local_server, tmp_path
         [
             sys.executable,
             "-m",
-            "memtune.optimize.evaluate_app",
+            "memtune.optimize.evaluation.app",
             "policy=mem0_llm",
             "lm=openai",
             "judge=openai",

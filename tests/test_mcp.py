@@ -7,7 +7,6 @@ import anyio
 import httpx
 import pytest
 from mcp import Client
-from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
 from serve_support import (  # noqa: F401 (memory, graph_memory: fixtures)
     AUTH,
     FIXTURE_USER,
@@ -23,6 +22,8 @@ from serve_support import (  # noqa: F401 (memory, graph_memory: fixtures)
     uvicorn_thread,
     versions,
 )
+
+from memtune.serve.mcp_server import create_mcp_server, mcp_http_app
 
 TOOLS = {"add_memory", "search_memories", "list_memories", "get_memory", "memory_history", "delete_memory"}
 PAIR = [
@@ -155,7 +156,8 @@ def test_export_then_memtune_serve_mcp_stdio(tmp_path):
     import sys
 
     from mcp import StdioServerParameters
-    from memtune.optimize.export import export_from_overrides
+
+    from memtune.optimize.export.app import export_from_overrides
 
     bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
     params = StdioServerParameters(

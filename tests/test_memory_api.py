@@ -8,10 +8,12 @@ import json
 
 import pytest
 from hydra import compose, initialize_config_module
-from memtune.policies.build import build_policy
-from memtune.policies.memory import Memory, MemoryNotFound
-from memtune.policies.types import Message
 from serve_support import versions
+
+from memtune.policies.build import build_policy
+from memtune.policies.runtime.memory import Memory
+from memtune.policies.runtime.reads import MemoryNotFound
+from memtune.policies.types import Message
 
 MEMORY_KEYS = {
     "id",
@@ -365,11 +367,13 @@ def test_a_store_written_by_another_embedder_is_refused(tmp_path, memory, embedd
 
 
 def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
-    bundle = pytest.importorskip("memtune.policies.bundle")
+    from memtune.policies.runtime.bundle_config import bundle_config
+    from memtune.policies.runtime.bundle_save import save_bundle
+
     cfg = offline_cfg()
-    info = bundle.save_bundle(
+    info = save_bundle(
         tmp_path / "bundle",
-        bundle.bundle_config(cfg),
+        bundle_config(cfg),
         embedder_id=embedder.id,
         embedder_dim=embedder.dim,
         version="offline-test-7",
@@ -382,8 +386,8 @@ def test_from_bundle_stamps_the_bundle_version(tmp_path, embedder):
     m.close()
     with pytest.raises(ValueError, match="embedder"):  # the bundle's own check
         Memory.from_bundle(tmp_path / "bundle", tmp_path / "store", embedder=OtherEmbedder())
-    other = bundle.save_bundle(
-        tmp_path / "other", bundle.bundle_config(cfg), embedder_id=OtherEmbedder.id, embedder_dim=64, version="other-1"
+    other = save_bundle(
+        tmp_path / "other", bundle_config(cfg), embedder_id=OtherEmbedder.id, embedder_dim=64, version="other-1"
     )
     with pytest.raises(
         ValueError, match="written with embedder 'test-hash-64'.*opened with embedder 'other-embedder-64'"

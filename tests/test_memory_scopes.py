@@ -5,10 +5,12 @@ search_with_relations returns the top_k memories and the graph's triplets."""
 from __future__ import annotations
 
 import pytest
-from memtune.policies.graph_retrieve import is_graph_record
-from memtune.policies.memory import Memory, MemoryNotFound
-from memtune.policies.types import Scope
 from serve_support import GRAPH, GRAPH_PAIRS, GRAPH_QUERY, GRAPH_USER, graph_memory, make_memory, versions  # noqa: F401
+
+from memtune.policies.graph.retrieve import is_graph_record
+from memtune.policies.runtime.memory import Memory
+from memtune.policies.runtime.reads import MemoryNotFound
+from memtune.policies.types import Scope
 
 PAIR = [{"role": "user", "content": "I adopted a grey cat called Pixel from the shelter."}]
 

@@ -8,7 +8,8 @@ import subprocess
 import sys
 
 import pytest
-from memtune.optimize.metrics import (
+
+from memtune.optimize.evaluation.metrics import (
     bleu1,
     bleu_tokens,
     context_budget_walk,
@@ -17,11 +18,11 @@ from memtune.optimize.metrics import (
     f1_set,
     f1_squad,
     normalize_tokens,
-    percentile,
     squad_normalize,
     tokenizer_name,
 )
-from memtune.policies.answerers import render_context
+from memtune.policies.lm import percentile
+from memtune.policies.stages.answer import render_context
 from memtune.policies.types import MemoryRecord, Scope
 
 # ------------------------------------------------------------------------------------------ tokens for F1
@@ -266,7 +267,7 @@ def test_count_tokens_offline(tmp_path, user_cache):
     env.update(HTTPS_PROXY="http://127.0.0.1:9", HTTP_PROXY="http://127.0.0.1:9", NO_PROXY="")
     if user_cache:
         env["TIKTOKEN_CACHE_DIR"] = str(tmp_path)
-    code = "from memtune.optimize.metrics import count_tokens, tokenizer_name; print(count_tokens('hello world'), tokenizer_name())"
+    code = "from memtune.optimize.evaluation.metrics import count_tokens, tokenizer_name; print(count_tokens('hello world'), tokenizer_name())"
     out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.split() == ["2", "tiktoken:cl100k_base"]

@@ -8,8 +8,10 @@ import re
 
 import numpy as np
 import pytest
-from memtune.policies.migrate import main
-from memtune.policies.store import Change, MemoryStore
+
+from memtune.policies.runtime.migrate import main
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 
@@ -123,14 +125,16 @@ def test_migrate_refuses_a_non_empty_destination_and_bad_targets(tmp_path, sourc
 
 
 def test_migrate_from_a_bundle(tmp_path, source, capsys, monkeypatch):
-    bundle = pytest.importorskip("memtune.policies.bundle")
     from hydra import compose, initialize_config_module
+
+    from memtune.policies.runtime.bundle_config import bundle_config
+    from memtune.policies.runtime.bundle_save import save_bundle
 
     with initialize_config_module("memtune.conf", version_base="1.3"):
         cfg = compose("eval", overrides=["policy=mem0_offline", "lm=none"])
-    config = bundle.bundle_config(cfg)
+    config = bundle_config(cfg)
     config["embedder"] = {"_target_": "test_migrate.SizedHash", "dim": 32}
-    bundle.save_bundle(tmp_path / "b", config, embedder_id="test-hash-32", embedder_dim=32, version="bundle-32")
+    save_bundle(tmp_path / "b", config, embedder_id="test-hash-32", embedder_dim=32, version="bundle-32")
     src, _ = source
     assert main(["--src", str(src), "--dst", str(tmp_path / "dst"), "--bundle", str(tmp_path / "b")]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -9,22 +9,24 @@ import json
 import numpy as np
 import pytest
 from dspy.utils.dummies import DummyLM
-from memtune.optimize.evaluate import ingest_all
-from memtune.optimize.metrics import evidence_recall
-from memtune.optimize.sweep_eval import merge_ingest
-from memtune.policies.answerers import ExtractiveAnswerer
-from memtune.policies.deciders import ThresholdDecider
-from memtune.policies.extractors import HeuristicExtractor
-from memtune.policies.graph import GraphMemory
-from memtune.policies.graph_extract import LLMRelationGenerator
-from memtune.policies.graph_store import GraphStore
-from memtune.policies.graph_update import RuleConflictResolver
+
+from memtune.optimize.evaluation.evaluate import ingest_all
+from memtune.optimize.evaluation.metrics import evidence_recall
+from memtune.optimize.sweep.scoring import merge_ingest
+from memtune.policies.graph.extract import LLMRelationGenerator
+from memtune.policies.graph.memory import GraphMemory
+from memtune.policies.graph.store import GraphStore
+from memtune.policies.graph.update import RuleConflictResolver
 from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.provenance import PROVENANCE_KEYS, SourceStats, cite, content_words, keeps_content
-from memtune.policies.retrievers import CosineRetriever
-from memtune.policies.store import Change, MemoryStore
-from memtune.policies.summarizers import NoSummarizer
+from memtune.policies.stages.answer import ExtractiveAnswerer
+from memtune.policies.stages.decide import ThresholdDecider
+from memtune.policies.stages.extract import HeuristicExtractor
+from memtune.policies.stages.retrieve import CosineRetriever
+from memtune.policies.stages.summarize import NoSummarizer
+from memtune.policies.store.changes import Change
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Message, Scope
 
 MEL = Scope(user_id="melanie")
@@ -133,7 +135,7 @@ def test_a_merging_update_unions_provenance(tmp_path):
 
 # ---- runtime edits -----------------------------------------------------------------------------------------------
 def test_memory_update_keeps_provenance_only_when_the_edit_keeps_the_content(tmp_path):
-    from memtune.policies.memory import Memory
+    from memtune.policies.runtime.memory import Memory
 
     memory = Memory(pets_policy(tmp_path))
     memory.add([{"speaker": "Melanie", "content": "I adopted a dog last month.", "dia_id": "D1:1"}], user_id="melanie")
@@ -228,7 +230,7 @@ def test_provenance_facts_mean_and_max_over_stored_memories(tmp_path):
 
 
 def test_ingest_all_reports_the_provenance_facts(tmp_path, embedder):
-    from memtune.optimize.data import load_locomo, resolve_path
+    from memtune.optimize.data.locomo import load_locomo, resolve_path
 
     policy = MemoryPolicy(
         HeuristicExtractor(),

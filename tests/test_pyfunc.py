@@ -1,4 +1,4 @@
-"""The MLflow pyfunc model (optimize/pyfunc_model.py) over a Mem0g bundle, loaded the way MLflow loads it
+"""The MLflow pyfunc model (optimize/export/pyfunc_model.py) over a Mem0g bundle, loaded the way MLflow loads it
 (load_context with the bundle as an artifact): search serves the graph's relations, id-addressed ops check the
 caller's scope, reads without user_id need the opt-in, and refused requests write nothing. The registry round trip
 is tests/test_export.py's."""
@@ -8,14 +8,15 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-from memtune.policies.memory import MemoryNotFound
 from serve_support import GRAPH_PAIRS, GRAPH_QUERY, GRAPH_USER, versions
+
+from memtune.policies.runtime.reads import MemoryNotFound
 
 
 @pytest.fixture(scope="module")
 def graph_bundle(tmp_path_factory):
     """memtune-export of the offline policy with graph memory on (spaCy stages: no LM)."""
-    from memtune.optimize.export import export_from_overrides
+    from memtune.optimize.export.app import export_from_overrides
 
     out = tmp_path_factory.mktemp("bundle") / "mem0g"
     return export_from_overrides(["policy=mem0_offline", "policy/graph=on", f"out={out}"])["bundle"]
@@ -26,7 +27,7 @@ def ask(model, requests: list[dict]) -> list[dict]:
 
 
 def load(bundle: str, store, **config):
-    from memtune.optimize.pyfunc_model import PolicyModel
+    from memtune.optimize.export.pyfunc_model import PolicyModel
 
     model = PolicyModel()
     model.load_context(SimpleNamespace(artifacts={"bundle": bundle}, model_config={"store_uri": str(store), **config}))

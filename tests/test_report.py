@@ -8,7 +8,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
-from memtune.optimize.report import bootstrap_ci, build_report, load_run, main, paired_bootstrap, resample_means
+
+from memtune.optimize.report.app import build_report, main
+from memtune.optimize.report.runs import load_run
+from memtune.optimize.report.stats import bootstrap_ci, paired_bootstrap, resample_means
 
 # ---------------------------------------------------------------------------------------------------------------
 # bootstrap
@@ -46,7 +49,7 @@ def test_seeded_results_are_reproducible():
 
 def test_resampling_in_blocks_keeps_memory_bounded(monkeypatch):
     """Many resamples of a large sample are drawn block by block; the result is still deterministic."""
-    import memtune.optimize.stats as stats
+    import memtune.optimize.report.stats as stats
 
     monkeypatch.setattr(stats, "_MAX_ELEMENTS", 1000)  # forces blocks of 2 rows for n=400
     values = np.random.default_rng(0).random(400)
@@ -169,7 +172,7 @@ def make_run(
 @pytest.fixture
 def no_figures(monkeypatch):
     """The figures are checked once, end to end; the other report tests skip drawing them (speed)."""
-    import memtune.optimize.report as report
+    import memtune.optimize.report.app as report
 
     monkeypatch.setattr(report, "plot_quality_vs_tokens", lambda *args, **kwargs: None)
     monkeypatch.setattr(report, "plot_per_category", lambda *args, **kwargs: None)

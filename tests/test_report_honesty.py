@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import polars as pl
 import pytest
-from memtune.optimize.report import build_report, load_runs
 from test_report import F1_A, F1_B, make_run
+
+from memtune.optimize.report.app import build_report
+from memtune.optimize.report.runs import load_runs
 
 
 @pytest.fixture(autouse=True)
 def no_figures(monkeypatch):
-    import memtune.optimize.report as report
+    import memtune.optimize.report.app as report
 
     monkeypatch.setattr(report, "plot_quality_vs_tokens", lambda *args, **kwargs: None)
     monkeypatch.setattr(report, "plot_per_category", lambda *args, **kwargs: None)
@@ -43,7 +45,7 @@ def test_an_oracle_run_is_labelled_and_flagged(tmp_path):
     run_a = make_run(tmp_path, "a", "mem0_offline", F1_A)
     run_b = make_run(tmp_path, "b", "mem0_offline", F1_B, summary_extra=oracle)
     # a summary.json from before the flag: the resolved config says it replays observations
-    old = {"config": {"policy": {"extractor": {"_target_": "memtune.policies.extractors.ObservationExtractor"}}}}
+    old = {"config": {"policy": {"extractor": {"_target_": "memtune.policies.stages.extract.ObservationExtractor"}}}}
     run_c = make_run(tmp_path, "c", "mem0_offline", F1_B, summary_extra=old)
     runs = load_runs([run_a, run_b, run_c])
     assert [r.label for r in runs] == [

@@ -12,8 +12,6 @@ import httpx
 import pytest
 from fastapi import WebSocket
 from fastapi.testclient import TestClient
-from memtune.serve.middleware import resolve_token
-from memtune.serve.rest import create_app
 from omegaconf import OmegaConf
 from serve_support import (
     AUTH,
@@ -32,6 +30,9 @@ from serve_support import (
     uvicorn_thread,
     versions,
 )
+
+from memtune.serve.middleware import resolve_token
+from memtune.serve.rest import create_app
 
 
 @pytest.fixture
@@ -324,7 +325,7 @@ def test_memtune_serve_refuses_to_start_without_bundle_or_token(tmp_path, monkey
 def test_export_then_memtune_serve_end_to_end(tmp_path):
     """The issue's check: memtune-export an offline policy, start the real `memtune-serve bundle=...` process,
     then add and search over HTTP (MiniLM embeddings, as in production)."""
-    from memtune.optimize.export import export_from_overrides
+    from memtune.optimize.export.app import export_from_overrides
 
     bundle = export_from_overrides(["policy=mem0_offline", f"out={tmp_path / 'bundle'}"])
     port = free_port()
@@ -448,7 +449,7 @@ def test_memtune_serve_passes_allow_cross_user(tmp_path, embedder, monkeypatch):
         seen.update(kwargs)
         return "memory"
 
-    monkeypatch.setattr("memtune.policies.memory.Memory.from_bundle", from_bundle)
+    monkeypatch.setattr("memtune.policies.runtime.memory.Memory.from_bundle", from_bundle)
     cfg = OmegaConf.load("conf/serve.yaml")
     assert cfg.allow_cross_user is False  # the default refuses reads across users
     cli.load_memory(OmegaConf.merge(cfg, {"bundle": "b", "store_uri": "s", "cache_dir": None}))
@@ -480,8 +481,9 @@ def test_search_serves_the_graph_relations_of_a_mem0g_bundle(graph_memory):
 # ---- non-HTTP ASGI scopes fail closed -----------------------------------------------------------------------------
 def test_websockets_need_the_token_and_unknown_scopes_are_refused(memory):
     import anyio
-    from memtune.serve.middleware import BearerAuth
     from starlette.websockets import WebSocketDisconnect
+
+    from memtune.serve.middleware import BearerAuth
 
     app = create_app(memory, TOKEN)
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from memtune.policies.store import Change, MemoryStore, sql_where
+
+from memtune.policies.store.changes import Change
+from memtune.policies.store.sql import sql_where
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 DIM = 8

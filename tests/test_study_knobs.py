@@ -10,11 +10,13 @@ from pathlib import Path
 import optuna
 import pytest
 from hydra import compose, initialize_config_dir
-from memtune.optimize.knob_deps import KnobNotSampledWarning, knob_stage, moved_by, restrict
-from memtune.optimize.search_space import SearchSpace
-from memtune.optimize.sweep import CONF_DIR, Sweep
-from memtune.optimize.sweep_eval import Objective
 from omegaconf import OmegaConf
+
+from memtune.optimize.sweep.app import CONF_DIR
+from memtune.optimize.sweep.knob_deps import KnobNotSampledWarning, knob_stage, moved_by, restrict
+from memtune.optimize.sweep.scoring import Objective
+from memtune.optimize.sweep.search_space import SearchSpace
+from memtune.optimize.sweep.study import Sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 RECALL = Objective("evidence_recall", "scores.overall.evidence_recall", "maximize")
@@ -109,7 +111,7 @@ def test_a_study_without_a_recorded_base_is_refused_with_why(tmp_path):
 
 
 def test_secrets_and_worker_endpoints_stay_out_of_the_identity(tmp_path, monkeypatch):
-    from memtune.optimize.study_identity import base_identity
+    from memtune.optimize.sweep.identity import base_identity
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("sweep", overrides=["lm=openai", "judge=openai", "lm.timeout=5"])
@@ -221,9 +223,9 @@ def test_the_sweep_warns_drops_and_does_not_enqueue_dropped_knobs(tmp_path):
 
 # ---- the bundle's record ----------------------------------------------------------------------------------------
 def test_a_study_export_records_tuned_defaulted_and_not_sampled_knobs(tmp_path):
-    from memtune.optimize.export import export_from_overrides
-    from memtune.optimize.sweep import sweep_from_overrides
-    from memtune.policies.bundle import read_bundle
+    from memtune.optimize.export.app import export_from_overrides
+    from memtune.optimize.sweep.app import sweep_from_overrides
+    from memtune.policies.runtime.bundle import read_bundle
 
     overrides = [
         f"cache_dir={tmp_path / 'cache'}",
@@ -277,7 +279,7 @@ def test_the_cli_refuses_another_embedder_without_a_traceback(tmp_path):
 
     make_sweep(tmp_path, "sweep.tune_conversations=null", "sweep.holdout_conversations=null", name="cli")
     proc = subprocess.run(
-        [sys.executable, "-m", "memtune.optimize.sweep", "embedder=openai", f"hydra.run.dir={tmp_path / 'run'}"]
+        [sys.executable, "-m", "memtune.optimize.sweep.app", "embedder=openai", f"hydra.run.dir={tmp_path / 'run'}"]
         + [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", f"dataset.path={tmp_path / 'two.json'}"]
         + [f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}", "sweep.study_name=cli", "tracking=none"]
         + ["sweep.tune_conversations=null", "sweep.holdout_conversations=null"],
@@ -299,10 +301,10 @@ def test_the_cli_refuses_another_embedder_without_a_traceback(tmp_path):
 def test_answer_knobs_cannot_move_what_the_map_says_they_cannot(tmp_path, embedder):
     """The declaration checked against the code: two very different extractive answerers over one ingested store
     give different answers but the same retrieval, recall (every budget) and context tokens."""
-    from memtune.optimize.data import load_locomo, resolve_path
-    from memtune.optimize.evaluate import answer_all, ingest_all
-    from memtune.policies.answerers import ExtractiveAnswerer
+    from memtune.optimize.data.locomo import load_locomo, resolve_path
+    from memtune.optimize.evaluation.evaluate import answer_all, ingest_all
     from memtune.policies.build import build_policy
+    from memtune.policies.stages.answer import ExtractiveAnswerer
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         cfg = compose("eval", overrides=["dataset=fixture"])

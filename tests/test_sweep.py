@@ -12,11 +12,13 @@ from pathlib import Path
 import optuna
 import polars as pl
 import pytest
-from memtune.optimize.knob_deps import restrict
-from memtune.optimize.search_space import SearchSpace, format_value
-from memtune.optimize.sweep import CONF_DIR, get_path, run_sweep, worker_alive, worker_id
-from memtune.optimize.sweep_eval import objectives_from
 from omegaconf import OmegaConf
+
+from memtune.optimize.sweep.app import CONF_DIR, run_sweep
+from memtune.optimize.sweep.knob_deps import restrict
+from memtune.optimize.sweep.scoring import get_path, objectives_from
+from memtune.optimize.sweep.search_space import SearchSpace, format_value
+from memtune.optimize.sweep.workers import worker_alive, worker_id
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -312,7 +314,7 @@ def test_cli_runs_as_a_hydra_app(tmp_path):
         [
             sys.executable,
             "-m",
-            "memtune.optimize.sweep",
+            "memtune.optimize.sweep.app",
             "dataset=fixture",
             "sweep.n_trials=2",
             "sweep.tune_conversations=null",
@@ -333,7 +335,9 @@ def test_cli_runs_as_a_hydra_app(tmp_path):
 def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
     """Two workers racing for the last slot: the trial with the higher number gives way."""
     from hydra import compose, initialize_config_dir
-    from memtune.optimize.sweep import Surplus, Sweep
+
+    from memtune.optimize.sweep.study import Sweep
+    from memtune.optimize.sweep.trial import Surplus
 
     base = [
         f"cache_dir={tmp_path / 'cache'}",
@@ -356,7 +360,7 @@ def test_a_trial_past_the_cap_is_failed_as_surplus_before_it_runs(tmp_path):
 
 
 def test_merged_ingestion_keeps_graph_counts():
-    from memtune.optimize.sweep_eval import merge_ingest
+    from memtune.optimize.sweep.scoring import merge_ingest
 
     def facts(nodes, edges):
         return {

@@ -10,8 +10,10 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 import pytest
-from memtune.policies.store import Change, MemoryStore
-from memtune.policies.store_lance import META_DIM, META_EMBEDDER
+
+from memtune.policies.store.changes import Change
+from memtune.policies.store.lance import META_DIM, META_EMBEDDER
+from memtune.policies.store.store import MemoryStore
 from memtune.policies.types import Scope
 
 DIM = 8

@@ -1,0 +1,72 @@
+"""LLM-as-judge metric J: CORRECT / WRONG, generous on paraphrase and date format (mem0's evaluation judge,
+mem0ai/mem0 evaluation/metrics/llm_judge.py, ACCURACY_PROMPT). The judge has its own LM, configured apart
+from the policy's (conf/judge/), and its tokens are reported apart from the policy's cost."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import dspy
+
+from ...policies.lm import CostMeter, call_predictor
+
+
+class JudgeAnswer(dspy.Signature):
+    """Label a generated answer to a question about a conversation between two people as CORRECT or WRONG
+    against the gold answer. Be generous: if the generated answer touches on the same topic as the gold
+    answer, it is CORRECT. For time questions, if it refers to the same date or period as the gold answer it
+    is CORRECT even when the format differs ("May 7th" vs "7 May") or it uses a relative reference that
+    resolves to it. A generated answer that is missing, off-topic or contradicts the gold answer is WRONG."""
+
+    question: str = dspy.InputField()
+    gold_answer: str = dspy.InputField()
+    generated_answer: str = dspy.InputField()
+    reasoning: str = dspy.OutputField(desc="one short sentence")
+    label: Literal["CORRECT", "WRONG"] = dspy.OutputField()
+
+
+class Judge(dspy.Module):
+    """J for one question: 1.0 CORRECT, 0.0 WRONG, None when the judge failed (recorded in the meter)."""
+
+    def __init__(self, lm: dspy.LM, retries: int = 2):
+        super().__init__()
+        self.lm = lm
+        self.retries = retries
+        self.meter = CostMeter()
+        self.predict = dspy.Predict(JudgeAnswer)
+
+    def score(self, qid: str, question: str, gold: str, prediction: str) -> float | None:
+        with dspy.context(lm=self.lm):
+            result = call_predictor(
+                self.predict,
+                self.meter,
+                "judge",
+                item=qid,
+                retries=self.retries,
+                question=question,
+                gold_answer=gold,
+                generated_answer=prediction,
+            )
+        return None if result is None else float(result.label == "CORRECT")
+
+
+def judge_question(
+    judge: Judge | None, qid: str, question: str, gold: str, prediction: str | None, category: int
+) -> dict:
+    """The per-question J columns: `judge` and `judge_failed`.
+
+    - no judge LM, or category 5 (mem0 judges categories 1-4 only; category 5 is scored by abstention):
+      judge None (J is not defined for the question), judge_failed False;
+    - the answer failed (`prediction` None): judge 0.0 (WRONG) without asking the judge, judge_failed False;
+    - the judge failed after its retries (recorded in `judge.meter`): judge 0.0 (WRONG), judge_failed True;
+    - else the judge's label: 1.0 CORRECT, 0.0 WRONG.
+
+    So J's denominator is every question J is defined for (`judge_n` in the summary): a failure can never shrink
+    it, and a sweep cannot raise J by making the judge (or the answerer) fail. `judge_judged_only` in the summary
+    is J over the questions the judge labelled (`n_judged`), for comparison."""
+    if judge is None or category == 5:
+        return {"judge": None, "judge_failed": False}
+    if prediction is None:
+        return {"judge": 0.0, "judge_failed": False}
+    score = judge.score(qid, question, gold, prediction)
+    return {"judge": 0.0 if score is None else score, "judge_failed": score is None}

@@ -1,0 +1,227 @@
+"""The Sweep: one Optuna study of policy knobs, run (or resumed) trial by trial until it has n_trials finished
+ones, with dead workers' trials re-queued; what memtune-sweep does and the files around it: app.py."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Literal, cast
+
+os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # litellm/mlflow hang offline without it
+
+import hydra
+import optuna
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from optuna.trial import TrialState
+
+from ..data.locomo import load_locomo, resolve_path
+from .identity import claim_study, signature
+from .knob_deps import KnobNotSampledWarning, restrict
+from .report import REPORT_METRICS, _maybe, write_report
+from .scoring import evaluate_conversations, objectives_from, split_ids, write_outputs
+from .search_space import SearchSpace
+from .tracking import NullTracker, make_tracker, retrying
+from .trial import run_trial
+from .workers import make_storage, storage_label, worker_alive, worker_id
+
+
+# ------------------------------------------------------------------------------------------------ the sweep
+class Sweep:
+    def __init__(self, cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str], config_name: str = "sweep"):
+        self.cfg, self.out_dir = cfg, out_dir
+        self.base_overrides = [o for o in base_overrides if not o.startswith("hydra.")]
+        self.config_name = config_name
+        self.objectives = objectives_from(cfg)
+        # knobs no objective depends on are not sampled: they keep the base config's value (optimize/sweep/knob_deps.py)
+        self.space, self.not_sampled = restrict(SearchSpace.from_config(cfg.search_space), self.objectives)
+        if self.not_sampled:
+            lines = "\n  ".join(f"{t}: {why}" for t, why in self.not_sampled.items())
+            warnings.warn(f"search space {self.space.name!r}: not sampled:\n  {lines}", KnobNotSampledWarning, 2)
+            print(f"[sweep] not sampled (no objective depends on them):\n  {lines}", file=sys.stderr, flush=True)
+        self.n_trials = int(cfg.sweep.n_trials)
+        self.worker = worker_id()
+        self.tracker: NullTracker = NullTracker()
+        self.ran: list[int] = []  # trial numbers this process ran
+        ds = cfg.dataset
+        self.dataset = load_locomo(
+            resolve_path(ds.path),
+            conversations=ds.conversations,
+            max_sessions=ds.max_sessions,
+            max_questions=ds.max_questions,
+        )
+        self.tune, self.holdout = split_ids(cfg, self.dataset)
+        directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
+        # workers starting together race to create the storage's tables and the study: retry
+        self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
+        self.study = retrying(
+            lambda: optuna.create_study(
+                storage=self.storage,
+                study_name=str(cfg.sweep.study_name),
+                directions=directions,
+                load_if_exists=True,
+                sampler=self._sampler(0),
+                pruner=instantiate(cfg.sweep.pruner),
+            ),
+            "create or load the study",
+        )
+        sig = signature(
+            self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
+        )
+        if claim_study(self.study, sig, directions, storage_label(cfg), self.base_overrides) and not self.study.trials:
+            known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
+            for params in cfg.sweep.get("enqueue") or []:
+                self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
+
+    # ---- helpers ------------------------------------------------------------------------------------------
+    def _sampler(self, offset: int):
+        """The configured sampler, its seed shifted by the trial count: a resumed or parallel worker does not
+        replay the random start-up proposals of another one, and a single-process sweep stays reproducible."""
+        spec = cast(dict, OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True))
+        if spec.get("seed") is not None:
+            spec["seed"] = int(spec["seed"]) + offset
+        return instantiate(spec)
+
+    def compose(self, overrides: Sequence[str]) -> DictConfig:
+        return hydra.compose(config_name=self.config_name, overrides=[*self.base_overrides, *overrides])
+
+    def counts(self) -> dict[str, int]:
+        out = {s.name: 0 for s in TrialState}
+        for t in self.study.get_trials(deepcopy=False):
+            out[t.state.name] += 1
+        return out
+
+    def _retry(self, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+        """Re-queue a trial that did not finish (its worker died) with the same knobs, up to max_retry times."""
+        self.tracker.mark_killed(trial.user_attrs.get("mlflow_run_id"), reason)
+        history = [*trial.user_attrs.get("retry_history", []), trial.number]
+        if len(history) > int(self.cfg.sweep.heartbeat.max_retry):
+            print(f"[sweep] trial {trial.number}: not re-queued (retried {len(history) - 1} times already)")
+            return
+        self.study.enqueue_trial(
+            trial.params, user_attrs={"retry_of": history[0], "retry_history": history}, skip_if_exists=False
+        )
+        print(f"[sweep] trial {trial.number} ({reason}) -> re-queued with the same knobs")
+
+    def _trial_id(self, number: int) -> int:
+        """The storage's id of this study's trial `number`, through the public storage API (a FrozenTrial keeps its id
+        private). The storage writes through (Optuna's RDB cache too), so it reads what the study wrote."""
+        study_id = self.storage.get_study_id_from_name(self.study.study_name)
+        return self.storage.get_trial_id_from_study_id_trial_number(study_id, number)
+
+    def _on_stale(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        """Heartbeat callback (RDB storage): the trial's heartbeat stopped for grace_period seconds."""
+        self._retry(trial, "heartbeat stale: its worker stopped")
+
+    def reap_dead_workers(self) -> int:
+        """Fail RUNNING trials whose worker is provably dead (same host, pid gone or reused), then re-queue them."""
+        reaped = 0
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            worker = t.user_attrs.get("worker")
+            if not worker or worker_alive(worker) is not False:
+                continue
+            reason = f"worker {worker} died during the trial"
+            trial_id = self._trial_id(t.number)
+            try:
+                self.storage.set_trial_user_attr(trial_id, "error", reason)
+                if not self.storage.set_trial_state_values(trial_id, state=TrialState.FAIL):
+                    continue
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue  # another worker got there first
+            reaped += 1
+            self._retry(self.storage.get_trial(trial_id), reason)
+        return reaped
+
+    # ---- one trial ----------------------------------------------------------------------------------------
+    def objective(self, trial: optuna.Trial) -> float | list[float]:
+        return run_trial(self, trial)
+
+    # ---- the loop -----------------------------------------------------------------------------------------
+    def optimize(self) -> str:
+        """Run trials until the study has n_trials finished ones. Returns why it stopped."""
+        failures = 0
+        limit = int(self.cfg.sweep.max_consecutive_failures)
+        while True:
+            self.reap_dead_workers()
+            optuna.storages.fail_stale_trials(self.study)
+            c = self.counts()
+            finished, running = c["COMPLETE"] + c["PRUNED"], c["RUNNING"]
+            if finished >= self.n_trials:
+                return "complete"
+            if finished + running >= self.n_trials:  # the last slots are being filled elsewhere
+                if not self.cfg.sweep.wait_for_workers:
+                    return "left to other workers"
+                time.sleep(float(self.cfg.sweep.poll_seconds))
+                continue
+            self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
+            self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            last = self.storage.get_trial(self._trial_id(self.ran[-1])) if self.ran else None
+            if last is not None and last.state == TrialState.FAIL and not last.user_attrs.get("surplus"):
+                failures += 1
+                if failures >= limit:
+                    print(
+                        f"[sweep] {failures} trials in a row failed: this worker stops (last error: "
+                        f"{last.user_attrs.get('error')})",
+                        file=sys.stderr,
+                    )
+                    return "too many failures"
+            else:
+                failures = 0
+
+    # ---- the report ---------------------------------------------------------------------------------------
+
+    def score(self, name: str, overrides: Sequence[str], ids: Sequence[str]) -> dict:
+        cfg_r = self.compose(overrides)
+        summary, frame = evaluate_conversations(cfg_r, self.dataset, ids, self.out_dir / "heldout" / name)
+        write_outputs(self.out_dir / "heldout" / name, summary, frame, cfg_r)
+        return {m: _maybe(summary, m) for m in self._report_metrics()}
+
+    def _report_metrics(self) -> list[str]:
+        return list(dict.fromkeys([o.metric for o in self.objectives] + list(REPORT_METRICS)))
+
+    def report(self, reason: str, opt_seconds: float) -> dict:
+        return write_report(self, reason, opt_seconds)
+
+    def run(self) -> dict:
+        t_start = time.perf_counter()
+        self.tracker = make_tracker(self.cfg.get("tracking"))
+        key = f"{storage_label(self.cfg)}#{self.study.study_name}"
+        self.tracker.start_study(
+            key=_digest(key),
+            name=self.study.study_name,
+            params={
+                "n_trials": self.n_trials,
+                "storage": storage_label(self.cfg),
+                "tune_conversations": ",".join(self.tune),
+                "holdout_conversations": ",".join(self.holdout),
+                "objectives": json.dumps([o.__dict__ for o in self.objectives]),
+                "sampler": json.dumps(OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True)),
+                "pruner": json.dumps(OmegaConf.to_container(self.cfg.sweep.pruner, resolve=True)),
+                "base_overrides": " ".join(self.base_overrides),
+                **{f"space.{k}": v for k, v in self.space.describe().items()},
+                "not_sampled": json.dumps(self.not_sampled),
+            },
+            tags={"memtune.study": self.study.study_name},
+        )
+        c = self.counts()
+        print(
+            f"[sweep] study {self.study.study_name!r} in {storage_label(self.cfg)}: "
+            f"{c['COMPLETE'] + c['PRUNED']}/{self.n_trials} finished ({c['FAIL']} failed, {c['RUNNING']} running, "
+            f"{c['WAITING']} queued); tune on {self.tune}, hold out {self.holdout}",
+            flush=True,
+        )
+        if len(self.objectives) > 1:
+            print("[sweep] multi-objective study: no pruning (Optuna's Trial.report is single-objective only)")
+        reason = self.optimize()
+        return self.report(reason, time.perf_counter() - t_start)
+
+
+def _digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode()).hexdigest()[:16]

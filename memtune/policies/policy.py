@@ -1,0 +1,155 @@
+"""MemoryPolicy: the Mem0 two-phase pipeline wired from swappable stages; the runtime API.
+
+add(messages, scope)      extraction (pair + summary + last m messages) -> facts -> s similar memories per fact
+                          -> decider -> store writes; returns what changed (ADD/UPDATE/DELETE/NOOP events)
+search(query, scope)      the retriever's top-k memories (+ graph triplets when policy.graph is on; only them
+                          when it is "only")
+answer(question, scope)   search + answerer
+
+The optional `graph` stage (policies/graph/memory.py, Mem0g) is fed every message pair after the vector path.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+from dataclasses import asdict, dataclass, field
+
+import dspy
+
+from .embed.base import Embedder
+from .lm import CostMeter
+from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarizer
+from .store.changes import Change
+from .store.sql import in_scope
+from .store.store import MemoryStore
+from .types import Decision, Event, MemoryRecord, Message, Scope
+
+RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
+
+
+@dataclass
+class _ScopeState:
+    recent: list[Message] = field(default_factory=list)  # last messages, for extraction context
+    pending: list[Message] = field(default_factory=list)  # messages not yet folded into the summary
+    summary: str = ""
+
+
+class MemoryPolicy:
+    def __init__(
+        self,
+        extractor: Extractor,
+        summarizer: Summarizer,
+        decider: Decider,
+        retriever: Retriever,
+        answerer: Answerer,
+        embedder: Embedder,
+        store: MemoryStore,
+        lm: dspy.LM | None = None,
+        meter: CostMeter | None = None,
+        graph=None,
+    ):
+        self.extractor, self.summarizer, self.decider = extractor, summarizer, decider
+        self.retriever, self.answerer = retriever, answerer
+        self.embedder, self.store, self.lm = embedder, store, lm
+        self.graph = graph  # GraphMemory (policy.graph on/only) or None (off: Mem0)
+        self.meter = meter or CostMeter()
+        self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}
+        self._state: dict[Scope, _ScopeState] = {}
+        missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
+        missing += list(graph.llm_stages()) if graph is not None else []
+        if missing and lm is None:
+            raise ValueError(
+                f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
+                "or pick LLM-free variants, e.g. policy=mem0_offline."
+            )
+
+    def stages(self) -> dict:
+        return {
+            "extractor": self.extractor,
+            "summarizer": self.summarizer,
+            "decider": self.decider,
+            "retriever": self.retriever,
+            "answerer": self.answerer,
+        }
+
+    def _lm(self):
+        return dspy.context(lm=self.lm) if self.lm is not None else nullcontext()
+
+    # ---- ingest -------------------------------------------------------------------------------------------
+    def add(self, messages: list[Message], scope: Scope, metadata: dict | None = None) -> list[Event]:
+        """Process one new message pair (or any short list of messages) for `scope`."""
+        if not messages:
+            raise ValueError("add() got no messages: pass at least one Message")
+        state = self._state.setdefault(scope, _ScopeState())
+        with self._lm():
+            if self.graph is not None:
+                self.graph.add(list(messages), scope, self.meter)
+            facts = self.extractor.extract(messages, state.recent, state.summary, self.meter)
+            state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
+            state.pending += messages
+            if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
+                state.summary = self.summarizer.refresh(state.summary, state.pending, self.meter)
+                state.pending = []
+            if not facts:
+                return []
+            vectors = self._embed([f.text for f in facts])
+            with self.meter.timed("search_similar"):
+                similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
+            decisions = self.decider.decide(facts, similar, self.meter)
+        return self._apply(decisions, dict(zip((f.text for f in facts), vectors)), scope, metadata)
+
+    def _apply(self, decisions: list[Decision], known: dict, scope: Scope, metadata: dict | None) -> list[Event]:
+        texts = [d.text for d in decisions if d.op in ("ADD", "UPDATE") and d.text not in known]
+        known.update(zip(texts, self._embed(texts)) if texts else [])
+        changes, events = [], []
+        for d in decisions:
+            self.op_counts[d.op] += 1
+            if d.op == "NOOP" and d.target is None:
+                events.append(Event("NOOP", None, d.text))
+                continue
+            changes.append(
+                Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp, metadata, d.merge)
+            )
+        with self.meter.timed("store_write"):
+            results = self.store.apply(changes) if changes else []
+        events += [
+            Event(op, memory_id, c.text if op != "DELETE" else "", old)
+            for c, (op, memory_id, old) in zip(changes, results)
+        ]
+        return events
+
+    def reset_state(self, scope: Scope | None = None) -> None:
+        """Forget the rolling summary and recent messages of every scope inside `scope` (empty fields are
+        wildcards; None: of all)."""
+        if scope is None:
+            self._state.clear()
+            return
+        for held in [h for h in self._state if in_scope(asdict(h), scope)]:
+            del self._state[held]
+
+    def summary(self, scope: Scope) -> str:
+        return self._state.get(scope, _ScopeState()).summary
+
+    # ---- read ---------------------------------------------------------------------------------------------
+    def search(
+        self, query: str, scope: Scope, *, vector=None, retriever: Retriever | None = None
+    ) -> list[MemoryRecord]:
+        """The retriever's memories for `query` (and the graph's triplets under Mem0g). `vector`: the query already
+        embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold)."""
+        vector = self._embed([query])[0] if vector is None else vector
+        if self.graph is not None and self.graph.mode == "only":
+            return self.graph.search(query, vector, scope, self.meter)
+        memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope, self.meter)
+        if self.graph is not None:
+            memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
+        return memories
+
+    def answer(self, question: str, scope: Scope) -> tuple[str | None, list[MemoryRecord]]:
+        """(answer, the memories it was given); the answer is None when an LLM answerer failed after retries."""
+        memories = self.search(question, scope)
+        with self._lm():
+            return self.answerer.answer(question, memories, self.meter), memories
+
+    def _embed(self, texts: list[str]):
+        with self.meter.timed("embed"):
+            return self.embedder.embed(texts)

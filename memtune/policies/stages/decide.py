@@ -1,0 +1,151 @@
+"""Update stage: for each candidate fact and its s most similar stored memories, choose
+ADD / UPDATE / DELETE / NOOP.
+
+Variants: `llm` (Mem0's decision call; real ids are mapped to small integers in the prompt and back, so an id
+the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs) and `add_only`.
+
+Provenance (policies/provenance.py): an UPDATE replaces the memory's provenance with its new text's, unless the
+decision says it merges. The threshold decider never merges (its new text replaces the old). The LLM decider merges
+when the new text keeps every content word of the old one (provenance.keeps_content), and cites for each operation
+the facts it restates (`_attribute`), not every fact of the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import dspy
+
+from ..lm import CostMeter, call_predictor
+from ..provenance import SourceStats, content_words, keeps_content, union
+from ..types import Decision, Fact, MemoryRecord
+from .signatures import DecideMemoryOperations
+
+
+@dataclass
+class DecisionKnobs:
+    similar_k: int = 10  # s: Mem0 paper §2.2 fetches s=10 similar memories (mem0 v1 code uses 5)
+    noop_threshold: float = 0.95  # threshold: a memory at least this similar already holds the fact -> NOOP
+    update_threshold: float = 0.85  # threshold: at least this similar -> UPDATE that memory with the new text
+    per_fact: bool = False  # llm: one call per fact (paper) or one call per message pair (mem0 v1 code)
+    retries: int = 2
+
+
+class AddOnlyDecider:
+    """Every fact is added; nothing is ever updated or deleted."""
+
+    def __init__(self, **knobs):
+        self.knobs = DecisionKnobs(**knobs)
+
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+        return [Decision("ADD", f.text, None, f.provenance, f.timestamp) for f in facts]
+
+
+class ThresholdDecider:
+    """Cosine cut-offs: near-duplicate -> NOOP; close -> UPDATE (new text replaces old); else ADD."""
+
+    def __init__(self, **knobs):
+        self.knobs = DecisionKnobs(**knobs)
+        if not 0 <= self.knobs.update_threshold <= self.knobs.noop_threshold <= 1:
+            raise ValueError(
+                "decider needs 0 <= update_threshold <= noop_threshold <= 1, got "
+                f"update_threshold={self.knobs.update_threshold}, noop_threshold={self.knobs.noop_threshold}"
+            )
+
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+        decisions, touched = [], set()
+        with meter.timed("decide"):
+            for fact, neighbours in zip(facts, similar, strict=True):
+                best = next((m for m in neighbours if m.id not in touched), None)
+                score = best.score if best is not None and best.score is not None else -1.0
+                if best is not None and score >= self.knobs.noop_threshold:
+                    decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))
+                elif best is not None and score >= self.knobs.update_threshold:
+                    touched.add(best.id)  # one UPDATE per memory per batch
+                    decisions.append(Decision("UPDATE", fact.text, best.id, fact.provenance, fact.timestamp))
+                else:
+                    decisions.append(Decision("ADD", fact.text, None, fact.provenance, fact.timestamp))
+        return decisions
+
+
+class LLMDecider(dspy.Module):
+    """Mem0's update call. Existing memories are shown with ids 0..n-1; the answer's ids are mapped back."""
+
+    def __init__(self, **knobs):
+        super().__init__()
+        self.knobs = DecisionKnobs(**knobs)
+        self.predict = dspy.Predict(DecideMemoryOperations)
+        self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
+        self.sources = SourceStats()  # operations cited, and those matching no fact (they cite every fact's turns)
+
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+        groups = (
+            [([f], [s]) for f, s in zip(facts, similar, strict=True)] if self.knobs.per_fact else [(facts, similar)]
+        )
+        decisions: list[Decision] = []
+        for group_facts, group_similar in groups:
+            decisions += self._decide_group(group_facts, group_similar, meter)
+        return decisions
+
+    def _decide_group(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+        shown: dict[int, MemoryRecord] = {}
+        for neighbours in similar:
+            for memory in neighbours:
+                if memory.id not in {m.id for m in shown.values()}:
+                    shown[len(shown)] = memory
+        provenance = union(*(f.provenance for f in facts))
+        timestamp = facts[-1].timestamp if facts else ""
+        result = call_predictor(
+            self.predict,
+            meter,
+            "decide",
+            item=",".join(provenance) or facts[0].text[:40],
+            retries=self.knobs.retries,
+            existing_memories=[{"id": i, "text": m.text} for i, m in shown.items()],
+            new_facts=[f.text for f in facts],
+        )
+        if result is None:
+            return []
+        decisions = []
+        for op in result.operations or []:
+            if op.event == "ADD":
+                if op.text.strip():
+                    cited = self._attribute(op.text, facts)
+                    decisions.append(Decision("ADD", op.text.strip(), None, cited, timestamp))
+                continue
+            if op.event == "NOOP" and op.id is None:
+                decisions.append(Decision("NOOP", op.text.strip(), None, provenance, timestamp))
+                continue
+            if op.id not in shown:
+                self.rejected.append({"event": op.event, "id": op.id, "text": op.text, "shown": len(shown)})
+                continue
+            target = shown[op.id]
+            if op.event == "UPDATE" and not op.text.strip():
+                self.rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "empty text"})
+                continue
+            event = op.event
+            if event == "UPDATE" and op.text.strip() == target.text.strip():
+                event = "NOOP"  # an "update" to the same text changes nothing (small models often answer this way)
+            if event == "UPDATE":
+                cited, merge = self._attribute(op.text, facts), keeps_content(target.text, op.text)
+            else:
+                cited, merge = provenance, False
+            decisions.append(Decision(event, op.text.strip() or target.text, target.id, cited, timestamp, merge))
+        return decisions
+
+    def _attribute(self, text: str, facts: list[Fact]) -> tuple[str, ...]:
+        """The turns an ADD/UPDATE text comes from: the facts it restates (the same text, else every fact whose
+        content words it all keeps, else the fact sharing the most content words with it). A text sharing no
+        content word with any fact cites every fact of the call and is counted (sources.fallbacks)."""
+        self.sources.items += 1
+        same = [f for f in facts if f.text.strip() == text.strip()]
+        kept = same or [f for f in facts if keeps_content(f.text, text)]
+        if not kept:
+            words = content_words(text)
+            overlap = [len(content_words(f.text) & words) for f in facts]
+            best = max(overlap, default=0)
+            kept = [f for f, n in zip(facts, overlap) if n == best] if best else []
+        if not kept:
+            self.sources.fallbacks += 1
+            kept = facts
+        return union(*(f.provenance for f in kept))

@@ -1,0 +1,157 @@
+"""Extraction stage: new message pair (+ rolling summary, + last m messages) -> candidate facts.
+
+Variants: `llm` (the Mem0 extraction call), and LLM-free baselines: `heuristic` (sentence/clause split,
+small talk dropped), `verbatim` (the turn itself) and `chunks` (fixed-size chunks of turns, the RAG baseline;
+verbatim is chunks of one turn). Every fact carries the dia_ids of the turns it came from.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import dspy
+
+from ..lm import CostMeter, call_predictor
+from ..provenance import SourceStats, cite
+from ..types import Fact, Message
+from .signatures import ExtractFacts
+
+
+@dataclass
+class ExtractionKnobs:
+    recent_messages: int = 10  # m: Mem0 paper §2.1 uses the last m=10 messages as extraction context
+    min_words: int = 4  # heuristic: sentences shorter than this are dropped as small talk
+    speaker_prefix: bool = True  # heuristic: prefix facts with "<speaker>: " so they name the person
+    retries: int = 2  # llm: retries of a malformed answer before the pair is recorded and skipped
+    chunk_turns: int = 1  # chunks (RAG baseline): turns per stored chunk; 1 = raw turns
+
+
+def render(message: Message) -> str:
+    """A message as the LLM stages see it: '[timestamp] speaker: text'."""
+    stamp = f"[{message.timestamp}] " if message.timestamp else ""
+    return f"{stamp}{message.speaker}: {message.text}"
+
+
+def numbered(messages: list[Message]) -> list[str]:
+    """The new messages as an LLM stage that cites its sources sees them: 'n. [timestamp] speaker: text', n from 1
+    (small models copy a short number more reliably than a dia_id)."""
+    return [f"{n}. {render(m)}" for n, m in enumerate(messages, 1)]
+
+
+class ChunkExtractor:
+    """RAG baseline: store raw text in chunks of `chunk_turns` turns (sliding windows that end at each new
+    message pair, so consecutive chunks overlap by chunk_turns - pair size). Provenance lists every turn."""
+
+    def __init__(self, **knobs):
+        self.knobs = ExtractionKnobs(**knobs)
+        if self.knobs.chunk_turns < 1:
+            raise ValueError(f"extractor.chunk_turns must be >= 1, got {self.knobs.chunk_turns}")
+
+    def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
+        size = self.knobs.chunk_turns
+        with meter.timed("extract"):
+            if size <= len(new):
+                windows = [new[i : i + size] for i in range(0, len(new), size)]
+            else:
+                windows = [(list(recent) + list(new))[-size:]]
+            return [
+                Fact(
+                    "\n".join(f"{m.speaker}: {m.text}" for m in w),
+                    tuple(m.dia_id for m in w if m.dia_id),
+                    w[-1].timestamp,
+                )
+                for w in windows
+            ]
+
+
+_SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
+_CLAUSE = re.compile(r";\s+|,\s+(?:but|and|so)\s+")
+_SMALL_TALK = re.compile(
+    r"^(hi|hey|hello|thanks|thank you|wow|great|awesome|cool|nice|congrats|congratulations|bye|see you|"
+    r"take care|that's (great|awesome|amazing|cool)|sounds (great|good|fun)|glad|haha|lol|yeah|yes|no|ok|okay)\b",
+    re.IGNORECASE,
+)
+
+
+class HeuristicExtractor:
+    """Split each message into sentences (and long sentences into clauses); drop small talk and questions."""
+
+    def __init__(self, **knobs):
+        self.knobs = ExtractionKnobs(**knobs)
+
+    def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
+        facts = []
+        with meter.timed("extract"):
+            for message in new:
+                for sentence in _SENTENCE.split(message.text):
+                    for clause in _CLAUSE.split(sentence) if len(sentence.split()) > 25 else [sentence]:
+                        clause = clause.strip()
+                        if self._keep(clause):
+                            facts.append(_fact(message, clause, self.knobs.speaker_prefix))
+        return facts
+
+    def _keep(self, clause: str) -> bool:
+        words = clause.split()
+        if len(words) < self.knobs.min_words or clause.endswith("?"):
+            return False
+        return not (_SMALL_TALK.match(clause) and len(words) < 2 * self.knobs.min_words)
+
+
+class LLMExtractor(dspy.Module):
+    """Mem0's extraction call: the new pair, the rolling summary and the last m messages -> facts. Each fact cites
+    the new message(s) it came from (provenance.cite: invalid sources dropped, none valid -> the whole pair,
+    counted in `sources`)."""
+
+    def __init__(self, **knobs):
+        super().__init__()
+        self.knobs = ExtractionKnobs(**knobs)
+        self.predict = dspy.Predict(ExtractFacts)
+        self.sources = SourceStats()  # facts extracted, pair fallbacks, dropped sources (reported by the evaluation)
+
+    def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
+        m = self.knobs.recent_messages
+        result = call_predictor(
+            self.predict,
+            meter,
+            "extract",
+            item=",".join(x.dia_id for x in new),
+            retries=self.knobs.retries,
+            summary=summary,
+            recent_messages=[render(x) for x in (recent[-m:] if m else [])],
+            new_messages=numbered(new),
+        )
+        if result is None:
+            return []
+        stamp = new[-1].timestamp if new else ""
+        facts = []
+        for item in result.facts or []:
+            if item.fact.strip():  # no valid source: the whole pair, counted in self.sources
+                facts.append(Fact(item.fact.strip(), cite(item.sources, new, self.sources), stamp))
+        return facts
+
+
+class ObservationExtractor:
+    """ORACLE, not a policy: replays LOCOMO's GPT-written `observation` facts for the new turns.
+
+    Production has no such annotations. Use it only to tune deciders and retrievers on realistic facts
+    offline; never report it as a policy. `observations` maps dia_id -> list of (fact, provenance)."""
+
+    oracle = True
+
+    def __init__(self, observations: dict[str, list[tuple[str, tuple[str, ...]]]] | None = None, **knobs):
+        self.knobs = ExtractionKnobs(**knobs)
+        self.observations = observations or {}
+
+    def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]:
+        with meter.timed("extract"):
+            return [Fact(text, prov, m.timestamp) for m in new for text, prov in self.observations.get(m.dia_id, [])]
+
+
+def _fact(message: Message, text: str, prefix: bool) -> Fact:
+    text = text.strip()
+    return Fact(
+        f"{message.speaker}: {text}" if prefix and message.speaker else text,
+        (message.dia_id,) if message.dia_id else (),
+        message.timestamp,
+    )

@@ -1,0 +1,123 @@
+"""The read half of MemoryStore: id look-ups, scope listings, cosine top-k and the history, served from the
+version-keyed in-process mirror or from LanceDB (see store.py for when each answers)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..types import MemoryRecord, Scope
+from .lance import lance_search, to_record
+from .mirror import _Mirror
+from .sql import _check_scope, _check_text, ids_where, sql_where
+from .state import StoreState
+
+
+class ReadsMixin(StoreState):
+    """Reads of MemoryStore; it uses the store's lock, tables and mirror."""
+
+    def _view(self) -> _Mirror | None:
+        """The mirror at the current table version (reloaded if LanceDB moved on), or None: read LanceDB."""
+        if not self.cache:
+            return None
+        version = self._version
+        if self._mirror is not None and self._mirror.version == version:
+            return self._mirror
+        self._mirror = None
+        if self._too_big_at == version:
+            return None
+        if self._table.count_rows() >= self.cache_max_rows:
+            self._too_big_at = version
+            return None
+        self._too_big_at = None
+        self._mirror = _Mirror.load(self._table, self.dim)
+        self._version = self._mirror.version
+        return self._mirror
+
+    def _query_rows(self, where: str | None) -> list[dict]:
+        q = self._table.search()
+        if where:
+            q = q.where(where)
+        return q.select(list(self._columns)).to_arrow().to_pylist()
+
+    def _rows_by_id(self, ids: Sequence[str]) -> dict[str, dict]:
+        if not ids:
+            return {}
+        view = self._view()
+        if view is not None:
+            return {i: r for i in ids if (r := view.get(i)) is not None}
+        return {r["id"]: r for r in self._query_rows(sql_where(ids=ids))}
+
+    _record = staticmethod(to_record)
+
+    def get(self, memory_id: str) -> MemoryRecord | None:
+        _check_text(memory_id, "memory_id")
+        with self._lock:
+            row = self._rows_by_id([memory_id]).get(memory_id)
+        return None if row is None else self._record(row)
+
+    def get_all(self, scope: Scope = Scope(), limit: int | None = None) -> list[MemoryRecord]:
+        """Memories in `scope` (empty fields are wildcards), oldest first."""
+        _check_scope(scope)
+        with self._lock:
+            view = self._view()
+            rows = view.select(scope) if view is not None else self._query_rows(sql_where(scope))
+        rows = sorted(rows, key=lambda r: (r["created_at"], r["id"]))
+        return [self._record(r) for r in (rows if limit is None else rows[: max(limit, 0)])]
+
+    def search(self, vector, scope: Scope, top_k: int, threshold: float | None = None) -> list[MemoryRecord]:
+        """The top_k memories in `scope` by cosine similarity (in `.score`, descending), >= threshold if given."""
+        hits = self.search_many(self._vectors(vector, "search")[:1], scope, top_k)[0]
+        return hits if threshold is None else [h for h in hits if h.score is not None and h.score >= threshold]
+
+    def search_many(self, vectors: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
+        """search() for each row of `vectors` (one pass over the scope)."""
+        _check_scope(scope)
+        q = np.zeros((0, self.dim), np.float32) if len(vectors) == 0 else self._vectors(vectors, "search_many")
+        if top_k <= 0 or len(q) == 0:
+            return [[] for _ in range(len(q))]
+        with self._lock:
+            view = self._view()
+            if view is not None:
+                return [[self._record(r, s) for r, s in hits] for hits in view.top_k(q, scope, top_k)]
+            return self._lance_search(q, scope, top_k)
+
+    def _lance_search(self, q: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
+        hits = lance_search(
+            self._table,
+            q,
+            sql_where(scope),
+            top_k,
+            self._columns,
+            self._vector_indexed,
+            self.index_min_rows,
+            self.nprobes,
+            self.refine_factor,
+        )
+        return [[self._record(row, score) for row, score in per_query] for per_query in hits]
+
+    def history(self, memory_id: str) -> list[dict]:
+        """Every change to `memory_id`, oldest first: {memory_id, op, old_text, new_text, time, seq, provenance,
+        old_provenance, user_id, agent_id, run_id, metadata, policy_version}. NOOP rows carry the redundant candidate fact in new_text."""
+        where = ids_where([memory_id], id_column="memory_id")
+        if self._history_until is not None:
+            where += f" AND seq <= {int(self._history_until)}"
+        with self._lock:
+            self.flush()
+            rows = self._history.search().where(where).to_arrow().to_pylist()
+        rows.sort(key=lambda r: r["seq"])
+        for r in rows:
+            r["metadata"] = json.loads(r["metadata"]) if r["metadata"] else {}
+            r["policy_version"] = r.get("policy_version") or ""
+            r["old_provenance"] = r.get("old_provenance") or []
+        return rows
+
+    def count(self, scope: Scope = Scope()) -> int:
+        _check_scope(scope)
+        with self._lock:
+            view = self._view()
+            if view is not None:
+                return int(view.mask(scope).sum())
+            return self._table.count_rows(sql_where(scope))
