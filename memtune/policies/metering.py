@@ -9,8 +9,8 @@ every LM call to the LLM stage that makes it.
 * `PhaseMeter`: a `dspy.utils.callback.BaseCallback`. When a module with a `phase` name (every LLM stage class)
   starts, it opens a run for that phase; each LM call that ends inside it counts for the innermost open run, so
   a stage nested in another meters under its own phase. Billed tokens come from DSPy's usage tracker, which DSPy
-  feeds exactly for the calls it did not answer from its cache: the run installs its own tracker (a calls that
-  ends without reaching it was a cache hit), and hands every usage on to an outer tracker (`dspy.track_usage`).
+  feeds exactly for the calls it did not answer from its cache: the run installs its own tracker (a call that
+  ends without reaching it was a cache hit), and hands every usage on to the user's tracker (`dspy.track_usage`).
   When the module ends, the run becomes one step of its phase (wall time of the whole call, retries included).
 * `run_stage(stage, item, **inputs)`: how a stage's policy-facing method calls its own module: `stage(**inputs)`
   (so callbacks, traces and optimisers see the call), and an `LMStageError` (no usable answer after the retries)
@@ -114,7 +114,9 @@ class PhaseMeter(BaseCallback):
         if not isinstance(phase, str) or meter is None:
             return
         run = _Run(call_id, phase, meter, time.perf_counter())
-        run.settings = dspy.context(usage_tracker=_RunUsage(run, dspy.settings.usage_tracker))
+        outer = dspy.settings.usage_tracker  # a user's tracker (dspy.track_usage), never an enclosing run's own
+        outer = outer.outer if isinstance(outer, _RunUsage) else outer
+        run.settings = dspy.context(usage_tracker=_RunUsage(run, outer))
         run.settings.__enter__()  # left in on_module_end: DSPy calls both in this thread and context
         _RUNS.set((*_RUNS.get(), run))
 
