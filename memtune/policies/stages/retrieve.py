@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..lm import CostMeter
+from ..metering import timed
 from ..types import MemoryRecord, Scope
 
 
@@ -25,8 +25,8 @@ class CosineRetriever:
         if self.knobs.top_k < 1:
             raise ValueError(f"retriever.top_k must be >= 1, got {self.knobs.top_k}")
 
-    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
-        with meter.timed("retrieve"):
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
+        with timed("retrieve"):
             return store.search(vector, scope, self.knobs.top_k, threshold=self.knobs.threshold)
 
 
@@ -43,6 +43,6 @@ class AllRetriever:
     def __init__(self, **knobs):
         self.knobs = RetrievalKnobs(**knobs)
 
-    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
-        with meter.timed("retrieve"):
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
+        with timed("retrieve"):
             return sorted(store.get_all(scope), key=_turn_order)
