@@ -81,8 +81,10 @@ def header(path: Path) -> tuple[str, str, str]:
 
 
 def composed(app: str, overrides: list[str]) -> dict:
+    """The app's config, resolved (the values a run sees; the LM endpoints' env fallbacks, read from os.environ, are
+    the same on both sides of a comparison)."""
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return OmegaConf.to_container(compose(app, overrides=overrides), resolve=False)
+        return OmegaConf.to_container(compose(app, overrides=overrides), resolve=True)
 
 
 @pytest.mark.parametrize("name", NAMES)
