@@ -7,7 +7,7 @@ later), resolved. So `memtune-sweep embedder=openai` is another study than the o
 of conf/policy/... between two runs, while writing out a default (`embedder=minilm`) is the same study.
 
 Free to change on resume, because they do not change what a trial scores:
-  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue (read at creation only),
+  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue, enqueue_defaults (read at creation only),
   max_consecutive_failures, wait_for_workers, poll_seconds, heldout.* (the held-out re-scoring and baselines
   of the report); tracking, cache_dir, progress, ingest_cache, hydra;
   an LM's timeout, num_retries and cache (how a call is made); the embedder's batch_size and threads;

@@ -13,7 +13,9 @@ from ..types import MemoryRecord, Scope
 
 @dataclass
 class RetrievalKnobs:
-    top_k: int = 10  # mem0 search default (v1 code: limit=10); mem0's LOCOMO evaluation uses 30
+    # mem0's LOCOMO evaluation retrieves 30 (evaluation/run_experiments.py, --top_k default 30), and memtune scores
+    # on LOCOMO; mem0's own defaults differ: 10 in the evaluation's MemorySearch class, 100 in Memory.search(limit)
+    top_k: int = 30
     threshold: float | None = None  # drop memories less cosine-similar than this; mem0 default: none
 
 

@@ -40,8 +40,8 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   `reindex_growth`-fold since) for wide scopes, by exact prefiltered flat search for scopes of at most
   `index_min_rows` rows. At 100k memories (store_bench.py --scale, 2 busy cores) the mirror searched one scope of
   all 100k in p50 4.5 / p95 6.2 ms (one BLAS pass over the vectors, no copy; quiet machine) and 100 scopes of 1k in < 1 ms; LanceDB took 19-27 ms
-  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. Production (conf/store/lancedb.yaml) keeps
-  the mirror up to 200k rows.
+  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. So the mirror is kept up to 200k rows by
+  default (`index_min_rows`; conf/store/lancedb.yaml says the same).
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
 default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
@@ -101,7 +101,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         dim: int,
         embedder_id: str,
         table: str = "memories",
-        index_min_rows: int = 50_000,
+        index_min_rows: int = 200_000,  # mirror below, IVF_PQ index past it (module docstring, store_bench.py --scale)
         compact_every: int = 50,
         *,
         cache: bool = True,
