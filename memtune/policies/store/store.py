@@ -44,7 +44,11 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   default (`index_min_rows`; conf/store/lancedb.yaml says the same).
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
-default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
+default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production). `lease=True` enforces
+it (lease.py: a second writer process is refused, naming the holder; a crashed holder keeps nothing);
+`read_only=True` opens beside a writer (no lease, nothing created or upgraded, writes raise PermissionError;
+refresh() follows the writer). A rollback (restore, or undoing a failed write) refuses to run over a version this
+handle did not write or open (versions.check_unmoved).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ from .lance import (
     present_columns,
     schema_meta,
 )
+from .lease import StoreLease, is_local
 from .mirror import _Mirror
 from .reads import ReadsMixin
 from .sql import _check_text
@@ -93,7 +98,13 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
                     delete_all(), close(), and at interpreter exit); a crash loses at most the last N-1 batches'
                     history, never memories. The ingest loop runs about 1.5x faster with N=20 (one LanceDB commit
                     per apply instead of two).
+    lease           take the store's writer lease (lease.py; Memory.from_bundle and memtune-serve do); off by default
+                    because evaluation opens one ingested store from many sweep workers at once and only reads it.
+    read_only       open an existing store for reading only (no lease; writes raise PermissionError).
     """
+
+    read_only: bool = False  # class defaults: StoreView (a past version) is built without __init__
+    _lease: StoreLease | None = None
 
     def __init__(
         self,
@@ -113,6 +124,8 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         nprobes: int = 20,
         refine_factor: int = 10,
         policy_version: str = "",
+        lease: bool = False,
+        read_only: bool = False,
     ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -136,12 +149,20 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
-        self._db = lancedb.connect(self.uri)
-        meta = schema_meta(self.embedder_id, self.dim)
-        self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
-        self._table = self._open_or_create(self.table_name, self._schema, check=True)
-        self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
-        self._init_state()
+        self.read_only = bool(read_only)
+        # one writer process per store (lease.py): taken before anything is created or upgraded
+        self._lease = StoreLease(self.uri) if lease and not self.read_only and is_local(self.uri) else None
+        try:
+            self._db = lancedb.connect(self.uri)
+            meta = schema_meta(self.embedder_id, self.dim)
+            self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
+            self._table = self._open_or_create(self.table_name, self._schema, check=True)
+            self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
+            self._init_state()
+        except BaseException:
+            if self._lease is not None:
+                self._lease.release()
+            raise
         if self.history_flush_every > 1:
             atexit.register(_flush_at_exit, weakref.ref(self))
 
@@ -178,9 +199,16 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         try:
             tbl = self._db.open_table(name)
         except ValueError:  # "Table '...' was not found"
+            if self.read_only:
+                raise ValueError(
+                    f"memory store {self.uri!r} has no table {name!r}: a read-only open needs an existing store "
+                    "(open it for writing once to create it)"
+                ) from None
             return self._db.create_table(name, schema=schema)
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
+        if self.read_only:
+            return tbl  # no upgrade: columns an old store lacks read as empty (present_columns)
         try:
             add_missing_columns(tbl, schema)
         except ValueError as e:
@@ -210,10 +238,24 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         """The LanceDB version of the memories table (every write makes one)."""
         return self._table.version
 
+    def _check_writable(self, what: str) -> None:
+        """Refuse a write on a read-only store, or after this process lost the writer lease (lease.py)."""
+        if self.read_only:
+            raise PermissionError(
+                f"{what}: memory store {self.uri!r} was opened read-only; open it with read_only=False "
+                "(in the one process that writes it) to change it"
+            )
+        if self._lease is not None:
+            self._lease.check(what)
+
     def close(self) -> None:
-        """Write pending history (group commit) and stop the history writer thread."""
-        self.flush()
-        self._writer.shutdown(wait=True)
+        """Write pending history (group commit), stop the history writer thread and release the writer lease."""
+        try:
+            self.flush()
+            self._writer.shutdown(wait=True)
+        finally:
+            if self._lease is not None:
+                self._lease.release()
 
     def __enter__(self) -> MemoryStore:
         return self
