@@ -49,6 +49,9 @@ it (lease.py: a second writer process is refused, naming the holder; a crashed h
 `read_only=True` opens beside a writer (no lease, nothing created or upgraded, writes raise PermissionError;
 refresh() follows the writer). A rollback (restore, or undoing a failed write) refuses to run over a version this
 handle did not write or open (versions.check_unmoved).
+After a crash: each LanceDB commit is atomic, so a killed writer leaves each table at its last committed version;
+the writer that opens the store next appends the history rows a write between its two commits lost (recover.py),
+so the history replays to exactly the memories table (`recovered` counts them).
 """
 
 from __future__ import annotations
@@ -76,6 +79,7 @@ from .lance import (
 from .lease import StoreLease, is_local
 from .mirror import _Mirror
 from .reads import ReadsMixin
+from .recover import reconcile
 from .sql import _check_text
 from .versions import VersionsMixin
 from .writes import WritesMixin
@@ -105,6 +109,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
 
     read_only: bool = False  # class defaults: StoreView (a past version) is built without __init__
     _lease: StoreLease | None = None
+    recovered = 0  # history rows the writer appended at open to match the memories after a crash (recover.py)
 
     def __init__(
         self,
@@ -159,6 +164,8 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
             self._table = self._open_or_create(self.table_name, self._schema, check=True)
             self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
             self._init_state()
+            # the writer makes the history agree with the memories after a crash between their commits (recover.py)
+            self.recovered = reconcile(self) if self._lease is not None else 0
         except BaseException:
             if self._lease is not None:
                 self._lease.release()
