@@ -57,6 +57,8 @@ class MemoryPolicy:
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
+        if isinstance(getattr(retriever, "scorer", None), dspy.Module):  # an LLM reranker (stages/rerank_llm.py)
+            missing.append("retriever.scorer")
         if missing and lm is None:
             raise ValueError(
                 f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
@@ -139,7 +141,8 @@ class MemoryPolicy:
         vector = self._embed([query])[0] if vector is None else vector
         if self.graph is not None and self.graph.mode == "only":
             return self.graph.search(query, vector, scope, self.meter)
-        memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope, self.meter)
+        with self._lm():  # an LLM reranker inside the retriever uses the policy's LM
+            memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope, self.meter)
         if self.graph is not None:
             memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
         return memories
