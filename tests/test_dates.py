@@ -71,7 +71,10 @@ def test_resolve_relative_from_monday_8_may_2023(said, expected):
 
 def test_resolution_across_year_ends_is_idempotent_and_needs_a_date():
     new_year = date(2023, 1, 1)  # a Sunday
-    assert resolve_relative("yesterday, last month", new_year) == "yesterday (31 December 2022), last month (December 2022)"
+    assert (
+        resolve_relative("yesterday, last month", new_year)
+        == "yesterday (31 December 2022), last month (December 2022)"
+    )
     assert resolve_relative("last Friday", new_year) == "last Friday (30 December 2022)"
     once = resolve_relative("I went yesterday", MON)
     assert resolve_relative(once, MON) == once  # an annotated expression is not annotated again
@@ -88,6 +91,8 @@ def test_extractors_resolve_dates_only_when_asked():
     chunk = ChunkExtractor(resolve_dates=True).extract([msg], [], "", CostMeter())
     assert chunk[0].text == "Caroline: I went to the LGBTQ support group yesterday (7 May 2023)."
     undated = Message("Caroline", "I went yesterday to the group.", "D1:4", "")
-    assert HeuristicExtractor(resolve_dates=True).extract([undated], [], "", CostMeter())[0].text.endswith(
-        "yesterday to the group."
+    assert (
+        HeuristicExtractor(resolve_dates=True)
+        .extract([undated], [], "", CostMeter())[0]
+        .text.endswith("yesterday to the group.")
     )

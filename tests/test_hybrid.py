@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from memtune.policies.lm import CostMeter
+from memtune.policies.stages.retrieve import CosineRetriever
 from memtune.policies.store.changes import Change
 from memtune.policies.store.fts import has_fts_index
 from memtune.policies.store.store import MemoryStore
-from memtune.policies.stages.retrieve import CosineRetriever
 from memtune.policies.types import Scope
 
 DIM = 8
