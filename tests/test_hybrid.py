@@ -214,3 +214,19 @@ def test_bad_knobs_are_refused_by_name():
     with pytest.raises(ValueError, match="no scorer"):
         CosineRetriever(rerank=True)
     assert CosineRetriever(date_filter=False).knobs.date_filter == "off"  # YAML 1.1's bare off
+
+
+def test_relative_question_times_count_from_the_conversations_last_day(tmp_path):
+    """On LOCOMO the questions come after the conversation: "last year" is the year before its last session date
+    (2022 here), not before the wall clock (which would name a year with no memory, and the filter keeps all)."""
+    s = MemoryStore(tmp_path / "t", dim=DIM, embedder_id="e")
+    old = add(s, "Melanie bought a canoe", unit(0, 1), timestamp="1:56 pm on 8 May, 2022")
+    add(s, "Melanie bought a kayak", unit(1), timestamp="7:00 pm on 20 October, 2023")
+    add(s, "Caroline adopted a dog", unit(1, 0.2), timestamp="10:00 am on 1 June, 2023")
+    out = CosineRetriever(top_k=2, date_filter="filter").retrieve(
+        "What did Melanie buy last year?", unit(1), s, ALICE, CostMeter()
+    )
+    assert [m.id for m in out] == [old]
+    assert (
+        len(CosineRetriever(top_k=2).retrieve("What did Melanie buy last year?", unit(1), s, ALICE, CostMeter())) == 2
+    )

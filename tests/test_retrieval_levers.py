@@ -125,8 +125,8 @@ def test_in_window_said_or_named():
 
 def test_mentioned_reads_days_months_and_years_once():
     found = timefocus.mentioned("on 7 May 2023, in June 2022 and back in 2019")
-    assert found == [
+    assert found == (
         Window(date(2023, 5, 7), date(2023, 5, 8)),
         Window(date(2022, 6, 1), date(2022, 7, 1)),
         Window(date(2019, 1, 1), date(2020, 1, 1)),
-    ]
+    )

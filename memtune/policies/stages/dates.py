@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import re
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 
 MONTHS = "January February March April May June July August September October November December".split()
 _MONTH_NUM = {m.lower(): i + 1 for i, m in enumerate(MONTHS)} | {m[:3].lower(): i + 1 for i, m in enumerate(MONTHS)}
@@ -53,6 +54,7 @@ def day_text(d: date) -> str:
     return f"{d.day} {MONTHS[d.month - 1]} {d.year}"
 
 
+@lru_cache(maxsize=8192)  # timestamps repeat (one per session) and retrieval reads them per candidate
 def parse_when(text: str) -> date | None:
     """The date in a stored timestamp, or None when it has none we can read."""
     if not text:

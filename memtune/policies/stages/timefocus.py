@@ -24,6 +24,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import lru_cache
 
 from ..types import MemoryRecord
 from .dates import _DAY_MONTH_YEAR, _MONTH_DAY_YEAR, _MONTH_NUM, _MONTH_RE, _date_from, parse_when, shift_months
@@ -128,7 +129,8 @@ def _relative_window(words: str, ref: date) -> Window:
     return year_window(ref.year + step)
 
 
-def mentioned(text: str) -> list[Window]:
+@lru_cache(maxsize=16384)  # the same candidates come back for many questions
+def mentioned(text: str) -> tuple[Window, ...]:
     """The days, months and years a text names ("7 May 2023", "May 2023", "2022")."""
     out: list[Window] = []
     taken: list[tuple[int, int]] = []
@@ -142,7 +144,7 @@ def mentioned(text: str) -> list[Window]:
             out.append(month_window(int(m.group(2)), _MONTH_NUM[m.group(1).lower().rstrip(".")]))
             taken.append(m.span())
     out += [year_window(int(m.group(1))) for m in _YEAR.finditer(text) if not _inside(m.span(), taken)]
-    return out
+    return tuple(out)
 
 
 def _inside(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
