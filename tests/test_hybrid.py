@@ -230,3 +230,26 @@ def test_relative_question_times_count_from_the_conversations_last_day(tmp_path)
     assert (
         len(CosineRetriever(top_k=2).retrieve("What did Melanie buy last year?", unit(1), s, ALICE, CostMeter())) == 2
     )
+
+
+def test_every_lever_at_once_returns_at_most_top_k_of_the_scope(tmp_path):
+    from memtune.policies.stages.rerank import FixedScorer
+
+    s, ids = filled(tmp_path)
+    add(s, "Bob bought a theremin too", unit(0, 0, 1), scope=Scope("bob"))
+    retriever = CosineRetriever(
+        top_k=4,
+        hybrid=True,
+        fusion="weighted",
+        recency_weight=0.3,
+        date_filter="boost",
+        rerank=True,
+        rerank_depth=6,
+        scorer=FixedScorer(["theremin", "day"]),
+        dedup_threshold=0.99,
+        mmr_lambda=0.7,
+    )
+    out = retriever.retrieve("Who bought a theremin in March 2023?", QVEC, s, ALICE, CostMeter())
+    assert len(out) == 4 and len({m.id for m in out}) == 4 and all(m.scope == ALICE for m in out)
+    assert out[0].id == ids["far"]  # the scorer puts the theremin first; nothing below reorders it
+    assert all(m.score is not None and -1.0 <= m.score <= 1.0 for m in out)  # cosines, not fused scores
