@@ -96,3 +96,33 @@ def test_extractors_resolve_dates_only_when_asked():
         .extract([undated], [], "", CostMeter())[0]
         .text.endswith("yesterday to the group.")
     )
+
+
+def test_ingested_memories_keep_their_session_date_parseably(tmp_path, embedder):
+    """memtune-eval's ingestion stores each memory's LOCOMO session date as `timestamp`, and it parses."""
+    from memtune.optimize.data.locomo import fixture_path, load_locomo
+    from memtune.optimize.evaluation.evaluate import conversation_scope, ingest
+    from memtune.policies.policy import MemoryPolicy
+    from memtune.policies.stages.answer import ExtractiveAnswerer
+    from memtune.policies.stages.decide import ThresholdDecider
+    from memtune.policies.stages.retrieve import CosineRetriever
+    from memtune.policies.stages.summarize import NoSummarizer
+    from memtune.policies.store.store import MemoryStore
+
+    conversation = load_locomo(fixture_path()).conversations[0]
+    store = MemoryStore(tmp_path / "s", embedder.dim, embedder.id)
+    policy = MemoryPolicy(
+        HeuristicExtractor(resolve_dates=True),
+        NoSummarizer(),
+        ThresholdDecider(),
+        CosineRetriever(),
+        ExtractiveAnswerer(),
+        embedder,
+        store,
+    )
+    ingest(policy, conversation, progress=False)
+    session_of = {t.dia_id: s.timestamp for s in conversation.sessions for t in s.turns}
+    memories = store.get_all(conversation_scope(conversation))
+    assert memories
+    for m in memories:
+        assert m.timestamp == session_of[m.provenance[0]] and parse_when(m.timestamp) is not None
