@@ -38,6 +38,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as memtune-serve runs (serve/__init__.py); before numpy loads
 
 import numpy as np
+from latency_report import phase_means, report  # benchmarks/ is the script's folder
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANCE_LOG", "error")  # IVF training on synthetic rows warns about empty partitions
@@ -46,7 +47,6 @@ DIM = 384
 USER = "bench-user"
 TOKEN = "bench-token-0123456789abcdef"
 WARMUP = 10
-NESTED = ("keyword_search", "rerank")  # cost-meter phases timed inside the `retrieve` phase
 
 
 def compose_cfg(hybrid: bool = False):
@@ -150,10 +150,6 @@ def pairs(n: int, offset: int) -> list[list[dict]]:
     ]
 
 
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) * 1e3
-
-
 def timed(fn, items) -> list[float]:
     out = []
     for item in items:
@@ -161,15 +157,6 @@ def timed(fn, items) -> list[float]:
         fn(item)
         out.append(time.perf_counter() - t0)
     return out
-
-
-def phase_means(meter, marks: dict) -> dict:
-    """Mean ms per step of each phase the policy's cost meter timed since `marks` (its step counts then)."""
-    return {
-        k: 1e3 * float(np.mean(v.seconds[marks.get(k, 0) :]))
-        for k, v in meter.phases.items()
-        if len(v.seconds) > marks.get(k, 0)
-    }
 
 
 def free_port() -> int:
@@ -291,40 +278,6 @@ def serve(store_uri: str, port: int, hybrid: bool = False) -> None:
 
     memory = open_memory(Path(store_uri), hybrid)
     uvicorn.run(create_app(memory, os.environ["MEMTUNE_API_TOKEN"]), host="127.0.0.1", port=port, log_level="warning")
-
-
-def report(rows: int, fill_s: float, local: dict, rest: dict) -> None:
-    print(f"\n== {rows:,} memories in one scope (store filled in {fill_s:.0f} s) ==")
-    print(f"{'':28s} {'p50 ms':>8s} {'p95 ms':>8s} {'mean ms':>8s} {'n':>5s}")
-    for name, xs in (
-        ("search in-process", local["search"]),
-        ("search REST", rest["search"]),
-        ("search in-process hybrid", local["search_hybrid"]),
-        ("search REST hybrid", rest["search_hybrid"]),
-        ("add in-process", local["add"]),
-        ("add REST", rest["add"]),
-    ):
-        print(f"{name:28s} {pct(xs, 50):8.2f} {pct(xs, 95):8.2f} {1e3 * np.mean(xs):8.2f} {len(xs):5d}")
-    for what in ("search", "add"):
-        r50 = pct(rest[what], 50) / pct(local[what], 50)
-        r95 = pct(rest[what], 95) / pct(local[what], 95)
-        extra = pct(rest[what], 50) - pct(local[what], 50)
-        print(f"{what} REST / in-process: p50 x{r50:.2f}, p95 x{r95:.2f} (p50 +{extra:.2f} ms per call)")
-    print(
-        f"hybrid / dense in-process: p50 x{pct(local['search_hybrid'], 50) / pct(local['search'], 50):.2f}, "
-        f"p95 x{pct(local['search_hybrid'], 95) / pct(local['search'], 95):.2f}; hybrid top-10 hits naming the "
-        f"query's topic: {local['hybrid_topic_hits']:.1f} a query"
-    )
-    for what in ("search", "search_hybrid", "add"):
-        timed_ms = local[f"{what}_phases_ms"]
-        nested = {k: timed_ms.pop(k) for k in NESTED if k in timed_ms}  # timed inside `retrieve`
-        rest_ms = 1e3 * float(np.mean(local[what])) - sum(timed_ms.values())
-        phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timed_ms.items()))
-        inner = "".join(f" (of which {k} {v:.2f})" for k, v in sorted(nested.items()))
-        print(
-            f"{what} in-process, mean ms per call by phase: {phases}{inner}, untimed {rest_ms:.2f}"
-            + (" (embedding the query)" if what.startswith("search") else "")
-        )
 
 
 def main(argv: list[str] | None = None) -> None:
