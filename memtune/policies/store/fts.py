@@ -13,8 +13,10 @@ exact, case-sensitive tokens (no lower-casing, stemming or stop words: "Theremin
 other BM25 statistics, and is slower (flat: 4.7 ms at 10k rows, 14 ms at 30k; indexed 2.7 and 5.7 ms), so keep
 `fts_index` on for a store that serves hybrid retrieval.
 
-Cost: one FTS query only when a retriever asks for keyword hits (hybrid retrieval off: none). Compaction updates
-the index: about +30 ms a compaction at 4k rows on 2 busy cores (store compacts every 50 applies by default).
+Cost: one FTS query only when a retriever asks for keyword hits (hybrid retrieval off: none). Keeping the index
+costs ingestion time even then, since every compaction's optimize() folds new rows into it: +55-65 ms a compaction
+at 3k rows, about +1.2 ms an apply with compact_every=50 (1,000 applies of 3 memories: compaction 3.5 s instead of
+2.2-2.5 s; 2 busy cores). `fts_index: false` saves it for a store that never serves hybrid retrieval.
 
 Safety: the query text reaches LanceDB as a `MatchQuery` (no query syntax is parsed: quotes, parentheses, AND/OR
 and colons are plain words), and the scope as `sql_where()`'s quoted prefilter, so keyword hits never leave the
