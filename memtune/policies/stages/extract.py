@@ -17,6 +17,7 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..provenance import SourceStats, cite
 from ..types import Fact, Message
+from .dates import parse_when, resolve_relative
 from .signatures import ExtractFacts
 
 
@@ -27,6 +28,10 @@ class ExtractionKnobs:
     speaker_prefix: bool = True  # heuristic: prefix facts with "<speaker>: " so they name the person
     retries: int = 2  # llm: retries of a malformed answer before the pair is recorded and skipped
     chunk_turns: int = 1  # chunks (RAG baseline): turns per stored chunk; 1 = raw turns
+    # heuristic, chunks: write after each relative date what it means from the day the message was said ("yesterday"
+    # -> "yesterday (7 May 2023)"; stages/dates.py). Off: the text as said (the paper's extractor is an LLM that
+    # sees the timestamp instead).
+    resolve_dates: bool = False
 
 
 def render(message: Message) -> str:
@@ -63,12 +68,20 @@ class ChunkExtractor:
                 windows = [(list(recent) + list(new))[-size:]]
             return [
                 Fact(
-                    "\n".join(f"{m.speaker}: {m.text}" for m in w),
+                    "\n".join(f"{m.speaker}: {self._text(m)}" for m in w),
                     tuple(m.dia_id for m in w if m.dia_id),
                     w[-1].timestamp,
                 )
                 for w in windows
             ]
+
+    def _text(self, message: Message) -> str:
+        return _dated(message.text, message, self.knobs.resolve_dates)
+
+
+def _dated(text: str, message: Message, resolve: bool) -> str:
+    """`text` with its relative dates resolved from the message's timestamp when `resolve` is on."""
+    return resolve_relative(text, parse_when(message.timestamp)) if resolve and message.timestamp else text
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
@@ -94,6 +107,7 @@ class HeuristicExtractor:
                     for clause in _CLAUSE.split(sentence) if len(sentence.split()) > 25 else [sentence]:
                         clause = clause.strip()
                         if self._keep(clause):
+                            clause = _dated(clause, message, self.knobs.resolve_dates)
                             facts.append(_fact(message, clause, self.knobs.speaker_prefix))
         return facts
 

@@ -60,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 
 from .changes import check_vectors
+from .fts import KeywordMixin, ensure_fts_index
 from .lance import (
     add_missing_columns,
     check_compatible,
@@ -77,7 +78,7 @@ from .writes import WritesMixin
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
-class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
+class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
     """Memories of many scopes in one LanceDB table, plus the history of every change.
 
     index_min_rows  build an ANN index (IVF_PQ, cosine) once the table has this many rows; rebuild it when the table
@@ -93,6 +94,11 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
                     delete_all(), close(), and at interpreter exit); a crash loses at most the last N-1 batches'
                     history, never memories. The ingest loop runs about 1.5x faster with N=20 (one LanceDB commit
                     per apply instead of two).
+    fts_index       keep LanceDB's full-text (BM25) index on the memory text for keyword_search() (hybrid
+                    retrieval): created with the table, built by compact() when missing, updated by every compaction
+                    (fts.py). False (the class default; conf/store/lancedb.yaml turns it on): keyword_search() scans
+                    the table with exact, case-sensitive tokens (no stemming: worse hits, and slower). With it, a compaction that keeps no old
+                    versions leaves two (LanceDB's optimize() updates indices after it prunes versions).
     """
 
     def __init__(
@@ -113,6 +119,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         nprobes: int = 20,
         refine_factor: int = 10,
         policy_version: str = "",
+        fts_index: bool = False,
     ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -136,6 +143,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
+        self.fts_index = bool(fts_index)
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(self.embedder_id, self.dim)
         self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
@@ -178,7 +186,10 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         try:
             tbl = self._db.open_table(name)
         except ValueError:  # "Table '...' was not found"
-            return self._db.create_table(name, schema=schema)
+            created = self._db.create_table(name, schema=schema)
+            if check and self.fts_index:  # the memories table: its keyword index starts with it (fts.py)
+                ensure_fts_index(created)
+            return created
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
         try:
