@@ -18,6 +18,7 @@ No expression (or an unparseable timestamp) -> the session date ("8 May 2023"), 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import date, timedelta
 
 DATE_STYLES = ("locomo", "absolute", "session")
@@ -90,7 +91,10 @@ def _weekday_index(name: str) -> int:
 
 
 # (pattern, resolver(match, session day, style) -> answer); tried in this order, the earliest match in the text wins
-def _rules():
+Resolver = Callable[[re.Match, date, str], str]
+
+
+def _rules() -> list[tuple[str, Resolver]]:
     def day(offset: int):
         return lambda m, d, s: format_day(d + timedelta(days=offset))
 
