@@ -311,3 +311,31 @@ def test_the_per_question_frame_has_the_question_type(tmp_path):
     assert [r["question_type"] for r in rows] == [question_type(q.question) for q in conversation.questions]
     assert all(r["prediction"].strip() for r in rows)
     assert all(0 <= f1_set(r["prediction"], r["answer"]) <= 1 for r in rows)
+
+
+def test_the_answerer_search_space_builds_valid_answerers_and_only_answer_objectives_sample_it():
+    import dataclasses
+
+    import optuna
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import instantiate
+
+    from memtune.optimize.sweep.knob_deps import restrict
+    from memtune.optimize.sweep.scoring import Objective
+    from memtune.optimize.sweep.search_space import SearchSpace
+
+    space = SearchSpace.from_config(OmegaConf.load(ROOT / "conf" / "search_space" / "answerer.yaml"))
+    fields = {f.name for f in dataclasses.fields(QuestionAwareKnobs)}
+    assert {k.target.removeprefix("policy.answerer.") for k in space.knobs[1:]} <= fields
+    with pytest.raises(ValueError, match="none of its knobs"):  # recall cannot move with the answerer
+        restrict(space, [Objective("evidence_recall", "scores.overall.evidence_recall", "maximize")])
+    assert restrict(space, [Objective("f1", "scores.overall.f1", "maximize")])[1] == {}
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    built = set()
+    for _ in range(12):
+        with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+            cfg = compose(config_name="eval", overrides=space.suggest(study.ask()))  # as a sweep trial composes it
+        answerer = instantiate(cfg.policy.answerer)
+        built.add(type(answerer).__name__)
+        assert answerer.answer("When did Caroline go?", [memory("Caroline: I went yesterday.")], CostMeter()).strip()
+    assert built == {"ExtractiveAnswerer", "QuestionAwareAnswerer"}
