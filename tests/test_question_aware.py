@@ -26,7 +26,7 @@ from memtune.policies.stages.answer import (
     question_type,
 )
 from memtune.policies.stages.answer_dates import parse_timestamp, when_answer
-from memtune.policies.stages.answer_spans import QUESTION_TYPES, choice_options, focus_labels, quantity_word
+from memtune.policies.stages.answer_typing import QUESTION_TYPES, choice_options, focus_labels, quantity_word
 from memtune.policies.stages.decide import ThresholdDecider
 from memtune.policies.stages.extract import HeuristicExtractor
 from memtune.policies.stages.retrieve import CosineRetriever

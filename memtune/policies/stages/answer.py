@@ -4,7 +4,7 @@ Variants: `llm` (Mem0's answer call, memories shown with the time they were said
 `extractive` baseline, which returns the best-matching span of the best memory (or its date for
 "when" questions): LOCOMO answers are a few words, so returning a whole memory scores poorly on F1; and
 `question_aware`, where the question's type (`question_type`) picks a span of the right kind (a resolved date,
-a place, a person, a number, a noun phrase; `answer_spans`, `answer_dates`).
+a place, a person, a number, a noun phrase; `answer_typing`, `answer_spans`, `answer_dates`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,8 @@ import dspy
 from ..lm import CostMeter, call_predictor
 from ..types import MemoryRecord
 from .answer_dates import DATE_STYLES, has_temporal_expression, when_answer
-from .answer_spans import (
-    body,
-    choice_options,
-    content_stems,
-    focus_labels,
-    load_nlp,
-    quantity_word,
-    question_type,
-    spans,
-)
+from .answer_spans import body, content_stems, load_nlp, spans
+from .answer_typing import choice_options, focus_labels, quantity_word, question_type
 from .signatures import AnswerQuestion
 
 NOT_MENTIONED = "Not mentioned"
@@ -179,7 +171,7 @@ _NEGATION = re.compile(r"\b(?:not|no|never|n't|don't|didn't|doesn't|isn't|wasn't
 
 
 class QuestionAwareAnswerer:
-    """The question's type (`answer_spans.question_type`) picks a span of the right kind from the top memories:
+    """The question's type (`answer_typing.question_type`) picks a span of the right kind from the top memories:
     a date for "when" (the memory's own time expression resolved against when it was said, `answer_dates`),
     places / people / numbers / noun phrases from spaCy for where / who / how many / what; "Yes" for polar
     questions. Memories are first re-ranked by question-word overlap plus a retrieval-rank prior. No span of the
