@@ -17,6 +17,8 @@ import dspy
 from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..types import MemoryRecord
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import AnswerQuestion
 
 NOT_MENTIONED = "Not mentioned"
@@ -28,6 +30,9 @@ class AnswerKnobs:
     candidates: int = 3  # extractive: how many top memories to take spans from
     dates_for_when: bool = True  # extractive: answer "when ..." questions with the memory's date
     retries: int = 2
+    instruction: str = "mem0"  # llm: prompt library variant (prompts/answer/<name>.md); mem0 = the signature's own
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/answerer/<name>.json)
 
 
 def memory_context(memories: Sequence[MemoryRecord]) -> list[dict]:
@@ -122,6 +127,9 @@ class LLMAnswerer(dspy.Module):
         super().__init__()
         self.knobs = AnswerKnobs(**knobs)
         self.predict = dspy.Predict(AnswerQuestion)
+        use_instruction(self.predict, "answer", self.knobs.instruction)
+        if self.knobs.program:
+            load_program(self, "answerer", self.knobs.program, self.knobs.programs_dir, self.knobs)
 
     def forward(self, question: str, memories: list[dict]) -> dspy.Prediction:
         result = predict_with_retries(

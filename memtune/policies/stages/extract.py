@@ -17,6 +17,8 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..provenance import SourceStats, cite
 from ..types import Fact, Message
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import ExtractFacts
 
 
@@ -27,6 +29,9 @@ class ExtractionKnobs:
     speaker_prefix: bool = True  # heuristic: prefix facts with "<speaker>: " so they name the person
     retries: int = 2  # llm: retries of a malformed answer before the pair is recorded and skipped
     chunk_turns: int = 1  # chunks (RAG baseline): turns per stored chunk; 1 = raw turns
+    instruction: str = "mem0"  # llm: prompt library variant (prompts/extract/<name>.md); mem0 = the signature's own
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/extractor/<name>.json)
 
 
 def render(message: Message) -> str:
@@ -119,6 +124,9 @@ class LLMExtractor(dspy.Module):
         super().__init__()
         self.knobs = ExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractFacts)
+        use_instruction(self.predict, "extract", self.knobs.instruction)
+        if self.knobs.program:
+            load_program(self, "extractor", self.knobs.program, self.knobs.programs_dir, self.knobs)
         self.sources = SourceStats()  # facts extracted, pair fallbacks, dropped sources (reported by the evaluation)
 
     def forward(
