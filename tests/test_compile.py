@@ -9,12 +9,12 @@ import re
 from pathlib import Path
 
 import pytest
+from compile_support import CONF_DIR, ScriptedLM, answer, last, proposer, system, two_conversation_fixture
 from hydra import compose, initialize_config_dir
 
 from memtune.optimize.compile.app import build_sets, run
 from memtune.optimize.data.load import load_from_config
 from memtune.policies.stages.programs import read_metadata
-from compile_support import CONF_DIR, ScriptedLM, answer, last, proposer, system, two_conversation_fixture
 
 
 def compose_compile(tmp_path: Path, *overrides: str):

@@ -26,10 +26,10 @@ from .judge import Judge, judge_question
 
 def build_judges(cfg: DictConfig, judge: Judge | None) -> list[Judge]:
     """The extra judges of `cfg.judges`; refused without the main judge (J is the main judge's)."""
-    extra = [instantiate(node) for node in cfg.get("judges") or []]
-    if extra and judge is None:
+    nodes = list(cfg.get("judges") or [])
+    if nodes and judge is None:
         raise ValueError("judges=... adds judges beside the main one: set judge=openai too (J is the main judge's)")
-    return extra
+    return [instantiate(node) for node in nodes]
 
 
 def conversation_pool(conversation: Conversation) -> tuple[set[str], dict[str, list[str]]]:
