@@ -4,6 +4,7 @@ conversation copy of the fixture (tune on one, report on the other)."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,3 +68,20 @@ def two_conversation_fixture(tmp_path: Path) -> Path:
     path = tmp_path / "two.json"
     path.write_text(json.dumps([conversations[0], copy]))
     return path
+
+
+def pipeline_reply(messages: list[dict]) -> dict:
+    """Answers whichever LLM stage asks (by the first output field its system prompt names): one fact, one ADD,
+    a summary, the answer "Lisbon"."""
+    first = re.search(r"Your output fields are:\s*1\. `(\w+)`", system(messages))
+    return {
+        "facts": answer(facts=[{"fact": "Priya lives in Lisbon", "sources": [1]}]),
+        "summary": answer(summary="Priya lives in Lisbon."),
+        "operations": answer(operations=[{"event": "ADD", "text": "Priya lives in Lisbon"}]),
+        "answer": answer(answer="Lisbon"),
+    }[first.group(1) if first else "answer"]
+
+
+def pipeline_make_lm(**kwargs) -> ScriptedLM:
+    """Stands in for memtune.policies.lm.make_lm (monkeypatch): a pipeline LM for every configured LM."""
+    return ScriptedLM(pipeline_reply)

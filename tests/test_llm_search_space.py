@@ -4,16 +4,16 @@ knobs map to their stages, and the objectives are J-or-F1 against tokens and dol
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
-from compile_support import CONF_DIR, ScriptedLM, answer, system
+from compile_support import CONF_DIR, ScriptedLM, answer, pipeline_make_lm, system
 from hydra import compose, initialize_config_dir
 
-from memtune.optimize.evaluation.tokens import token_totals
 from memtune.optimize.resolvers import quality_metric
 from memtune.optimize.sweep.knob_deps import knob_stage, not_sampled
-from memtune.optimize.sweep.scoring import Objective, objectives_from
+from memtune.optimize.sweep.scoring import objectives_from
 from memtune.optimize.sweep.search_space import SearchSpace, format_value
 from memtune.policies.build import build_policy
 from memtune.policies.stages.answer import LLMAnswerer
@@ -146,8 +146,33 @@ def test_dollars_and_tokens_objectives_read_the_summary_and_a_missing_one_fails_
         )
 
 
-def test_token_totals_are_the_policy_phases_without_the_judge():
-    ingest = {"phases": {"extract": {"prompt_tokens": 100, "completion_tokens": 20}, "decide": {"prompt_tokens": 50}}}
-    answers = {"phases": {"answer": {"prompt_tokens": 30, "completion_tokens": 3}, "judge": {"prompt_tokens": 999}}}
-    assert token_totals(ingest, answers) == {"answer": 33, "decide": 50, "extract": 120, "total": 203}
-    assert Objective("t", "cost.tokens.total", "minimize").value({"cost": {"tokens": token_totals(ingest)}}) == 170.0
+def test_memtune_sweep_runs_the_llm_space_end_to_end(tmp_path, monkeypatch):
+    """Two trials of `memtune-sweep search_space=llm sweep=llm` on the fixture (trial 0: the paper's knobs, enqueued;
+    trial 1: sampled), every LM a scripted DummyLM. The sweep's cost objectives (cost.tokens.total, cost.usd.total)
+    come with the cost-control work (i13-parallel): context tokens stand in for them here."""
+    monkeypatch.setattr("memtune.policies.lm.make_lm", pipeline_make_lm)
+    from memtune.optimize.sweep.app import sweep_from_overrides
+
+    out = sweep_from_overrides(
+        [
+            *BASE,
+            "dataset=fixture",
+            "sweep.tune_conversations=null",
+            "sweep.holdout_conversations=null",
+            "sweep.heldout.enabled=false",
+            "tracking=none",
+            "sweep.n_trials=2",
+            f"cache_dir={tmp_path / 'cache'}",
+            "sweep.objectives=[{name: quality, metric: scores.overall.f1, direction: maximize},"
+            "{name: tokens, metric: scores.overall.context_tokens, direction: minimize}]",
+        ],
+        tmp_path / "out",
+    )
+    assert out["states"] == {"COMPLETE": 2}
+    selected = {s["trial"]: s["overrides"] for s in out["heldout"]["selected"] if s.get("trial") is not None}
+    assert "policy.extractor.instruction=mem0" in selected.get(0, ["policy.extractor.instruction=mem0"])
+    summary = json.loads((tmp_path / "out" / "trials" / "0001" / "summary.json").read_text())
+    assert summary["config"]["policy"]["decider"]["allowed_ops"] in ("all", "add_update", "add_only")
+    assert (
+        summary["cost"]["ingest"]["phases"]["extract"]["calls"] > 0 and summary["scores"]["overall"]["f1"] is not None
+    )

@@ -14,6 +14,7 @@ tracking store, experiment memtune-compile). Select it with policy.<stage>.progr
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 import time
@@ -191,6 +192,8 @@ def run(cfg: DictConfig, out_dir: Path, lm: dspy.LM | None = None, proposer_lm: 
         f"[compile] after:  {task.main} {after['score']:.4f} (tokens/example {before['tokens_per_example']:.0f} -> "
         f"{after['tokens_per_example']:.0f}); saved {path}"
     )
+    if report["mlflow_run_id"]:
+        print(f"[compile] MLflow run {report['mlflow_run_id']} (experiment {cfg.tracking.experiment})")
     print(f"[compile] use it: policy.{cfg.stage}.program={cfg.name}")
     return report
 
@@ -201,6 +204,7 @@ def _public(result: dict) -> dict:
 
 @hydra.main(config_path="pkg://memtune.conf", config_name="compile", version_base="1.3")
 def main(cfg: DictConfig) -> None:
+    logging.getLogger("LiteLLM").setLevel(logging.WARNING)  # Hydra's INFO root would print every LM call twice
     try:
         run(cfg, Path(HydraConfig.get().runtime.output_dir))
     except ValueError as err:  # a refused config is an answer, not a crash

@@ -30,7 +30,6 @@ from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from .ingest_cache import prepare_policy
 from .judge_checks import attach, build_judges, judge_checks, judge_checks_line
 from .oracle import oracle_stages
-from .tokens import token_totals
 
 
 def configure_dspy_cache(cache_dir: str | Path) -> None:
@@ -86,7 +85,6 @@ def build_summary(
             "ingest": ingested["cost"],
             "answer": answer_cost,
             "judge": judge.meter.as_dict() if judge else None,
-            "tokens": token_totals(ingested["cost"], answer_cost),  # the policy's LM tokens (no judge): objective
         },
         # "How many API requests are needed to create/update and to retrieve memories?"
         "lm_requests": {
