@@ -25,6 +25,8 @@ from ..types import MemoryRecord
 from .answer_dates import DATE_STYLES, has_temporal_expression, when_answer
 from .answer_spans import body, content_stems, load_nlp, spans
 from .answer_typing import choice_options, focus_labels, quantity_word, question_type
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import AnswerQuestion
 
 NOT_MENTIONED = "Not mentioned"
@@ -36,6 +38,9 @@ class AnswerKnobs:
     candidates: int = 3  # extractive: how many top memories to take spans from
     dates_for_when: bool = True  # extractive: answer "when ..." questions with the memory's date
     retries: int = 2
+    instruction: str = "mem0"  # llm: prompt library variant (prompts/answer/<name>.md); mem0 = the signature's own
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/answerer/<name>.json)
 
 
 def memory_context(memories: Sequence[MemoryRecord]) -> list[dict]:
@@ -272,6 +277,9 @@ class LLMAnswerer(dspy.Module):
         super().__init__()
         self.knobs = AnswerKnobs(**knobs)
         self.predict = dspy.Predict(AnswerQuestion)
+        use_instruction(self.predict, "answer", self.knobs.instruction)
+        if self.knobs.program:
+            load_program(self, "answerer", self.knobs.program, self.knobs.programs_dir, self.knobs)
 
     def forward(self, question: str, memories: list[dict]) -> dspy.Prediction:
         result = predict_with_retries(

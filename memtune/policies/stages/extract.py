@@ -18,6 +18,8 @@ from ..metering import run_stage, timed
 from ..provenance import SourceStats, cite
 from ..types import Fact, Message
 from .dates import parse_when, resolve_relative
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import ExtractFacts
 
 
@@ -32,6 +34,9 @@ class ExtractionKnobs:
     # -> "yesterday (7 May 2023)"; stages/dates.py). Off: the text as said (the paper's extractor is an LLM that
     # sees the timestamp instead).
     resolve_dates: bool = False
+    instruction: str = "mem0"  # llm: prompt library variant (prompts/extract/<name>.md); mem0 = the signature's own
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/extractor/<name>.json)
 
 
 def render(message: Message) -> str:
@@ -133,6 +138,9 @@ class LLMExtractor(dspy.Module):
         super().__init__()
         self.knobs = ExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractFacts)
+        use_instruction(self.predict, "extract", self.knobs.instruction)
+        if self.knobs.program:
+            load_program(self, "extractor", self.knobs.program, self.knobs.programs_dir, self.knobs)
         self.sources = SourceStats()  # facts extracted, pair fallbacks, dropped sources (reported by the evaluation)
 
     def forward(
