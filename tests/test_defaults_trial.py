@@ -117,3 +117,13 @@ def test_the_sweep_enqueues_the_derived_trial_of_its_own_command_line(tmp_path):
     assert first.system_attrs["fixed_params"]["policy.retriever.top_k"] == 7
     assert first.system_attrs["fixed_params"]["policy/extractor"] == "heuristic"
     assert second.system_attrs["fixed_params"] == {"policy/decider": "add_only"}  # by hand, after it
+
+
+def test_trial_0_of_the_llm_space_is_the_papers_llm_policy():
+    """A null that the space lists as a choice (no compiled program) is a value, not a gap: the knobs that depend on
+    it (the prompt variants) are enqueued too, and trial 0 composes back to policy=mem0_llm."""
+    params, left, base, trial = derive("policy=mem0_llm", "lm=openai", "search_space=llm", "sweep=llm")
+    assert left == {}
+    assert params["policy.extractor.program"] is None and params["policy.extractor.instruction"] == "mem0"
+    assert params["policy.decider.allowed_ops"] == "all" and params["policy.extractor.recent_messages"] == 10
+    assert plain(trial) == plain(base)

@@ -59,6 +59,8 @@ class MemoryPolicy:
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
+        if isinstance(getattr(retriever, "scorer", None), dspy.Module):  # an LLM reranker (stages/rerank_llm.py)
+            missing.append("retriever.scorer")
         if missing and lm is None:
             raise ValueError(
                 f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
@@ -158,6 +160,7 @@ class MemoryPolicy:
         with self._running():
             if self.graph is not None and self.graph.mode == "only":
                 return self.graph.search(query, vector, scope)
+            # an LLM reranker inside the retriever runs with the policy's LM (set by _running)
             memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope)
             if self.graph is not None:
                 memories = self.graph.merge(memories, self.graph.search(query, vector, scope))

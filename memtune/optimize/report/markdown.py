@@ -8,6 +8,7 @@ from ..data.types import CATEGORY_NAMES
 from .cost import cost_sections
 from .format import fmt_cell as _cell
 from .format import md_table as _md_table
+from .judges import judge_sections
 from .runs import ANSWER_METRICS, LABELS, Run
 
 
@@ -233,6 +234,7 @@ def render_markdown(
         lines += [""]
 
     lines += cost_sections(costs)
+    lines += judge_sections(runs)
     lines += [
         "## Figures",
         "",

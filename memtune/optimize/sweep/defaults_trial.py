@@ -80,6 +80,8 @@ def fit(knob: Knob, value: Any) -> tuple[Any, str]:
     if value is _UNSET:
         return None, "the base config has no value for it"
     if value is None:
+        if knob.type == "categorical" and None in (knob.choices or ()):
+            return None, ""  # null is one of the choices (`policy.extractor.program: [null, ...]`: no program)
         if knob.null_as is None:
             return None, "the base value is null and the knob has no `null_as` in the search space"
         return knob.null_as, ""

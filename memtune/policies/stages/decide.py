@@ -20,7 +20,15 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..provenance import SourceStats, content_words, keeps_content, union
 from ..types import Decision, Fact, MemoryRecord
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import DecideMemoryOperations
+
+ALLOWED_OPS = {
+    "all": ("ADD", "UPDATE", "DELETE", "NOOP"),
+    "add_update": ("ADD", "UPDATE", "NOOP"),
+    "add_only": ("ADD", "NOOP"),
+}
 
 
 @dataclass
@@ -30,6 +38,20 @@ class DecisionKnobs:
     update_threshold: float = 0.85  # threshold: at least this similar -> UPDATE that memory with the new text
     per_fact: bool = False  # llm: one call per fact (paper) or one call per message pair (mem0 v1 code)
     retries: int = 2
+    # the operations the decider may apply (NOOP, no write, always): all = the paper's four; add_update = no DELETE
+    # (a contradiction UPDATEs); add_only = ADD and NOOP (mem0 OSS v3 is add-only). The LLM decider's prompt says
+    # which (prompts/decide/<allowed_ops>.md) and other operations it answers are rejected and counted
+    allowed_ops: str = "all"
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/decider/<name>.json)
+
+    def __post_init__(self) -> None:
+        if self.allowed_ops not in ALLOWED_OPS:
+            raise ValueError(f"decider.allowed_ops={self.allowed_ops!r}: choose one of {sorted(ALLOWED_OPS)}")
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return ALLOWED_OPS[self.allowed_ops]
 
 
 class AddOnlyDecider:
@@ -61,7 +83,7 @@ class ThresholdDecider:
                 score = best.score if best is not None and best.score is not None else -1.0
                 if best is not None and score >= self.knobs.noop_threshold:
                     decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))
-                elif best is not None and score >= self.knobs.update_threshold:
+                elif best is not None and score >= self.knobs.update_threshold and "UPDATE" in self.knobs.allowed:
                     touched.add(best.id)  # one UPDATE per memory per batch
                     decisions.append(Decision("UPDATE", fact.text, best.id, fact.provenance, fact.timestamp))
                 else:
@@ -84,7 +106,12 @@ class LLMDecider(dspy.Module):
         super().__init__()
         self.knobs = DecisionKnobs(**knobs)
         self.predict = dspy.Predict(DecideMemoryOperations)
-        self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
+        use_instruction(self.predict, "decide", self.knobs.allowed_ops)  # the prompt names the allowed operations
+        if self.knobs.program:
+            load_program(self, "decider", self.knobs.program, self.knobs.programs_dir, self.knobs)
+        # operations never applied: naming ids that were not shown (hallucinated), UPDATE without text, or an
+        # operation allowed_ops switches off (reason "not allowed")
+        self.rejected: list[dict] = []
         self.sources = SourceStats()  # operations cited, and those matching no fact (they cite every fact's turns)
 
     def forward(self, existing_memories: list[dict], new_facts: list[str]) -> dspy.Prediction:
@@ -100,6 +127,9 @@ class LLMDecider(dspy.Module):
         rejected: list[dict] = []
         for op in result.operations or []:
             text = op.text.strip()
+            if op.event not in self.knobs.allowed:
+                rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "not allowed"})
+                continue
             if op.event == "ADD" or (op.event == "NOOP" and op.id is None):
                 if text or op.event == "NOOP":
                     operations.append({"event": op.event, "id": None, "text": text})

@@ -67,6 +67,7 @@ import numpy as np
 import pyarrow as pa
 
 from .changes import check_vectors
+from .fts import KeywordMixin, ensure_fts_index
 from .lance import (
     add_missing_columns,
     check_compatible,
@@ -86,7 +87,7 @@ from .writes import WritesMixin
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
-class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
+class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
     """Memories of many scopes in one LanceDB table, plus the history of every change.
 
     index_min_rows  build an ANN index (IVF_PQ, cosine) once the table has this many rows; rebuild it when the table
@@ -105,6 +106,11 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
     lease           take the store's writer lease (lease.py; Memory.from_bundle and memtune-serve do); off by default
                     because evaluation opens one ingested store from many sweep workers at once and only reads it.
     read_only       open an existing store for reading only (no lease; writes raise PermissionError).
+    fts_index       keep LanceDB's full-text (BM25) index on the memory text for keyword_search() (hybrid
+                    retrieval): created with the table, built by compact() when missing, updated by every compaction
+                    (fts.py). False (the class default; conf/store/lancedb.yaml turns it on): keyword_search() scans
+                    the table with exact, case-sensitive tokens (no stemming: worse hits, and slower). With it, a compaction that keeps no old
+                    versions leaves two (LanceDB's optimize() updates indices after it prunes versions).
     """
 
     read_only: bool = False  # class defaults: StoreView (a past version) is built without __init__
@@ -131,6 +137,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         policy_version: str = "",
         lease: bool = False,
         read_only: bool = False,
+        fts_index: bool = False,
     ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -155,6 +162,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
         self.read_only = bool(read_only)
+        self.fts_index = bool(fts_index)
         # one writer process per store (lease.py): taken before anything is created or upgraded
         self._lease = StoreLease(self.uri) if lease and not self.read_only and is_local(self.uri) else None
         try:
@@ -211,7 +219,10 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
                     f"memory store {self.uri!r} has no table {name!r}: a read-only open needs an existing store "
                     "(open it for writing once to create it)"
                 ) from None
-            return self._db.create_table(name, schema=schema)
+            created = self._db.create_table(name, schema=schema)
+            if check and self.fts_index:  # the memories table: its keyword index starts with it (fts.py)
+                ensure_fts_index(created)
+            return created
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
         if self.read_only:
