@@ -193,3 +193,21 @@ def test_memtune_purge_is_refused_while_a_writer_holds_the_store(tmp_path, holde
     os.kill(holder.pid, signal.SIGKILL)
     holder.wait(timeout=30)
     assert purge_main([str(tmp_path / "store")]) == 0
+
+
+def test_a_second_memtune_serve_over_a_held_store_exits_before_listening(tmp_path, holder, monkeypatch, capsys):
+    from memtune.optimize.export.app import export_from_overrides
+    from memtune.serve.cli import main as serve_main
+
+    bundle = export_from_overrides(["policy=mem0_offline", "tracking=none", f"out={tmp_path / 'bundle'}"])["bundle"]
+    monkeypatch.setenv("MEMTUNE_API_TOKEN", "lease-test-token-0123456789")
+    argv = ["memtune-serve", f"bundle={bundle}", f"store_uri={tmp_path / 'store'}", "port=1"]  # never reached
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(SystemExit) as exited:
+        serve_main()
+    assert exited.value.code == 2
+    err = capsys.readouterr().err
+    assert f"memtune-serve: memory store {str(tmp_path / 'store')!r}" in err and f"pid {holder.pid}" in err
+    assert [m.text for m in MemoryStore(tmp_path / "store", dim=DIM, embedder_id=EMB, read_only=True).get_all(U1)] == [
+        "written by the holder"
+    ]  # nothing touched

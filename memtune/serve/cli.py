@@ -85,6 +85,9 @@ def serve(cfg: DictConfig) -> None:
     tenants = tenants_of(cfg, token)
     memory = load_memory(cfg)
     log.info("bundle %s (%s) over store %s", memory.bundle_version, cfg.bundle, cfg.store_uri)
+    recovered = getattr(memory.store, "recovered", 0)  # the last writer died mid-write (store/recover.py)
+    if recovered:
+        log.warning("store %s: %d history rows appended to match the memories", cfg.store_uri, recovered)
     try:
         if cfg.transport == "mcp-stdio":
             from .mcp_server import create_mcp_server
