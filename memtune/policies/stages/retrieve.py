@@ -9,12 +9,21 @@ import numpy as np
 
 from ..lm import CostMeter
 from ..types import MemoryRecord, Scope
+from .history_cue import INCLUDE_HISTORY, include_invalid
 
 
 @dataclass
 class RetrievalKnobs:
     top_k: int = 10  # mem0 search default (v1 code: limit=10); mem0's LOCOMO evaluation uses 30
     threshold: float | None = None  # drop memories less cosine-similar than this; mem0 default: none
+    # superseded (soft-invalidated) memories too: never | always | when_asked (history_cue.py); Mem0: never
+    include_history: str = "never"
+
+    def __post_init__(self):
+        if self.include_history not in INCLUDE_HISTORY:
+            raise ValueError(
+                f"retriever.include_history must be one of {INCLUDE_HISTORY}, got {self.include_history!r}"
+            )
 
 
 class CosineRetriever:
@@ -27,7 +36,10 @@ class CosineRetriever:
 
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
         with meter.timed("retrieve"):
-            return store.search(vector, scope, self.knobs.top_k, threshold=self.knobs.threshold)
+            history = include_invalid(self.knobs.include_history, query)
+            return store.search(
+                vector, scope, self.knobs.top_k, threshold=self.knobs.threshold, include_invalid=history
+            )
 
 
 def _turn_order(memory: MemoryRecord) -> tuple:
@@ -45,4 +57,5 @@ class AllRetriever:
 
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
         with meter.timed("retrieve"):
-            return sorted(store.get_all(scope), key=_turn_order)
+            history = include_invalid(self.knobs.include_history, query)
+            return sorted(store.get_all(scope, include_invalid=history), key=_turn_order)
