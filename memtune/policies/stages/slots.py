@@ -6,12 +6,14 @@
     "Bob: I stopped being vegetarian"      -> Slot(subject="bob", attribute="diet", value={"vegetarian"}, negated)
     "Alice: I love hiking"                 -> None (no single-valued attribute: never superseded)
 
-How a slot is read, clause by clause (the text is cut at punctuation and conjunctions; the first clause with an
-attribute wins):
+How a slot is read, clause by clause (the text is cut at sentence ends, ';', ':' and "and" / "but"; the first
+clause stating a value that holds wins, else the first clause with an attribute: "I left Lisbon and moved to Porto"
+is Porto):
 
 * subject: the speaker, from the "<speaker>: " prefix the heuristic extractor writes (or the speaker given), for a
   first-person clause or one naming nobody; "<speaker>'s <kin>" when the attribute follows "my sister", "my dad",
-  ...; a capitalised name before the predicate in a clause with no first-person word ("Bob moved to Rome");
+  ... (the name, when one follows: "my sister Dana" is "dana"); a capitalised name before the predicate in a
+  clause with no first-person word ("Bob moved to Rome", "Dana's employer is ...");
   no slot for a second-person clause ("you moved to ...": who "you" is depends on who is listening).
 * attribute: the first predicate of the lexicon (slot_lexicon.ATTRIBUTES) found in the clause: a normalised
   predicate such as live in / move to -> home, work at / as -> job, vegetarian / eat meat -> diet.
@@ -32,7 +34,8 @@ import re
 from dataclasses import dataclass
 
 from ..provenance import content_words
-from .slot_lexicon import (
+from .slot_lexicon import PATTERNS
+from .slot_words import (
     ADDITIVE,
     CLAUSE_END,
     FIRST_PERSON,
@@ -40,14 +43,15 @@ from .slot_lexicon import (
     NAME,
     NEGATION,
     NOT_NAMES,
-    PATTERNS,
     SECOND_PERSON,
     VALUE_LEMMAS,
     VALUE_STOP,
+    WORKOUTS,
 )
 
+_WORKOUTS = frozenset(VALUE_LEMMAS.get(w, w) for w in content_words(" ".join(WORKOUTS)))  # as values are read
 _PREFIX = re.compile(r"^\s*([A-Z][\w .'-]{0,40}?):\s+(.*)$", re.DOTALL)
-_CLAUSES = re.compile(r"(?<=[.!?;])\s+|,\s+(?=(?:but|and|so|because|although|though|while)\b)|\s+but\s+", re.I)
+_CLAUSES = re.compile(r"(?<=[.!?;:])\s+|,\s+(?=(?:but|and|so|because|although|though|while)\b)|\s+(?:but|and)\s+", re.I)
 
 
 @dataclass(frozen=True)
@@ -74,11 +78,9 @@ def slot_of(text: str, speaker: str = "") -> Slot | None:
     "<speaker>: " prefix."""
     prefixed, body = split_speaker(text)
     speaker = (speaker or prefixed).strip()
-    for clause in _CLAUSES.split(body):
-        found = _clause_slot(clause, speaker)
-        if found is not None:
-            return found
-    return None
+    found = [slot for clause in _CLAUSES.split(body) if (slot := _clause_slot(clause, speaker)) is not None]
+    # "I left Lisbon and moved to Porto", "I gave up the vegan diet and eat keto now": what holds now wins
+    return next((slot for slot in found if not slot.negated), found[0] if found else None)
 
 
 def _clause_slot(clause: str, speaker: str) -> Slot | None:
@@ -98,11 +100,12 @@ def _clause_slot(clause: str, speaker: str) -> Slot | None:
         start, raw = m.start("value"), groups["value"]
     else:
         start, raw = m.end(), clause[m.end() :]
-    head = clause[: m.start()]
+    head = clause[: m.start()]  # before the predicate
     cut = CLAUSE_END.search(raw)
     raw = raw[: cut.start()] if cut else raw
     value_end = max(m.end() if groups.get("value") is not None else 0, start + len(raw))
-    subject = _subject(head, clause, speaker)
+    around = clause[: m.end()] if groups.get("value") is None else clause[:start] + clause[m.end("value") : m.end()]
+    subject = _subject(head, around, speaker)
     if subject is None:
         return None
     if name == "pet" and ADDITIVE.search(clause):
@@ -112,21 +115,24 @@ def _clause_slot(clause: str, speaker: str) -> Slot | None:
     words -= {"not", "n't", "no", "never", "ex", "former"}
     if name == "diet" and words == {"meat"}:  # eating meat is not being vegetarian, and the reverse
         words, negated = {"vegetarian"}, not negated
+    if name == "activity":  # "taken up rowing": a workout; "taken up pottery": a hobby
+        attribute = "exercise" if words & _WORKOUTS else "hobby"
     if not words:
         return None
     return Slot(subject, attribute, frozenset(words), negated, raw.strip())
 
 
-def _subject(head: str, clause: str, speaker: str) -> str | None:
-    """Whose attribute: see the module docstring. None: a second-person clause."""
+def _subject(before: str, around: str, speaker: str) -> str | None:
+    """Whose attribute (see the module docstring): `before` is the clause before the predicate, `around` the
+    clause up to the predicate's end without the value. None: a second-person clause."""
     me = speaker.lower()
-    kin = KIN.search(head)
-    if kin:
-        return f"{me}'s {kin.group(1).lower()}" if me else kin.group(1).lower()
-    if SECOND_PERSON.search(head) and not FIRST_PERSON.search(head):
+    kin = KIN.search(before)
+    if kin:  # "my sister Dana lives in ..." is Dana's; "my sister lives in ..." is the speaker's sister's
+        return kin.group(2).lower() if kin.group(2) else (f"{me}'s {kin.group(1).lower()}" if me else kin.group(1))
+    if SECOND_PERSON.search(around) and not FIRST_PERSON.search(around):
         return None
-    if not FIRST_PERSON.search(head):
-        said = re.split(r"[,!]", head)[-1]  # "Caroline, my favourite book is ...": a name before a comma is addressed
+    if not FIRST_PERSON.search(around):
+        said = re.split(r"[,!]", around)[-1]  # "Caroline, my favourite book is ...": a name before a comma is addressed
         names = [n for n in NAME.findall(said) if n not in NOT_NAMES]
         if names:
             return names[-1].lower()
