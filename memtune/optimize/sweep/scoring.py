@@ -129,6 +129,7 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "key": [f.get("key") for f in facts],
         "store": [f.get("store") for f in facts],
         **_merge_provenance(facts),
+        "health": [h for f in facts for h in f["health"]],  # per conversation (evaluation/health.py)
         **_merge_graph(facts),
         "per_conversation": [
             {

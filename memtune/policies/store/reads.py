@@ -84,6 +84,17 @@ class ReadsMixin(StoreState):
         rows = sorted(rows, key=lambda r: (r["created_at"], r["id"]))
         return [self._record(r) for r in (rows if limit is None else rows[: max(limit, 0)])]
 
+    def get_all_with_vectors(
+        self, scope: Scope = Scope(), *, include_invalid: bool = False
+    ) -> tuple[list[MemoryRecord], np.ndarray]:
+        """get_all() (oldest first) and the memories' stored unit vectors, row i for record i (health metrics,
+        memtune-audit)."""
+        with self._lock:  # re-entrant: one consistent read of both
+            records = self.get_all(scope, include_invalid=include_invalid)
+            vectors = self._stored_vectors([r.id for r in records])
+        rows = [vectors[r.id] for r in records]
+        return records, (np.stack(rows) if rows else np.zeros((0, self.dim), np.float32))
+
     def search(
         self, vector, scope: Scope, top_k: int, threshold: float | None = None, *, include_invalid: bool = False
     ) -> list[MemoryRecord]:
