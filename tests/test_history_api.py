@@ -184,6 +184,8 @@ def test_pyfunc_search_and_get_all_equal_the_memory_api(bundle, tmp_path):
         ("Did Bob's diet change?", True),
         ("What was Carol's old pet called?", True),
         ("How old is Carol's cat?", False),
+        ("What is the name of John's one-year-old child?", False),
+        ("What mediums does Nate use to play games?", False),
         ("Where does Alice live now?", False),
         ("When did Caroline go to the LGBTQ support group?", False),  # LOCOMO's past tense is no cue
     ],

@@ -10,7 +10,6 @@ from collections import Counter
 import pytest
 
 from memtune.policies.embed.minilm import MiniLMEmbedder
-from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.stages.answer import ExtractiveAnswerer
 from memtune.policies.stages.decide import DecisionKnobs, ThresholdDecider
@@ -114,7 +113,7 @@ def mem(mid: str, text: str, score: float) -> MemoryRecord:
 
 def decide(fact: str, neighbours: list[MemoryRecord], **knobs):
     d = ThresholdDecider(supersede=True, **knobs)
-    return d.decide([Fact(fact, ("D2:1",), "2 June 2023")], [neighbours], CostMeter()), d.supersede_stats
+    return d.decide([Fact(fact, ("D2:1",), "2 June 2023")], [neighbours]), d.supersede_stats
 
 
 def test_decider_supersedes_restates_and_leaves_others_alone():
@@ -156,7 +155,7 @@ def test_decider_never_touches_another_person_or_another_slot():
 
 def test_supersede_off_is_the_plain_threshold_decider():
     d = ThresholdDecider()
-    ops = d.decide([Fact("Bob: I live in Lisbon")], [[mem("a1", "Alice: I live in Lisbon", 0.97)]], CostMeter())
+    ops = d.decide([Fact("Bob: I live in Lisbon")], [[mem("a1", "Alice: I live in Lisbon", 0.97)]])
     assert [(o.op, o.target) for o in ops] == [("NOOP", "a1")]
     stats: Counter = Counter()
     assert slot_decisions(Fact("Alice: I love hiking"), [], DecisionKnobs(), stats) == ([], [])

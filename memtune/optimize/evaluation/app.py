@@ -25,7 +25,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ...policies.provenance import PROVENANCE_KEYS
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
 from .currency import currency_summary
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from .health import health_summary
@@ -120,12 +120,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
     configure_dspy_cache(cfg.cache_dir)
     ds = cfg.dataset
-    dataset = load_locomo(
-        resolve_path(ds.path),
-        conversations=ds.conversations,
-        max_sessions=ds.max_sessions,
-        max_questions=ds.max_questions,
-    )
+    dataset = load_from_config(ds)
     if dataset.report.entries:
         print(dataset.report.summary())
     policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)

@@ -8,7 +8,8 @@ from typing import Literal
 
 import dspy
 
-from ...policies.lm import CostMeter, call_predictor
+from ...policies.lm import CostMeter, predict_with_retries
+from ...policies.metering import metering, run_stage
 
 
 class JudgeAnswer(dspy.Signature):
@@ -26,7 +27,13 @@ class JudgeAnswer(dspy.Signature):
 
 
 class Judge(dspy.Module):
-    """J for one question: 1.0 CORRECT, 0.0 WRONG, None when the judge failed (recorded in the meter)."""
+    """J for one question: 1.0 CORRECT, 0.0 WRONG, None when the judge failed (recorded in `self.meter`).
+
+    forward(question, gold_answer, generated_answer) -> Prediction(label: "CORRECT" | "WRONG", reasoning): plain
+    data, a DSPy program like the policy's LLM stages (a judge can be evaluated and compiled on its own). `score`
+    runs it with the judge's own LM and meters it into the judge's own meter, apart from the policy's cost."""
+
+    phase = "judge"
 
     def __init__(self, lm: dspy.LM, retries: int = 2):
         super().__init__()
@@ -35,18 +42,20 @@ class Judge(dspy.Module):
         self.meter = CostMeter()
         self.predict = dspy.Predict(JudgeAnswer)
 
+    def forward(self, question: str, gold_answer: str, generated_answer: str) -> dspy.Prediction:
+        result = predict_with_retries(
+            self.predict,
+            self.phase,
+            self.retries,
+            question=question,
+            gold_answer=gold_answer,
+            generated_answer=generated_answer,
+        )
+        return dspy.Prediction(label=str(result.label), reasoning=str(result.reasoning or "").strip())
+
     def score(self, qid: str, question: str, gold: str, prediction: str) -> float | None:
-        with dspy.context(lm=self.lm):
-            result = call_predictor(
-                self.predict,
-                self.meter,
-                "judge",
-                item=qid,
-                retries=self.retries,
-                question=question,
-                gold_answer=gold,
-                generated_answer=prediction,
-            )
+        with metering(self.meter), dspy.context(lm=self.lm):
+            result = run_stage(self, qid, question=question, gold_answer=gold, generated_answer=prediction)
         return None if result is None else float(result.label == "CORRECT")
 
 

@@ -54,6 +54,8 @@ def base_identity(cfg: DictConfig) -> dict[str, Any]:
             value = _keep_env(OmegaConf.to_container(node, resolve=True), OmegaConf.to_container(node))
         else:
             value = cfg.get(key)
+            if isinstance(value, (DictConfig, ListConfig)):  # an interpolation (overall_categories) resolved
+                value = OmegaConf.to_container(value, resolve=True)
         out[str(key)] = _drop_free(value, str(key))
     return _redact(out)
 

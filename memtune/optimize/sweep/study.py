@@ -20,7 +20,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
 from .constraints import constraints_from
 from .identity import claim_study, signature
 from .knob_deps import KnobNotSampledWarning, restrict
@@ -54,12 +54,7 @@ class Sweep:
         self.tracker: NullTracker = NullTracker()
         self.ran: list[int] = []  # trial numbers this process ran
         ds = cfg.dataset
-        self.dataset = load_locomo(
-            resolve_path(ds.path),
-            conversations=ds.conversations,
-            max_sessions=ds.max_sessions,
-            max_questions=ds.max_questions,
-        )
+        self.dataset = load_from_config(ds)
         self.tune, self.holdout = split_ids(cfg, self.dataset)
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry

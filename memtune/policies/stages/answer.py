@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import dspy
 
-from ..lm import CostMeter, call_predictor
+from ..lm import predict_with_retries
+from ..metering import run_stage, timed
 from ..types import MemoryRecord
 from .signatures import AnswerQuestion
 
@@ -51,7 +52,12 @@ def render_context(memories: Sequence[MemoryRecord]) -> str:
     string value into the prompt as it is, so the prompt equals what DSPy makes of the list itself), the
     evaluation's `context_tokens`, and the budget walk of `recall_ctx_<B>` (tokens of `render_context` of
     each leading prefix). Keep it that way: a budget counted on anything else stops being a budget."""
-    return json.dumps(memory_context(memories), ensure_ascii=False)
+    return render_items(memory_context(memories))
+
+
+def render_items(items: list[dict]) -> str:
+    """`memory_context` items as the answerer reads them (see `render_context`)."""
+    return json.dumps(items, ensure_ascii=False)
 
 
 def _graph_context(m: MemoryRecord) -> dict:
@@ -87,8 +93,8 @@ class ExtractiveAnswerer:
     def __init__(self, **knobs):
         self.knobs = AnswerKnobs(**knobs)
 
-    def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str:
-        with meter.timed("answer"):
+    def answer(self, question: str, memories: list[MemoryRecord]) -> str:
+        with timed("answer"):
             if not memories:
                 return NOT_MENTIONED
             if self.knobs.dates_for_when and question.lower().lstrip().startswith("when"):
@@ -111,23 +117,26 @@ class ExtractiveAnswerer:
 
 
 class LLMAnswerer(dspy.Module):
-    """Mem0's answer call: the question and the top-k memories with their timestamps."""
+    """Mem0's answer call: the question and the top-k memories with their timestamps.
+
+    forward(question, memories=[{"said_at", "memory", ...}]) -> Prediction(answer): plain data, `memories` the
+    `memory_context` items, best first (the prompt carries them as `render_context` writes them)."""
+
+    phase = "answer"
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = AnswerKnobs(**knobs)
         self.predict = dspy.Predict(AnswerQuestion)
 
-    def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str | None:
-        """The answer, or None when the LM failed after its retries (recorded in `meter.failures`): a failed
-        answer is not an empty one, so the evaluation scores it 0 and never counts it as an abstention."""
-        result = call_predictor(
-            self.predict,
-            meter,
-            "answer",
-            item=question[:60],
-            retries=self.knobs.retries,
-            question=question,
-            memories=render_context(memories),
+    def forward(self, question: str, memories: list[dict]) -> dspy.Prediction:
+        result = predict_with_retries(
+            self.predict, self.phase, self.knobs.retries, question=question, memories=render_items(list(memories))
         )
-        return None if result is None else str(result.answer or "").strip()
+        return dspy.Prediction(answer=str(result.answer or "").strip())
+
+    def answer(self, question: str, memories: list[MemoryRecord]) -> str | None:
+        """The answer, or None when the LM failed after its retries (recorded in the meter's failures): a failed
+        answer is not an empty one, so the evaluation scores it 0 and never counts it as an abstention."""
+        result = run_stage(self, question[:60], question=question, memories=memory_context(memories))
+        return None if result is None else result.answer

@@ -18,10 +18,10 @@ import re
 INCLUDE_HISTORY = ("never", "always", "when_asked")
 
 HISTORY_CUE = re.compile(
-    r"\b(?:before|used?\s+to|previous|previously|former|formerly|originally|at\s+first|earlier|prior\s+to|"
+    r"\b(?:before|used\s+to|did\s+\w+(?:'s)?(?:\s+\w+)?\s+use\s+to|previous|previously|former|formerly|originally|at\s+first|earlier|prior\s+to|"
     r"in\s+the\s+past|back\s+then|anymore|any\s+more|no\s+longer|until|change|changed|changes|changing|switch|"
     r"switched|moved\s+from|stopped|quit|ex-\w+)\b"
-    r"|(?<!how\s)\bold\s+(?!age\b)\w+",
+    r"|(?<!how\s)(?<!-)\bold\s+(?!age\b)\w+",  # "her old job", not "how old", "a one-year-old child"
     re.IGNORECASE,
 )
 

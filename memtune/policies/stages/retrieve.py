@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..lm import CostMeter
+from ..metering import timed
 from ..types import MemoryRecord, Scope
 from .history_cue import INCLUDE_HISTORY, include_invalid
 
@@ -34,8 +34,8 @@ class CosineRetriever:
         if self.knobs.top_k < 1:
             raise ValueError(f"retriever.top_k must be >= 1, got {self.knobs.top_k}")
 
-    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
-        with meter.timed("retrieve"):
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
+        with timed("retrieve"):
             history = include_invalid(self.knobs.include_history, query)
             return store.search(
                 vector, scope, self.knobs.top_k, threshold=self.knobs.threshold, include_invalid=history
@@ -55,7 +55,7 @@ class AllRetriever:
     def __init__(self, **knobs):
         self.knobs = RetrievalKnobs(**knobs)
 
-    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
-        with meter.timed("retrieve"):
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
+        with timed("retrieve"):
             history = include_invalid(self.knobs.include_history, query)
             return sorted(store.get_all(scope, include_invalid=history), key=_turn_order)

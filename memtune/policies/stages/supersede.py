@@ -34,7 +34,7 @@ def slot_decisions(
     slot = slot_of(fact.text)
     subject = subject_of(fact.text, slot)
     mates: dict[str, list[MemoryRecord]] = {"restates": [], "ends": []}
-    usable = []
+    usable: list[MemoryRecord] = []
     for memory in neighbours:
         other = slot_of(memory.text)
         if subject and subject_of(memory.text, other) not in ("", subject):
