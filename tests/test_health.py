@@ -253,3 +253,45 @@ def test_a_sweep_with_a_constraint_records_it_on_every_trial(tmp_path):
     study = optuna.load_study(study_name=result["study"], storage=f"sqlite:///{tmp_path / 'optuna.db'}")
     with pytest.raises(ValueError, match="No feasible trials"):
         _ = study.best_trial
+
+
+def test_restated_values_stored_once(tmp_path):
+    import json as _json
+
+    from memtune.optimize.evaluation.restated import load_timelines, restated_counts
+    from memtune.policies.types import MemoryRecord
+
+    def m(mid, text, prov, invalid=""):
+        return MemoryRecord(mid, text, Scope("c"), provenance=prov, invalid_at=invalid)
+
+    timelines = [
+        {"values": [{"value": "Porto", "stated": "D1:1", "restated": ["D3:1"]}]},  # once
+        {"values": [{"value": "by bus", "stated": "D1:2", "restated": ["D2:2"]}]},  # twice: restatement stored again
+        {"values": [{"value": "Kia Niro", "stated": "D1:3", "restated": ["D4:1"]}]},  # lost: 0
+        {"values": [{"value": "vegan", "stated": "D1:4", "restated": []}]},  # never restated: not counted
+        {
+            "values": [
+                {"value": "Lisbon", "stated": "D1:5", "restated": ["D2:5"]},
+                {"value": "Faro", "stated": "D5:1", "restated": []},
+            ]
+        },
+    ]
+    memories = [
+        m("1", "Ana: I live in Porto. I love tea.", ("D1:1",)),
+        m("2", "Ana: I love tea.", ("D1:1",)),  # cites the turn, not the value: not a copy
+        m("3", "Ana: My commute is by bus.", ("D1:2",)),
+        m("4", "Ana: I still commute by bus.", ("D2:2",)),
+        m("5", "Ana: The Kia Niro still runs fine.", ("D4:1",), invalid="x"),  # invalid: does not hold it
+    ]
+    assert restated_counts(memories, timelines) == (3, 1)
+    data = tmp_path / "set.json"
+    data.write_text("[]")
+    assert load_timelines(str(data), "abc") is None  # no label file
+    (tmp_path / "set.labels.json").write_text(
+        _json.dumps({"conversations_sha256": "abc", "timelines": {"c": timelines}})
+    )
+    assert load_timelines(str(data), "abc") == {"c": timelines}
+    with pytest.raises(ValueError, match="regenerate both"):
+        load_timelines(str(data), "other")
+    summary = currency_summary(frame([]), [{"restated": (3, 1)}, {"restated": (1, 1)}, {}])
+    assert summary == {"restated_once": 0.5, "n_restated": 4}

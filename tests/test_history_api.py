@@ -187,6 +187,9 @@ def test_pyfunc_search_and_get_all_equal_the_memory_api(bundle, tmp_path):
         ("What is the name of John's one-year-old child?", False),
         ("What mediums does Nate use to play games?", False),
         ("Where does Alice live now?", False),
+        ("What was Bob's job in May 2023?", True),
+        ("How did Maya get to work in August 2022?", True),
+        ("Where does Alice live in 2024?", False),  # present tense: what holds
         ("When did Caroline go to the LGBTQ support group?", False),  # LOCOMO's past tense is no cue
     ],
 )

@@ -101,7 +101,7 @@ def build_summary(
         # memory health (health.py): duplicates, contradictions, stale retrievals, growth; and, for the
         # knowledge-update kinds (current / history / stable), whether the right memory is ranked first
         "health": health_summary(ingested["health"], frame),
-        **({"currency": currency} if (currency := currency_summary(frame)) else {}),
+        **({"currency": currency} if (currency := currency_summary(frame, ingested["health"])) else {}),
         "embedder": embedder_id,
         # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per
         # session; graph context tokens and graph-only evidence recall per category are in `scores`

@@ -18,6 +18,7 @@ from ..data.types import CATEGORY_NAMES, Conversation, Dataset
 from .health import is_stale, store_health, turn_statements
 from .judge import judge_question
 from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
+from .restated import load_timelines, restated_counts
 
 # Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
 # `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
@@ -167,10 +168,13 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
             growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
 
     t0 = time.perf_counter()
+    timelines = load_timelines(dataset.path, dataset.sha256) or {}  # a generated set's labels (restated.py)
     for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
         scope, sizes = conversation_scope(conversation), []
         n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after_session)
         health.append(store_health(policy.store, scope, n_turns, sizes))
+        if conversation.sample_id in timelines:
+            health[-1]["restated"] = restated_counts(policy.store.get_all(scope), timelines[conversation.sample_id])
         turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}

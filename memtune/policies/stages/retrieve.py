@@ -10,6 +10,7 @@ import numpy as np
 from ..metering import timed
 from ..types import MemoryRecord, Scope
 from .history_cue import INCLUDE_HISTORY, include_invalid
+from .slot_rank import slot_first
 
 
 @dataclass
@@ -18,6 +19,7 @@ class RetrievalKnobs:
     threshold: float | None = None  # drop memories less cosine-similar than this; mem0 default: none
     # superseded (soft-invalidated) memories too: never | always | when_asked (history_cue.py); Mem0: never
     include_history: str = "never"
+    slot_rank: bool = False  # memtune's own: the asked person's asked slot first (slot_rank.py); Mem0: cosine only
 
     def __post_init__(self):
         if self.include_history not in INCLUDE_HISTORY:
@@ -37,9 +39,10 @@ class CosineRetriever:
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
         with timed("retrieve"):
             history = include_invalid(self.knobs.include_history, query)
-            return store.search(
+            hits = store.search(
                 vector, scope, self.knobs.top_k, threshold=self.knobs.threshold, include_invalid=history
             )
+            return slot_first(query, hits) if self.knobs.slot_rank else hits
 
 
 def _turn_order(memory: MemoryRecord) -> tuple:

@@ -72,6 +72,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         rf"\b{_WHOSE}\s+(?:new\s+|current\s+)?car\s+is\s+(?:a|an)?\b",
         rf"\b(?:bought|got|leased|purchased|sold)\s+(?:a|an|the|my|myself\s+a)\s+(?:new\s+|used\s+)?"
         rf"(?P<value>(?:\w+\s+)?{CARS}(?:\s+[\w-]+)?)",
+        rf"\b(?:the|my|our)\s+(?P<value>(?:\w+\s+)?{CARS}(?:\s+[\w-]+)?)\s+(?:still\s+)?(?:runs|works|drives)\b",
     ),
     "relationship": (
         r"\b(?:dating|engaged\s+to|married\s+to|in\s+a\s+relationship\s+with|going\s+out\s+with)\b",
@@ -87,6 +88,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
         r"\bhooked\s+on\b",
         r"\bswitched\s+from\s+[\w -]+?\s+to\s+(?P<value>[\w -]+?)(?=\s+for\b|$|[.,!;])",
         r"\bdoing\s+(?P<value>[\w-]+(?:\s+[\w-]+)?)\s+(?:a\s+few\s+times|every|twice|several\s+times|three\s+times)\b",
+        r"\b(?:does|do|doing|did)\s+(?P<value>[\w-]+(?:\s+[\w-]+)?)\s+for\s+(?:exercise|fitness)\b",
     ),
     "exercise": (
         rf"\b{_WHOSE}\s+workout\s+of\s+choice\s+is\b",
@@ -100,6 +102,7 @@ ATTRIBUTES: dict[str, tuple[str, ...]] = {
     ),
     "plan": (
         r"\bplanning\s+(?:a\s+)?(?:\w+\s+)?trip\s+to\b",
+        r"\bplans?\s+to\s+(?:travel|go|fly)\s+to\b",
         rf"\bnext\s+on\s+{_WHOSE}\s+travel\s+list\s+is\b",
         rf"\bgoing\s+to\s+(?P<value>{_NAME})\s+instead\s+of\b",
         r"\bdropped\s+the\s+[\w ]+?\s+trip\s+for\b",

@@ -98,3 +98,23 @@ NOT_NAMES = frozenset(
     Currently These Those Since Plus Even Yeah Wow Sure Ok Okay Thanks Thank Mom Dad Big Quick News Update Change
     Nothing Relationship Going Being Sold Bought Got""".split()
 )
+
+
+def _words(*words: str) -> re.Pattern[str]:
+    return re.compile(r"\b(?:" + "|".join(words) + r")\b", re.IGNORECASE)
+
+
+# Which attribute a question asks about (slot_rank.py), first match wins: "get to work" is a commute, not a job.
+QUESTION_WORDS: list[tuple[str, re.Pattern[str]]] = [
+    ("commute", _words(r"get\s+to\s+work", r"go\s+to\s+work", "commute", "commutes", "commuting")),
+    ("employer", _words("company", "employer", r"work\s+for", r"working\s+for", "firm")),
+    ("job", _words(r"for\s+a\s+living", "job", "profession", "occupation", "career", r"work\s+as")),
+    ("exercise", _words("exercise", "workout", "fitness", "sport")),
+    ("hobby", _words("hobby", "hobbies", "pastime", r"free\s+time")),
+    ("plan", _words("travel", "trip", "vacation", "holiday")),
+    ("home", _words("live", "lives", "living", "home", "based", "moved", "move")),
+    ("pet", _words("pet", "pets", "dog", "cat", "animal")),
+    ("car", _words("car", "drive", "drives", "vehicle")),
+    ("relationship", _words("relationship", "married", "dating", "partner", "single", "engaged")),
+    ("diet", _words("diet", "vegetarian", "vegan", "eat", "eats")),
+]
