@@ -295,3 +295,15 @@ def test_restated_values_stored_once(tmp_path):
         load_timelines(str(data), "other")
     summary = currency_summary(frame([]), [{"restated": (3, 1)}, {"restated": (1, 1)}, {}])
     assert summary == {"restated_once": 0.5, "n_restated": 4}
+
+
+def test_merged_ingestion_without_health_facts_is_null_not_made_up():
+    from memtune.optimize.sweep.scoring import merge_ingest
+
+    def facts(**extra):
+        base = {"message_pairs": 1, "seconds": 1.0, "turns": 2, "memories_stored": 1, "ops": {}, "cost": {"phases": {}}}
+        return base | extra
+
+    h = {"turns": 2, "memories": 1, "stored": 1, "duplicates": 0, "contradictions": 0, "growth": [1]}
+    assert merge_ingest([facts(health=[h]), facts(health=[h])], ["a", "b"])["health"] == [h, h]
+    assert merge_ingest([facts(health=[h]), facts()], ["a", "b"])["health"] is None  # an old ingest.json

@@ -100,8 +100,9 @@ def build_summary(
         },
         # memory health (health.py): duplicates, contradictions, stale retrievals, growth; and, for the
         # knowledge-update kinds (current / history / stable), whether the right memory is ranked first
-        "health": health_summary(ingested["health"], frame),
-        **({"currency": currency} if (currency := currency_summary(frame, ingested["health"])) else {}),
+        # (null when the ingestion facts predate them: an objective or constraint on health.* then fails loudly)
+        "health": health_summary(ingested["health"], frame) if ingested.get("health") is not None else None,
+        **({"currency": currency} if (currency := currency_summary(frame, ingested.get("health") or [])) else {}),
         "embedder": embedder_id,
         # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per
         # session; graph context tokens and graph-only evidence recall per category are in `scores`
