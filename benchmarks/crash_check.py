@@ -36,7 +36,8 @@ def on_disk(store_uri: Path, bundle: Path) -> dict:
 
 
 def expected_state(acked: dict[str, list[dict]]) -> dict[str, dict[str, str | None]]:
-    """Per user: memory id -> its acknowledged text (None: acknowledged deleted), from the events in order."""
+    """Per user: memory id -> its acknowledged text (None: acknowledged deleted), from the events in order (NOOP and
+    INVALIDATE keep the memory and its text)."""
     out: dict[str, dict[str, str | None]] = {}
     for uid, events in acked.items():
         state = out.setdefault(uid, {})
@@ -57,7 +58,7 @@ def check_after_restart(base: str, token: str, store_uri: Path, bundle: Path, st
     try:
         recovery_rows = store._history.count_rows('metadata = \'{"reason": "recovery"}\'')
         for uid, state in expected_state(stats.acked).items():
-            live = {m.id: m.text for m in store.get_all(Scope(uid))}
+            live = {m.id: m.text for m in store.get_all(Scope(uid), include_invalid=True)}  # superseded ones too
             in_flight = stats.in_flight.get(uid, False)  # an add sent, never answered: it may have committed
             for mid, text in state.items():
                 checked += 1
