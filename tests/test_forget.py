@@ -37,6 +37,9 @@ def store_dir(tmp_path):
 @pytest.fixture
 def mem0g(store_dir, embedder):
     memory = make_memory(store_dir, embedder, "g-1", *GRAPH)
+    # the heuristic extractor reads no context, so its adds keep none (runtime/scope_state.py); keep the last 2
+    # messages, as an LLM extractor with recent_messages=2 would: the scope's context then holds SECRET too
+    memory._states.keep_recent = 2
     memory.add(U1_PAIR, user_id="u1")
     (kept,) = memory.add(U1_PAIR[:1], user_id="u1", infer=False)
     memory.update(kept["id"], f"Caroline lives in {SECRET} now", metadata={"note": SECRET}, user_id="u1")
