@@ -11,6 +11,7 @@ The optional `graph` stage (policies/graph/memory.py, Mem0g) is fed every messag
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarize
 from .store.changes import Change
 from .store.sql import in_scope
 from .store.store import MemoryStore
-from .types import Decision, Event, MemoryRecord, Message, Scope
+from .types import Decision, Event, Fact, MemoryRecord, Message, Scope
 
 RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
 
@@ -34,6 +35,16 @@ class _ScopeState:
     recent: list[Message] = field(default_factory=list)  # last messages, for extraction context
     pending: list[Message] = field(default_factory=list)  # messages not yet folded into the summary
     summary: str = ""
+
+    def push(self, messages: list[Message], summarizer: Summarizer) -> list[Message] | None:
+        """Take in a message pair after its extraction: keep it as recent context and as pending for the summary;
+        returns the pending messages to fold into the summary now (and clears them), or None."""
+        self.recent = (self.recent + list(messages))[-RECENT_KEPT:]
+        self.pending += messages
+        if summarizer.enabled and len(self.pending) >= summarizer.knobs.window:
+            due, self.pending = self.pending, []
+            return due
+        return None
 
 
 class MemoryPolicy:
@@ -56,6 +67,7 @@ class MemoryPolicy:
         self.graph = graph  # GraphMemory (policy.graph on/only) or None (off: Mem0)
         self.meter = meter or CostMeter()
         self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}
+        self._ops_lock = threading.Lock()  # scopes may ingest in parallel threads (policies/pipeline.py)
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
@@ -94,13 +106,18 @@ class MemoryPolicy:
             if self.graph is not None:
                 self.graph.add(list(messages), scope)
             facts = self.extractor.extract(messages, state.recent, state.summary)
-            state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
-            state.pending += messages
-            if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
-                state.summary = self.summarizer.refresh(state.summary, state.pending)
-                state.pending = []
-            if not facts:
-                return []
+            due = state.push(messages, self.summarizer)
+            if due is not None:
+                state.summary = self.summarizer.refresh(state.summary, due)
+        return self.commit(facts, scope, metadata)
+
+    def commit(self, facts: list[Fact], scope: Scope, metadata: dict | None = None) -> list[Event]:
+        """The half of add() that reads and writes the store: embed the facts, fetch the s most similar memories of
+        each, decide, apply. Within a scope these must run in message order; extraction need not
+        (policies/pipeline.py runs a scope's extractions ahead of its commits)."""
+        if not facts:
+            return []
+        with self._running():
             vectors = self._embed([f.text for f in facts])
             with self.meter.timed("search_similar"):
                 similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
@@ -111,8 +128,10 @@ class MemoryPolicy:
         texts = [d.text for d in decisions if d.op in ("ADD", "UPDATE") and d.text not in known]
         known.update(zip(texts, self._embed(texts)) if texts else [])
         changes, events = [], []
+        with self._ops_lock:
+            for d in decisions:
+                self.op_counts[d.op] += 1
         for d in decisions:
-            self.op_counts[d.op] += 1
             if d.op == "NOOP" and d.target is None:
                 events.append(Event("NOOP", None, d.text))
                 continue

@@ -29,6 +29,7 @@ from ..data.locomo import load_locomo, resolve_path
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from .ingest_cache import prepare_policy
 from .oracle import oracle_stages
+from .parallel import answer_concurrency
 
 
 def configure_dspy_cache(cache_dir: str | Path) -> None:
@@ -124,7 +125,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         print(dataset.report.summary())
     policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
-    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
+    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress, max_concurrency=answer_concurrency(cfg))
     table = score_table(frame, tuple(cfg.overall_categories))
     frame.write_parquet(out_dir / "questions.parquet")
     summary = build_summary(

@@ -84,65 +84,82 @@ def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str
     return keyed
 
 
-def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
+def answer_questions(
+    policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True, max_concurrency: int = 1
+) -> list[dict]:
+    """One row per question (in order). max_concurrency > 1: questions are answered and judged in parallel threads
+    (optimize/evaluation/parallel.py), with the same rows."""
+    if max_concurrency > 1:
+        from .parallel import answer_parallel
+
+        return answer_parallel(policy, [conversation], judge, max_concurrency, progress)
     scope = conversation_scope(conversation)
     rows = []
     for q in tqdm(
         conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
     ):
-        t0 = time.perf_counter()
-        prediction, memories = policy.answer(q.question, scope)
-        seconds = time.perf_counter() - t0
-        failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
-        provenance = [m.provenance for m in memories]
-        context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
-        graph = [m for m in memories if is_graph_record(m)]
-        gold = q.answer
-        rows.append(
-            {
-                "qid": q.qid,
-                "conversation_id": q.conversation_id,
-                "category": q.category,
-                "category_name": q.category_name,
-                "question": q.question,
-                "answer": gold,
-                "adversarial_answer": q.adversarial_answer,
-                "prediction": prediction,
-                "answer_failed": failed,
-                "f1": 0.0 if failed else f1_set(prediction, gold),
-                "f1_squad": 0.0 if failed else f1_squad(prediction, gold),
-                "bleu1": 0.0 if failed else bleu1(prediction, gold),
-                # judge (None where J is not defined: no judge LM, category 5) and judge_failed; see judge_question
-                **judge_question(judge, q.qid, q.question, gold, prediction, q.category),
-                "abstained": abstained(prediction),
-                "evidence": list(q.evidence),
-                "evidence_recall": evidence_recall(q.evidence, provenance),
-                # within the retrieved top-k only: a budget larger than the top-k's rendered context is not
-                # filled further
-                **{f"recall_ctx_{b}": evidence_recall(q.evidence, provenance[: kept[b]]) for b in BUDGETS},
-                "retrieved_ids": [m.id for m in memories],
-                "retrieved_provenance": [list(m.provenance) for m in memories],
-                "retrieved_scores": [float(m.score or 0.0) for m in memories],
-                "n_retrieved": len(memories),
-                "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
-                "seconds": seconds,
-                # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
-                **(
-                    {
-                        "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
-                        "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
-                        "n_graph": len(graph),
-                    }
-                    if policy.graph is not None
-                    else {}
-                ),
-            }
-        )
+        rows.append(question_row(policy, scope, q, judge))
     return rows
 
 
-def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) -> dict:
-    """Ingest every conversation; returns what ingestion did and cost (saved with a cached store)."""
+def question_row(policy: MemoryPolicy, scope: Scope, q, judge=None) -> dict:
+    """Answer (and judge) one question from the store and score it: its row of questions.parquet."""
+    t0 = time.perf_counter()
+    prediction, memories = policy.answer(q.question, scope)
+    seconds = time.perf_counter() - t0
+    failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
+    provenance = [m.provenance for m in memories]
+    context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
+    graph = [m for m in memories if is_graph_record(m)]
+    gold = q.answer
+    return {
+        "qid": q.qid,
+        "conversation_id": q.conversation_id,
+        "category": q.category,
+        "category_name": q.category_name,
+        "question": q.question,
+        "answer": gold,
+        "adversarial_answer": q.adversarial_answer,
+        "prediction": prediction,
+        "answer_failed": failed,
+        "f1": 0.0 if failed else f1_set(prediction, gold),
+        "f1_squad": 0.0 if failed else f1_squad(prediction, gold),
+        "bleu1": 0.0 if failed else bleu1(prediction, gold),
+        # judge (None where J is not defined: no judge LM, category 5) and judge_failed; see judge_question
+        **judge_question(judge, q.qid, q.question, gold, prediction, q.category),
+        "abstained": abstained(prediction),
+        "evidence": list(q.evidence),
+        "evidence_recall": evidence_recall(q.evidence, provenance),
+        # within the retrieved top-k only: a budget larger than the top-k's rendered context is not
+        # filled further
+        **{f"recall_ctx_{b}": evidence_recall(q.evidence, provenance[: kept[b]]) for b in BUDGETS},
+        "retrieved_ids": [m.id for m in memories],
+        "retrieved_provenance": [list(m.provenance) for m in memories],
+        "retrieved_scores": [float(m.score or 0.0) for m in memories],
+        "n_retrieved": len(memories),
+        "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
+        "seconds": seconds,
+        # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
+        **(
+            {
+                "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
+                "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
+                "n_graph": len(graph),
+            }
+            if policy.graph is not None
+            else {}
+        ),
+    }
+
+
+def ingest_all(
+    policy: MemoryPolicy, dataset: Dataset, progress: bool = True, max_concurrency: int = 1, pool=None
+) -> dict:
+    """Ingest every conversation; returns what ingestion did and cost (saved with a cached store).
+
+    max_concurrency > 1 with an LM: conversations ingest in parallel and each one's extractions run ahead of its
+    decisions, on that many threads (or on `pool`, a policies.taskpool.TaskPool shared with other ingestions),
+    with the store and state the sequential loop leaves (optimize/evaluation/parallel.py)."""
     turns = pairs = 0
     growth: list[dict] = []  # graph size after each session (store size / invalid edges over sessions)
 
@@ -150,11 +167,17 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
         growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
 
     t0 = time.perf_counter()
-    for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-        n_turns, n_pairs = ingest(
-            policy, conversation, progress=progress, after_session=graph_growth if policy.graph is not None else None
+    if (max_concurrency > 1 or pool is not None) and policy.lm is not None:
+        from .parallel import ingest_parallel
+
+        turns, pairs = ingest_parallel(
+            policy, dataset.conversations, max_concurrency, progress, graph_growth if policy.graph else None, pool
         )
-        turns, pairs = turns + n_turns, pairs + n_pairs
+    else:
+        for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
+            after = graph_growth if policy.graph is not None else None
+            n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after)
+            turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
     phases = policy.meter.phases
@@ -178,8 +201,16 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
     }
 
 
-def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True) -> pl.DataFrame:
-    """Answer and score every question of the split from the (already ingested) store."""
+def answer_all(
+    policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True, max_concurrency: int = 1
+) -> pl.DataFrame:
+    """Answer and score every question of the split from the (already ingested) store (max_concurrency > 1: on
+    that many threads, every conversation's questions at once; the same rows, in the same order)."""
+    if max_concurrency > 1:
+        from .parallel import answer_parallel
+
+        rows = answer_parallel(policy, dataset.conversations, judge, max_concurrency, progress)
+        return pl.DataFrame(rows, schema_overrides=FRAME_SCHEMA)
     rows = []
     for conversation in tqdm(dataset.conversations, desc="answer", unit="conv", disable=not progress):
         rows += answer_questions(policy, conversation, judge=judge, progress=progress)

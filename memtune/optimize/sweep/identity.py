@@ -10,7 +10,7 @@ Free to change on resume, because they do not change what a trial scores:
   sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue (read at creation only),
   max_consecutive_failures, wait_for_workers, poll_seconds, heldout.* (the held-out re-scoring and baselines
   of the report); tracking, cache_dir, progress, ingest_cache, hydra;
-  an LM's timeout, num_retries and cache (how a call is made); the embedder's batch_size and threads;
+  an LM's timeout, num_retries, cache and max_concurrency (how calls are made); the embedder's batch_size and threads;
   an api_base / base_url read from the environment (`${oc.env:...}`): each worker's deployment decides it.
 """
 
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
 
 FREE_GROUPS = ("sweep", "search_space", "tracking", "cache_dir", "progress", "ingest_cache", "hydra")
 RUNTIME_KEYS = ("api_base", "base_url")  # kept as written when read from the environment
-FREE_KEYS = {"lm": ("timeout", "num_retries", "cache"), "embedder": ("batch_size", "threads")}  # at any depth
+FREE_KEYS = {
+    "lm": ("timeout", "num_retries", "cache", "max_concurrency"),
+    "embedder": ("batch_size", "threads"),
+}  # at any depth
 
 
 class StudyMismatch(ValueError):

@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 _BAD = re.compile(r"[^A-Za-z0-9_\-./]")
-COST_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "failures", "steps", "seconds_total")
+COST_FIELDS = (
+    "calls",
+    "cached_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_prompt_tokens",
+    "failures",
+    "steps",
+    "seconds_total",
+)
 
 
 def sanitize(name: str) -> str:

@@ -20,6 +20,8 @@ from ..data.types import Dataset
 from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy
+from ..evaluation.parallel import answer_concurrency
+from .prefetch import prefetch_policies
 from .run_record import COST_FIELDS
 
 
@@ -172,48 +174,62 @@ def _merge_graph(facts: Sequence[dict]) -> dict:
 
 
 def evaluate_conversations(
-    cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path, on_step=None
+    cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path, on_step=None, prefetch: bool = False
 ) -> tuple[dict, pl.DataFrame]:
     """Ingest (cached per conversation) + answer + score `ids`, one conversation at a time.
 
     After conversation i, `on_step(i, summary_so_far)` runs (it may raise optuna.TrialPruned). Returns the
-    summary (summary.json layout of memtune-eval) and the per-question frame, both over all of `ids`."""
+    summary (summary.json layout of memtune-eval) and the per-question frame, both over all of `ids`.
+    `prefetch` (with an LM and lm.max_concurrency > 1): ingest every conversation at once first (prefetch.py)."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     answer_meter = CostMeter()
+    concurrency = answer_concurrency(cfg)
     rows: list[dict] = []
     facts: list[dict] = []
     embedder_id = ""
     summary: dict = {}
     frame = pl.DataFrame()
-    for i, cid in enumerate(ids):
-        part = subset(dataset, [cid])
-        policy, ingested = prepare_policy(cfg, part, out_dir / cid, progress=cfg.progress, use_cache=cfg.ingest_cache)
-        policy.meter = answer_meter  # the answer phase of every conversation on one meter
-        embedder_id = policy.embedder.id
-        try:
-            rows += answer_questions(policy, part.conversations[0], judge=judge, progress=cfg.progress)
-        finally:
-            policy.store.close()
-        facts.append(ingested)
-        frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
-        table = score_table(frame, tuple(cfg.overall_categories))
-        merged = merge_ingest(facts, ids[: i + 1])
-        summary = build_summary(
-            cfg,
-            subset(dataset, ids[: i + 1]),
-            frame,
-            table,
-            merged,
-            answer_meter.as_dict(),
-            judge,
-            embedder_id,
-            time.perf_counter() - t0,
-        )
-        summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
-        if on_step is not None:
-            on_step(i, summary)
+    prepared = prefetch_policies(cfg, {cid: subset(dataset, [cid]) for cid in ids}, out_dir) if prefetch else {}
+    try:
+        for i, cid in enumerate(ids):
+            part = subset(dataset, [cid])
+            if cid in prepared:
+                policy, ingested = prepared.pop(cid)
+            else:
+                policy, ingested = prepare_policy(
+                    cfg, part, out_dir / cid, progress=cfg.progress, use_cache=cfg.ingest_cache
+                )
+            policy.meter = answer_meter  # the answer phase of every conversation on one meter
+            embedder_id = policy.embedder.id
+            try:
+                rows += answer_questions(
+                    policy, part.conversations[0], judge=judge, progress=cfg.progress, max_concurrency=concurrency
+                )
+            finally:
+                policy.store.close()
+            facts.append(ingested)
+            frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
+            table = score_table(frame, tuple(cfg.overall_categories))
+            merged = merge_ingest(facts, ids[: i + 1])
+            summary = build_summary(
+                cfg,
+                subset(dataset, ids[: i + 1]),
+                frame,
+                table,
+                merged,
+                answer_meter.as_dict(),
+                judge,
+                embedder_id,
+                time.perf_counter() - t0,
+            )
+            summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
+            if on_step is not None:
+                on_step(i, summary)
+    finally:  # a pruned or failed trial: the prefetched stores it did not reach are closed too
+        for other, _ in prepared.values():
+            other.store.close()
     return summary, frame
 
 

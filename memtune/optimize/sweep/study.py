@@ -177,7 +177,9 @@ class Sweep:
 
     def score(self, name: str, overrides: Sequence[str], ids: Sequence[str]) -> dict:
         cfg_r = self.compose(overrides)
-        summary, frame = evaluate_conversations(cfg_r, self.dataset, ids, self.out_dir / "heldout" / name)
+        summary, frame = evaluate_conversations(
+            cfg_r, self.dataset, ids, self.out_dir / "heldout" / name, prefetch=True
+        )
         write_outputs(self.out_dir / "heldout" / name, summary, frame, cfg_r)
         return {m: _maybe(summary, m) for m in self._report_metrics()}
 

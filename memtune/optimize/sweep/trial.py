@@ -96,7 +96,8 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
     cfg_t = None
     try:
         cfg_t = sweep.compose(overrides)
-        summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step)
+        # a study that can prune scores conversation by conversation; one that cannot ingests them all at once
+        summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step, not single)
         values = [o.value(summary) for o in sweep.objectives]
         files = write_outputs(trial_dir, summary, frame, cfg_t)
         seconds = time.perf_counter() - t0
