@@ -33,6 +33,11 @@ if TYPE_CHECKING:
     from .policy import MemoryPolicy
 
 
+# The (scope, batch index) a pipeline task works on: the dry run (optimize/evaluation/dry_run.py) files each LM
+# call under the message pair it was made for (a refresh under the pair that filled its window).
+CURRENT_PAIR: contextvars.ContextVar[tuple[Scope, int] | None] = contextvars.ContextVar("memtune_pair", default=None)
+
+
 class _Run:
     """What the scopes of one ingest_scopes call share: the first error, which stops every scope."""
 
@@ -70,12 +75,14 @@ class ScopeIngest:
         self.recent: list[list[Message]] = []  # what extraction i reads as the recent messages
         self.slot: list[int] = []  # which summary version extraction i reads (0: the summary held before)
         self.folds: list[list[Message]] = []  # refresh r (1-based) folds folds[r - 1] into summary r - 1
-        for batch in self.batches:
+        self.fold_at: list[int] = []  # the batch whose messages filled the window of refresh r (1-based: [r - 1])
+        for i, batch in enumerate(self.batches):
             self.recent.append(sim.recent)
             self.slot.append(len(self.folds))
             due = sim.push(batch, policy.summarizer)
             if due is not None:
                 self.folds.append(due)
+                self.fold_at.append(i)
         self._final = sim
         self.summaries: list[str | None] = [held.summary] + [None] * len(self.folds)
         self.facts: dict[int, list[Fact]] = {}
@@ -141,6 +148,7 @@ class ScopeIngest:
     # ---- the three steps (run in pool threads) ------------------------------------------------------------
     def _refresh(self, r: int) -> None:
         policy = self.policy
+        CURRENT_PAIR.set((self.scope, self.fold_at[r - 1]))  # each task runs in its own copy of the context
         with policy._running():
             summary = policy.summarizer.refresh(self.summaries[r - 1] or "", self.folds[r - 1])
         with self._lock:
@@ -152,6 +160,7 @@ class ScopeIngest:
 
     def _extract(self, i: int) -> None:
         policy = self.policy
+        CURRENT_PAIR.set((self.scope, i))
         with policy._running():
             facts = policy.extractor.extract(self.batches[i], self.recent[i], self.summaries[self.slot[i]] or "")
         with self._lock:
@@ -160,6 +169,7 @@ class ScopeIngest:
 
     def _commit(self, i: int) -> None:
         policy = self.policy
+        CURRENT_PAIR.set((self.scope, i))
         with self._lock:
             facts = self.facts.pop(i)
         if policy.graph is not None:

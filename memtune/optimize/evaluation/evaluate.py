@@ -90,7 +90,7 @@ def answer_questions(
     """One row per question (in order). max_concurrency > 1: questions are answered and judged in parallel threads
     (optimize/evaluation/parallel.py), with the same rows."""
     if max_concurrency > 1:
-        from .parallel import answer_parallel
+        from .parallel_answers import answer_parallel
 
         return answer_parallel(policy, [conversation], judge, max_concurrency, progress)
     scope = conversation_scope(conversation)
@@ -170,8 +170,16 @@ def ingest_all(
     if (max_concurrency > 1 or pool is not None) and policy.lm is not None:
         from .parallel import ingest_parallel
 
+        after = graph_growth if policy.graph is not None else None
         turns, pairs = ingest_parallel(
-            policy, dataset.conversations, max_concurrency, progress, graph_growth if policy.graph else None, pool
+            policy,
+            dataset.conversations,
+            max_concurrency,
+            conversation_scope,
+            observations_by_turn,
+            progress,
+            after,
+            pool,
         )
     else:
         for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
@@ -207,7 +215,7 @@ def answer_all(
     """Answer and score every question of the split from the (already ingested) store (max_concurrency > 1: on
     that many threads, every conversation's questions at once; the same rows, in the same order)."""
     if max_concurrency > 1:
-        from .parallel import answer_parallel
+        from .parallel_answers import answer_parallel
 
         rows = answer_parallel(policy, dataset.conversations, judge, max_concurrency, progress)
         return pl.DataFrame(rows, schema_overrides=FRAME_SCHEMA)

@@ -10,9 +10,7 @@ conversation's annotations at a time).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, wait
 
 from omegaconf import DictConfig
 from tqdm.auto import tqdm
@@ -20,9 +18,11 @@ from tqdm.auto import tqdm
 from ...policies.pipeline import ScopeIngest, ingest_scopes
 from ...policies.policy import MemoryPolicy
 from ...policies.taskpool import TaskPool
-from ...policies.types import Message
+from ...policies.types import Message, Scope
 from ..data.types import Conversation
-from .evaluate import conversation_scope, observations_by_turn, question_row
+
+# No import of evaluate.py here: this module is part of what ingestion runs (the ingestion cache hashes its source,
+# optimize/evaluation/code_deps.py), and evaluate.py also holds the metrics, which must not re-key ingestion.
 
 
 def lm_concurrency(cfg: DictConfig) -> int:
@@ -65,11 +65,14 @@ def ingest_parallel(
     policy: MemoryPolicy,
     conversations: Sequence[Conversation],
     max_concurrency: int,
+    scope_of: Callable[[Conversation], Scope],
+    observations_of: Callable[[Conversation], dict],
     progress: bool = True,
     after_session: Callable[[], None] | None = None,
     pool: TaskPool | None = None,
 ) -> tuple[int, int]:
-    """Ingest `conversations` with up to `max_concurrency` LM calls in flight (or on `pool`); returns (turns, pairs)."""
+    """Ingest `conversations` with up to `max_concurrency` LM calls in flight (or on `pool`); returns (turns, pairs).
+    `scope_of` / `observations_of`: evaluate.conversation_scope / observations_by_turn (passed in, see above)."""
     oracle = getattr(policy.extractor, "oracle", False)
     together = policy.graph is None and not oracle and after_session is None
     groups = [list(conversations)] if together else [[c] for c in conversations]
@@ -84,13 +87,13 @@ def ingest_parallel(
             jobs = []
             for conversation in group:
                 if oracle:  # the observation replay needs this conversation's annotations (one at a time)
-                    policy.extractor.observations = observations_by_turn(conversation)  # type: ignore[attr-defined]
+                    policy.extractor.observations = observations_of(conversation)  # type: ignore[attr-defined]
                 batches, ends = by_id[conversation.sample_id]
                 jobs.append(
                     ScopeIngest(
                         policy,
                         batches,
-                        conversation_scope(conversation),
+                        scope_of(conversation),
                         on_commit=_progress(bar, batches, ends, after_session),
                     )
                 )
@@ -109,28 +112,3 @@ def _progress(bar, batches: list[list[Message]], ends: set[int], after_session: 
             after_session()
 
     return on_commit
-
-
-def answer_parallel(
-    policy: MemoryPolicy,
-    conversations: Sequence[Conversation],
-    judge,
-    max_concurrency: int,
-    progress: bool = True,
-) -> list[dict]:
-    """evaluate.question_row for every question of `conversations`, `max_concurrency` at a time; rows in order."""
-    items = [(conversation_scope(c), q) for c in conversations for q in c.questions]
-    bar = tqdm(total=len(items), desc="answer", unit="q", disable=not progress, leave=False)
-    with TaskPool(max_concurrency, name="memtune-answer") as pool:
-        futures = [
-            pool.submit((k,), functools.partial(question_row, policy, scope, q, judge))
-            for k, (scope, q) in enumerate(items)
-        ]
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_EXCEPTION)
-            bar.update(len(done))
-            for future in done:
-                future.result()  # the first error stops the run (queued questions are dropped)
-        bar.close()
-        return [future.result() for future in futures]

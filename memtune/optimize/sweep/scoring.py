@@ -97,12 +97,7 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
     """Ingestion facts of several conversations (each ingested and cached on its own) as one."""
     pairs = sum(f["message_pairs"] for f in facts)
     seconds = sum(f["seconds"] for f in facts)
-    phases: dict[str, dict] = {}
-    for f in facts:
-        for name, row in f["cost"]["phases"].items():
-            merged = phases.setdefault(name, {k: 0 for k in COST_FIELDS})
-            for k in COST_FIELDS:
-                merged[k] += row.get(k) or 0
+    phases = _merge_phases(facts)
     for name, row in phases.items():  # percentiles do not add up: exact for one conversation only
         row["seconds_total"] = round(row["seconds_total"], 4)
         row["seconds_p50"] = facts[0]["cost"]["phases"][name].get("seconds_p50") if len(facts) == 1 else None
@@ -126,6 +121,8 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         },
         "cost": {"phases": phases, "failures": [x for f in facts for x in f["cost"].get("failures", [])]},
         "cache_hit": all(hits),
+        # the ingestion phases this run paid for (cached conversations were paid by the run that ingested them)
+        "cost_this_run": {"phases": _merge_phases([f for f, hit in zip(facts, hits) if not hit])},
         "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
         "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
         "key": [f.get("key") for f in facts],
@@ -143,6 +140,17 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
             for cid, f in zip(ids, facts)
         ],
     }
+
+
+def _merge_phases(facts: Sequence[dict]) -> dict[str, dict]:
+    """The cost rows (calls, tokens, ...) of several ingestions' phases, added up."""
+    phases: dict[str, dict] = {}
+    for f in facts:
+        for name, row in f["cost"]["phases"].items():
+            merged = phases.setdefault(name, {k: 0 for k in COST_FIELDS})
+            for k in COST_FIELDS:
+                merged[k] += row.get(k) or 0
+    return phases
 
 
 def _merge_provenance(facts: Sequence[dict]) -> dict:

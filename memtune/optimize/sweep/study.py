@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.locomo import load_locomo, resolve_path
+from .budget import Budget
 from .identity import claim_study, signature
 from .knob_deps import KnobNotSampledWarning, restrict
 from .report import REPORT_METRICS, _maybe, write_report
@@ -56,6 +57,7 @@ class Sweep:
             max_questions=ds.max_questions,
         )
         self.tune, self.holdout = split_ids(cfg, self.dataset)
+        self.budget: Budget | None = None  # set once the study is open
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry
         self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
@@ -70,6 +72,7 @@ class Sweep:
             ),
             "create or load the study",
         )
+        self.budget = Budget(cfg, self.study, self.dataset, self.tune, out_dir)
         sig = signature(
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
@@ -158,8 +161,12 @@ class Sweep:
                     return "left to other workers"
                 time.sleep(float(self.cfg.sweep.poll_seconds))
                 continue
+            if self.budget is not None and not self.budget.allows_next():  # sweep.budget_usd (budget.py)
+                return "budget"
             self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            if self.budget is not None:
+                print(self.budget.line(), flush=True)
             last = self.storage.get_trial(self._trial_id(self.ran[-1])) if self.ran else None
             if last is not None and last.state == TrialState.FAIL and not last.user_attrs.get("surplus"):
                 failures += 1

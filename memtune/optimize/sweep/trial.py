@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.types import Dataset
+from .budget import record_spend
 from .report import REPORT_METRICS, _maybe
 from .run_record import flatten, summary_metrics
 from .scoring import Objective, evaluate_conversations, write_outputs
@@ -98,6 +99,7 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         cfg_t = sweep.compose(overrides)
         # a study that can prune scores conversation by conversation; one that cannot ingests them all at once
         summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step, not single)
+        record_spend(trial, summary)  # before the objectives: a trial whose metric is null still spent its calls
         values = [o.value(summary) for o in sweep.objectives]
         files = write_outputs(trial_dir, summary, frame, cfg_t)
         seconds = time.perf_counter() - t0
@@ -114,6 +116,7 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         )
         return values[0] if single else values
     except optuna.TrialPruned:
+        record_spend(trial, last.get("summary"))
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
         log_trial(sweep, run_id, "KILLED", cfg_t, last.get("summary"), [], None, seconds, state="PRUNED")

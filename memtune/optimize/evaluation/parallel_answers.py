@@ -1,0 +1,42 @@
+"""Questions answered and judged in parallel (`lm.max_concurrency` > 1): evaluate.question_row for every question,
+on a TaskPool, rows in question order (the same rows as the sequential loop: tests/test_cost_control.py)."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from concurrent.futures import FIRST_EXCEPTION, wait
+
+from tqdm.auto import tqdm
+
+from ...policies.policy import MemoryPolicy
+from ...policies.taskpool import TaskPool
+from ..data.types import Conversation
+from .evaluate import conversation_scope, question_row
+
+
+def answer_parallel(
+    policy: MemoryPolicy,
+    conversations: Sequence[Conversation],
+    judge,
+    max_concurrency: int,
+    progress: bool = True,
+) -> list[dict]:
+    """evaluate.question_row for every question of `conversations`, `max_concurrency` at a time; rows in order."""
+    items = [(conversation_scope(c), q) for c in conversations for q in c.questions]
+    bar = tqdm(total=len(items), desc="answer", unit="q", disable=not progress, leave=False)
+    with TaskPool(max_concurrency, name="memtune-answer") as pool:
+        futures = [
+            pool.submit((k,), functools.partial(question_row, policy, scope, q, judge))
+            for k, (scope, q) in enumerate(items)
+        ]
+        pending = set(futures)
+        try:
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_EXCEPTION)
+                bar.update(len(done))
+                for future in done:
+                    future.result()  # the first error stops the run (queued questions are dropped)
+        finally:
+            bar.close()
+        return [future.result() for future in futures]
