@@ -223,3 +223,44 @@ def test_llm_free_policies_never_start_a_thread(tmp_path, embedder, monkeypatch)
     )
     facts = ingest_all(policy, load_locomo("data/fixture/fixture.json"), progress=False, max_concurrency=8)
     assert facts["message_pairs"] == 12 and facts["memories_stored"] > 0
+
+
+def test_reserved_workers_keep_a_slot_for_urgent_tasks():
+    """With one of two workers reserved, non-urgent tasks run one at a time and an urgent one starts at once."""
+    running, peak, lock = [0], [0], threading.Lock()
+    release = threading.Event()
+
+    def slow():
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        release.wait(10)
+        with lock:
+            running[0] -= 1
+
+    with TaskPool(2) as pool, pool.reserving(1):
+        others = [pool.submit((2, i), slow) for i in range(3)]
+        urgent = pool.submit((0, 0), lambda: "now")
+        assert urgent.result(timeout=10) == "now"  # while a non-urgent task holds the other worker
+        assert peak[0] == 1
+        release.set()
+        for f in others:
+            f.result(timeout=10)
+    assert peak[0] == 1  # never two non-urgent tasks at once
+
+
+def test_minilm_vectors_do_not_depend_on_their_batch():
+    """The pipeline embeds a pair's facts with its extraction, ahead of the commits, so a text may be embedded in
+    another batch (and cached from it) than in the sequential loop: its vector must not depend on the batch."""
+    import numpy as np
+
+    from memtune.policies.embed.minilm import MiniLMEmbedder
+
+    e = MiniLMEmbedder()
+    text = "Caroline went to an LGBTQ support group on 7 May 2023"
+    alone = e.embed([text])[0]
+    for others in (
+        ["hi"],
+        ["Melanie painted a sunrise over the lake with her kids last summer, and it was lovely"] * 3,
+    ):
+        assert np.array_equal(e.embed([*others, text])[-1], alone)

@@ -320,3 +320,41 @@ def test_a_budget_with_an_unpriced_model_is_refused(tmp_path):
             cfg = compose(config_name="sweep", overrides=base)
             with pytest.warns(MissingPriceWarning), pytest.raises(ValueError, match="no price.*prices.yaml"):
                 run_sweep(cfg, tmp_path / "run", base)
+
+
+def test_sweep_dry_run_projects_trials_and_runs_none(tmp_path):
+    from hydra import compose, initialize_config_dir
+
+    from memtune.optimize.sweep.app import run_sweep
+
+    data = json.loads((ROOT / "data" / "fixture" / "fixture.json").read_text())
+    twin = json.loads(json.dumps(data[0])) | {"sample_id": "fixture-2"}
+    (tmp_path / "two.json").write_text(json.dumps([data[0], twin]))
+    with serve_in_thread() as url:
+        base = [
+            f"cache_dir={tmp_path / 'cache'}",
+            f"dataset.path={tmp_path / 'two.json'}",
+            f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
+            "sweep.tune_conversations=[fixture-1]",
+            "sweep.holdout_conversations=[fixture-2]",
+            "sweep.heldout.baselines=[]",
+            "sweep.n_trials=10",
+            "tracking=none",
+            "policy=mem0_llm",
+            "lm=openai",
+            f"lm.api_base={url}",
+            "lm.model=openai/gpt-4o-mini",
+            "dry_run=true",
+            "dry_run_sample.pairs=4",
+            "dry_run_sample.questions=4",
+            "policy.summarizer.window=4",
+        ]
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            out = run_sweep(compose(config_name="sweep", overrides=base), tmp_path / "run", base)
+    assert not (tmp_path / "optuna.db").exists()  # no study, no trial
+    saved = json.loads((tmp_path / "run" / "sweep_dry_run.json").read_text())
+    trial = saved["trial"]["total"]["usd"]
+    assert trial > 0 and saved["n_trials"] == 10
+    assert saved["sweep_usd"]["upper"] == pytest.approx(10 * trial + saved["report_rescoring_usd"], abs=1e-3)
+    assert saved["sweep_usd"]["lower"] < saved["sweep_usd"]["upper"]
+    assert out["dry_run"]["dataset"]["conversations"] == ["fixture-1", "fixture-2"]

@@ -7,8 +7,10 @@ What depends on what, for one scope (MemoryPolicy.add):
   was before pair i, never the store: it may run as soon as that summary is known;
 * a summary refresh folds a window of messages into the previous summary: the refreshes of a scope form a chain
   that depends on the messages only (where they fall is fixed by the message counts);
-* the commit of pair i (graph update, embed, fetch the s similar memories, decide, write) reads the store the
-  commits before it wrote: a scope's commits run one at a time, in message order.
+* embedding the facts of pair i needs only the facts (the vectors do not depend on what else is embedded with
+  them), so it runs in the extraction's task;
+* the commit of pair i (graph update, fetch the s similar memories, decide, write) reads the store the commits
+  before it wrote: a scope's commits run one at a time, in message order.
 
 Scopes share nothing but the store (whose writes are serialised by its lock) and the policy's counters (locked),
 so several scopes ingest at once. `ingest_scopes` plans every scope's pairs up front (the recent messages and the
@@ -24,7 +26,7 @@ import contextvars
 import functools
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .taskpool import TaskPool
 from .types import Event, Fact, Message, Scope
@@ -86,6 +88,7 @@ class ScopeIngest:
         self._final = sim
         self.summaries: list[str | None] = [held.summary] + [None] * len(self.folds)
         self.facts: dict[int, list[Fact]] = {}
+        self.vectors: dict[int, Any] = {}  # the facts' embeddings, computed with the extraction
         self.next_commit, self.committing, self.refreshed = 0, False, 0
         self.outstanding, self.done = 0, False
         self._lock = threading.Lock()
@@ -163,19 +166,21 @@ class ScopeIngest:
         CURRENT_PAIR.set((self.scope, i))
         with policy._running():
             facts = policy.extractor.extract(self.batches[i], self.recent[i], self.summaries[self.slot[i]] or "")
+        vectors = policy._embed([f.text for f in facts]) if facts else None  # needs no store either
         with self._lock:
             self.facts[i] = facts
+            self.vectors[i] = vectors
             self._pump()
 
     def _commit(self, i: int) -> None:
         policy = self.policy
         CURRENT_PAIR.set((self.scope, i))
         with self._lock:
-            facts = self.facts.pop(i)
+            facts, vectors = self.facts.pop(i), self.vectors.pop(i)
         if policy.graph is not None:
             with policy._running():
                 policy.graph.add(list(self.batches[i]), self.scope)
-        events = policy.commit(facts, self.scope, self.metadata)
+        events = policy.commit(facts, self.scope, self.metadata, vectors)
         if self.on_commit is not None:
             self.on_commit(i, events)
         with self._lock:
@@ -191,16 +196,17 @@ def ingest_scopes(jobs: Sequence[ScopeIngest], pool: TaskPool, context: contextv
     if len(set(scopes)) != len(scopes):
         raise ValueError("ingest_scopes: a scope appears twice; its batches must be one job, in order")
     run, context = _Run(), context or contextvars.copy_context()
-    for job in jobs:
-        job.start(pool, context, run)
-    try:
-        with run.cond:
-            while not all(job.done for job in jobs):
-                run.cond.wait(timeout=1.0)
-    except BaseException as exc:  # e.g. KeyboardInterrupt: stop scheduling, let the running tasks end
-        with run.cond:
-            run.errors.append(exc)
-        raise
+    with pool.reserving(len(jobs)):  # a worker for each scope's next commit, so its chain never waits for one
+        for job in jobs:
+            job.start(pool, context, run)
+        try:
+            with run.cond:
+                while not all(job.done for job in jobs):
+                    run.cond.wait(timeout=1.0)
+        except BaseException as exc:  # e.g. KeyboardInterrupt: stop scheduling, let the running tasks end
+            with run.cond:
+                run.errors.append(exc)
+            raise
     if run.errors:
         raise run.errors[0]
 

@@ -111,14 +111,14 @@ class MemoryPolicy:
                 state.summary = self.summarizer.refresh(state.summary, due)
         return self.commit(facts, scope, metadata)
 
-    def commit(self, facts: list[Fact], scope: Scope, metadata: dict | None = None) -> list[Event]:
-        """The half of add() that reads and writes the store: embed the facts, fetch the s most similar memories of
-        each, decide, apply. Within a scope these must run in message order; extraction need not
-        (policies/pipeline.py runs a scope's extractions ahead of its commits)."""
+    def commit(self, facts: list[Fact], scope: Scope, metadata: dict | None = None, vectors=None) -> list[Event]:
+        """The half of add() that reads and writes the store: embed the facts (unless `vectors` holds their
+        embeddings), fetch the s most similar memories of each, decide, apply. Within a scope these must run in
+        message order; extraction and embedding need not (policies/pipeline.py runs them ahead of the commits)."""
         if not facts:
             return []
         with self._running():
-            vectors = self._embed([f.text for f in facts])
+            vectors = self._embed([f.text for f in facts]) if vectors is None else vectors
             with self.meter.timed("search_similar"):
                 similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
             decisions = self.decider.decide(facts, similar)

@@ -27,7 +27,7 @@ def answer_parallel(
     bar = tqdm(total=len(items), desc="answer", unit="q", disable=not progress, leave=False)
     with TaskPool(max_concurrency, name="memtune-answer") as pool:
         futures = [
-            pool.submit((k,), functools.partial(question_row, policy, scope, q, judge))
+            pool.submit((1, k), functools.partial(question_row, policy, scope, q, judge))
             for k, (scope, q) in enumerate(items)
         ]
         pending = set(futures)
