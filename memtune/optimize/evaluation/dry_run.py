@@ -8,6 +8,7 @@ Writes dry_run.json and prints a table; memtune-sweep uses the same per-conversa
 from __future__ import annotations
 
 import json
+import resource
 import shutil
 import statistics
 import threading
@@ -25,12 +26,16 @@ from ...policies.lm import CostMeter
 from ...policies.pipeline import CURRENT_PAIR, ScopeIngest
 from ..data.types import Conversation, Dataset, Session
 from .evaluate import conversation_scope, observations_by_turn
+from .metrics import bleu1
 from .parallel import answer_concurrency, ingest_parallel, lm_concurrency, message_batches
 from .parallel_answers import answer_parallel
 from .prices import load_prices, price_for, warn_missing
 from .projection import ConversationCounts, Step, project_answers, project_ingest, project_wall, totals
 
-LLM_FREE_CPU = ("embed", "search_similar", "store_write")  # the non-LM work of a commit (metered by the policy)
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 class StepMeter(CostMeter):
@@ -84,28 +89,27 @@ def dry_run(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = T
     full = {
         c.sample_id: ScopeIngest(policy, message_batches(c)[0], conversation_scope(c)) for c in dataset.conversations
     }
-    t0 = time.perf_counter()
+    policy.embedder.embed(["warm up"]), bleu1("warm up", "warm up")  # load the model / nltk outside the CPU clock
+    t0, cpu0 = time.perf_counter(), _cpu()
     concurrency = lm_concurrency(cfg)
     ingest_parallel(policy, samples, concurrency, conversation_scope, observations_by_turn, progress)
-    ingest_seconds = time.perf_counter() - t0
+    ingest_seconds, cpu1 = time.perf_counter() - t0, _cpu()
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     answer_meter = StepMeter(scopes)
     policy.meter = answer_meter
     if judge is not None:
         judge.meter = answer_meter  # judge steps land beside the answers (phase "judge")
     rows = answer_parallel(policy, samples, judge, max(answer_concurrency(cfg), 1), progress)
+    cpu2 = _cpu()
     counts = [_counts(c, s, full[c.sample_id], policy, rows) for c, s in zip(dataset.conversations, samples)]
     steps = [*meter.steps, *answer_meter.steps]
     top_k = getattr(getattr(policy.retriever, "knobs", None), "top_k", None)
     ingest = project_ingest(steps, counts)
     answers = project_answers(steps, counts, top_k)
     latency = _latency(steps, spec.get("latency_s"))
-    cpu_pair = sum(meter.phases[p].seconds_total for p in LLM_FREE_CPU if p in meter.phases) / max(
-        sum(c.pairs_sampled for c in counts), 1
-    )
-    cpu_q = sum(row["seconds"] for row in rows) / max(len(rows), 1) - sum(s.seconds for s in answer_meter.steps) / max(
-        len(rows), 1
-    )
+    # this process's CPU seconds (every thread: DSPy and HTTP per call, the embedder, the store) per pair / question
+    cpu_pair = (cpu1 - cpu0) / max(sum(c.pairs_sampled for c in counts), 1)
+    cpu_q = (cpu2 - cpu1) / max(len(rows), 1)
     together = policy.graph is None and not getattr(policy.extractor, "oracle", False)
     result = {
         "method": "projection.py: the sample's calls as they are, the rest at the steady state of the sample's "

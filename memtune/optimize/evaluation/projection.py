@@ -15,11 +15,12 @@ calls per question and tokens per call; the answer's prompt is corrected for con
 store is smaller than the full one: + (n_full - n_sample) retrieved memories at the sample's tokens per memory,
 n_full = min(top_k, memories the full conversation is projected to store). Judge calls per question J is defined
 for (categories 1-4), times the full count of such questions.
-Wall time at concurrency C (seconds per LM call: the sample's median per phase, or a given latency): ingestion
-takes the longest of (all LM seconds) / C, the longest sequential chain of a conversation (its pairs x (decide
-calls per pair x latency + the non-LM seconds of a pair's commit)), and the non-LM seconds of every pair (the
-embedder and the store run on this machine's cores); at C = 1 the sum of the LM and non-LM seconds. Answering
-likewise without chains. Conversations that cannot ingest together (graph memory, the observation oracle) add up.
+Wall time at concurrency C (seconds per LM call: the sample's median per phase, or a given latency; CPU seconds
+per pair and per question: this process's CPU time over the sample, every thread, so DSPy and HTTP per call, the
+embedder and the store): ingestion takes the longest of (all LM seconds) / C, the longest sequential chain of a
+conversation (its pairs x (decide calls per pair x latency + CPU seconds per pair)) and the CPU seconds of every
+pair (one core's worth: Python holds the GIL); at C = 1 the sum of LM and CPU seconds. Answering likewise without
+chains. Conversations that cannot ingest together (graph memory, the observation oracle) add up.
 """
 
 from __future__ import annotations
