@@ -149,12 +149,21 @@ class CostMeter:
             cost.completion_tokens += completion_tokens
             cost.cached_prompt_tokens += cached_prompt_tokens
 
-    def record_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+    def count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+        """Record a failure that falls back to a safe result and never stops a run (a reranker's)."""
         with self._lock:
-            self.phases[phase].failures += 1
-            self.failures.append(Failure(phase, item, f"{type(error).__name__}: {error}"[:500], attempts))
-            if len(self.failures) > MAX_SAMPLES:
-                del self.failures[: len(self.failures) - MAX_SAMPLES // 2]  # the per-phase count keeps the total
+            self._count_failure(phase, item, error, attempts)
+
+    def _count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+        self.phases[phase].failures += 1
+        self.failures.append(Failure(phase, item, f"{type(error).__name__}: {error}"[:500], attempts))
+        if len(self.failures) > MAX_SAMPLES:
+            del self.failures[: len(self.failures) - MAX_SAMPLES // 2]  # the per-phase count keeps the total
+
+    def record_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+        """Record an LM stage's failure; too many in a row stop the run (the endpoint is likely broken)."""
+        with self._lock:
+            self._count_failure(phase, item, error, attempts)
             self._consecutive += 1
             stop = self._consecutive >= self.max_consecutive_failures
             consecutive = self._consecutive

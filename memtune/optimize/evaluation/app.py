@@ -25,11 +25,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ...policies.provenance import PROVENANCE_KEYS
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
+from .currency import currency_summary
 from .dry_run import dry_run
 from .dry_run import table as dry_run_table
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
+from .health import health_summary
 from .ingest_cache import prepare_policy
+from .judge_checks import attach, build_judges, judge_checks, judge_checks_line
 from .oracle import oracle_stages
 from .parallel import answer_concurrency
 from .prices import cost_figures
@@ -100,6 +103,11 @@ def build_summary(
             k: ingested.get(k)
             for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit", "key", "store", *PROVENANCE_KEYS)
         },
+        # memory health (health.py): duplicates, contradictions, stale retrievals, growth; and, for the
+        # knowledge-update kinds (current / history / stable), whether the right memory is ranked first
+        # (null when the ingestion facts predate them: an objective or constraint on health.* then fails loudly)
+        "health": health_summary(ingested["health"], frame) if ingested.get("health") is not None else None,
+        **({"currency": currency} if (currency := currency_summary(frame, ingested.get("health") or [])) else {}),
         "embedder": embedder_id,
         # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per
         # session; graph context tokens and graph-only evidence recall per category are in `scores`
@@ -121,12 +129,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
     configure_dspy_cache(cfg.cache_dir)
     ds = cfg.dataset
-    dataset = load_locomo(
-        resolve_path(ds.path),
-        conversations=ds.conversations,
-        max_sessions=ds.max_sessions,
-        max_questions=ds.max_questions,
-    )
+    dataset = load_from_config(ds)
     if dataset.report.entries:
         print(dataset.report.summary())
     if cfg.get("dry_run"):  # project the run from a sample instead (optimize/evaluation/dry_run.py)
@@ -135,7 +138,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         return projected
     policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
+    extra_judges = build_judges(cfg, judge)
     frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress, max_concurrency=answer_concurrency(cfg))
+    checks, canary_rows = judge_checks(frame, dataset, judge, extra_judges, cfg)
     table = score_table(frame, tuple(cfg.overall_categories))
     frame.write_parquet(out_dir / "questions.parquet")
     summary = build_summary(
@@ -149,6 +154,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         policy.embedder.id,
         time.perf_counter() - t_start,
     )
+    attach(summary, checks)
+    if canary_rows:
+        pl.DataFrame(canary_rows).write_parquet(out_dir / "canaries.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     shown = table.select(
         pl.concat_str("category", "category_name", separator=" ").alias("category"),
@@ -180,6 +188,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             else "J not scored (no judge LM)"
         )
     )
+    if checks is not None:
+        print(judge_checks_line(checks))
     if summary["oracle"]:
         print(f"ORACLE run ({summary['oracle_stages']}): reads the benchmark's annotations; not a policy")
     cached = " (reused from the ingestion cache)" if ingested["cache_hit"] else ""

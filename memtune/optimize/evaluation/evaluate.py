@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -9,14 +10,12 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ...policies.graph.retrieve import is_graph_record
 from ...policies.policy import MemoryPolicy
 from ...policies.provenance import provenance_facts
-from ...policies.stages.answer import render_context
 from ...policies.types import Scope
 from ..data.types import CATEGORY_NAMES, Conversation, Dataset
-from .judge import judge_question
-from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
+from .health import store_health
+from .restated import load_timelines, restated_counts
 
 # Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
 # `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
@@ -93,63 +92,15 @@ def answer_questions(
         from .parallel_answers import answer_parallel
 
         return answer_parallel(policy, [conversation], judge, max_concurrency, progress)
-    scope = conversation_scope(conversation)
+    from .question_row import Staleness, question_row
+
+    scope, stale = conversation_scope(conversation), Staleness(conversation)
     rows = []
     for q in tqdm(
         conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
     ):
-        rows.append(question_row(policy, scope, q, judge))
+        rows.append(question_row(policy, scope, q, judge, stale))
     return rows
-
-
-def question_row(policy: MemoryPolicy, scope: Scope, q, judge=None) -> dict:
-    """Answer (and judge) one question from the store and score it: its row of questions.parquet."""
-    t0 = time.perf_counter()
-    prediction, memories = policy.answer(q.question, scope)
-    seconds = time.perf_counter() - t0
-    failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
-    provenance = [m.provenance for m in memories]
-    context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
-    graph = [m for m in memories if is_graph_record(m)]
-    gold = q.answer
-    return {
-        "qid": q.qid,
-        "conversation_id": q.conversation_id,
-        "category": q.category,
-        "category_name": q.category_name,
-        "question": q.question,
-        "answer": gold,
-        "adversarial_answer": q.adversarial_answer,
-        "prediction": prediction,
-        "answer_failed": failed,
-        "f1": 0.0 if failed else f1_set(prediction, gold),
-        "f1_squad": 0.0 if failed else f1_squad(prediction, gold),
-        "bleu1": 0.0 if failed else bleu1(prediction, gold),
-        # judge (None where J is not defined: no judge LM, category 5) and judge_failed; see judge_question
-        **judge_question(judge, q.qid, q.question, gold, prediction, q.category),
-        "abstained": abstained(prediction),
-        "evidence": list(q.evidence),
-        "evidence_recall": evidence_recall(q.evidence, provenance),
-        # within the retrieved top-k only: a budget larger than the top-k's rendered context is not
-        # filled further
-        **{f"recall_ctx_{b}": evidence_recall(q.evidence, provenance[: kept[b]]) for b in BUDGETS},
-        "retrieved_ids": [m.id for m in memories],
-        "retrieved_provenance": [list(m.provenance) for m in memories],
-        "retrieved_scores": [float(m.score or 0.0) for m in memories],
-        "n_retrieved": len(memories),
-        "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
-        "seconds": seconds,
-        # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
-        **(
-            {
-                "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
-                "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
-                "n_graph": len(graph),
-            }
-            if policy.graph is not None
-            else {}
-        ),
-    }
 
 
 def ingest_all(
@@ -162,15 +113,19 @@ def ingest_all(
     with the store and state the sequential loop leaves (optimize/evaluation/parallel.py)."""
     turns = pairs = 0
     growth: list[dict] = []  # graph size after each session (store size / invalid edges over sessions)
+    health: list[dict] = []  # per conversation: duplicates, contradictions, memories after each session (health.py)
+    sizes: dict[str, list[int]] = {c.sample_id: [] for c in dataset.conversations}
 
-    def graph_growth() -> None:
-        growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
+    def after_session(conversation: Conversation) -> None:  # in the conversation's own order, even in parallel
+        sizes[conversation.sample_id].append(policy.store.count(conversation_scope(conversation)))
+        if policy.graph is not None:  # graph memory ingests one conversation at a time (parallel.py)
+            growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
 
     t0 = time.perf_counter()
+    timelines = load_timelines(dataset.path, dataset.sha256) or {}  # a generated set's labels (restated.py)
     if (max_concurrency > 1 or pool is not None) and policy.lm is not None:
         from .parallel import ingest_parallel
 
-        after = graph_growth if policy.graph is not None else None
         turns, pairs = ingest_parallel(
             policy,
             dataset.conversations,
@@ -178,14 +133,19 @@ def ingest_all(
             conversation_scope,
             observations_by_turn,
             progress,
-            after,
+            after_session,
             pool,
         )
     else:
         for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-            after = graph_growth if policy.graph is not None else None
+            after = functools.partial(after_session, conversation)
             n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after)
             turns, pairs = turns + n_turns, pairs + n_pairs
+    for conversation in dataset.conversations:  # the store each conversation left (health.py)
+        scope = conversation_scope(conversation)
+        health.append(store_health(policy.store, scope, len(conversation.turns()), sizes[conversation.sample_id]))
+        if conversation.sample_id in timelines:
+            health[-1]["restated"] = restated_counts(policy.store.get_all(scope), timelines[conversation.sample_id])
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
     phases = policy.meter.phases
@@ -194,7 +154,7 @@ def ingest_all(
         "message_pairs": pairs,
         "seconds": round(seconds, 3),
         "turns_per_s": round(turns / seconds, 2) if seconds else None,
-        "memories_stored": policy.store.count(),
+        "memories_stored": policy.store.count(include_invalid=True),  # rows stored: superseded ones too
         "ops": dict(policy.op_counts),
         # LLM decisions naming a memory id that was never shown (hallucinated): caught, never applied
         "rejected_ops": len(getattr(policy.decider, "rejected", [])),
@@ -205,6 +165,7 @@ def ingest_all(
         "cost": policy.meter.as_dict(),
         # turns cited per stored memory, and LLM facts / decisions that fell back to citing the whole pair
         **provenance_facts(policy),
+        "health": health,
         **graph,
     }
 

@@ -68,13 +68,14 @@ def ingest_parallel(
     scope_of: Callable[[Conversation], Scope],
     observations_of: Callable[[Conversation], dict],
     progress: bool = True,
-    after_session: Callable[[], None] | None = None,
+    after_session: Callable[[Conversation], None] | None = None,
     pool: TaskPool | None = None,
 ) -> tuple[int, int]:
     """Ingest `conversations` with up to `max_concurrency` LM calls in flight (or on `pool`); returns (turns, pairs).
-    `scope_of` / `observations_of`: evaluate.conversation_scope / observations_by_turn (passed in, see above)."""
+    `scope_of` / `observations_of`: evaluate.conversation_scope / observations_by_turn (passed in, see above).
+    `after_session(conversation)` runs after each session's last commit, in that conversation's order."""
     oracle = getattr(policy.extractor, "oracle", False)
-    together = policy.graph is None and not oracle and after_session is None
+    together = policy.graph is None and not oracle
     groups = [list(conversations)] if together else [[c] for c in conversations]
     planned = [(c, *message_batches(c)) for c in conversations]
     total = sum(len(c.turns()) for c in conversations)
@@ -94,7 +95,7 @@ def ingest_parallel(
                         policy,
                         batches,
                         scope_of(conversation),
-                        on_commit=_progress(bar, batches, ends, after_session),
+                        on_commit=_progress(bar, batches, ends, after_session, conversation),
                     )
                 )
             ingest_scopes(jobs, pool)
@@ -105,10 +106,16 @@ def ingest_parallel(
     return total, sum(len(batches) for _, batches, _ in planned)
 
 
-def _progress(bar, batches: list[list[Message]], ends: set[int], after_session: Callable[[], None] | None):
+def _progress(
+    bar,
+    batches: list[list[Message]],
+    ends: set[int],
+    after_session: Callable[[Conversation], None] | None,
+    conversation: Conversation,
+):
     def on_commit(i: int, events) -> None:
         bar.update(len(batches[i]))
         if after_session is not None and i in ends:
-            after_session()
+            after_session(conversation)
 
     return on_commit

@@ -1,4 +1,4 @@
-"""Questions answered and judged in parallel (`lm.max_concurrency` > 1): evaluate.question_row for every question,
+"""Questions answered and judged in parallel (`lm.max_concurrency` > 1): question_row.question_row for every question,
 on a TaskPool, rows in question order (the same rows as the sequential loop: tests/test_cost_control.py)."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from tqdm.auto import tqdm
 from ...policies.policy import MemoryPolicy
 from ...policies.taskpool import TaskPool
 from ..data.types import Conversation
-from .evaluate import conversation_scope, question_row
+from .evaluate import conversation_scope
+from .question_row import Staleness, question_row
 
 
 def answer_parallel(
@@ -22,13 +23,14 @@ def answer_parallel(
     max_concurrency: int,
     progress: bool = True,
 ) -> list[dict]:
-    """evaluate.question_row for every question of `conversations`, `max_concurrency` at a time; rows in order."""
-    items = [(conversation_scope(c), q) for c in conversations for q in c.questions]
+    """question_row.question_row for every question of `conversations`, `max_concurrency` at a time; rows in order."""
+    stale = {c.sample_id: Staleness(c) for c in conversations}  # one memo per conversation, shared by its questions
+    items = [(conversation_scope(c), q, stale[c.sample_id]) for c in conversations for q in c.questions]
     bar = tqdm(total=len(items), desc="answer", unit="q", disable=not progress, leave=False)
     with TaskPool(max_concurrency, name="memtune-answer") as pool:
         futures = [
-            pool.submit((1, k), functools.partial(question_row, policy, scope, q, judge))
-            for k, (scope, q) in enumerate(items)
+            pool.submit((1, k), functools.partial(question_row, policy, scope, q, judge, memo))
+            for k, (scope, q, memo) in enumerate(items)
         ]
         pending = set(futures)
         try:

@@ -49,7 +49,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
 from ..evaluation.app import configure_dspy_cache
 from .budget import sweep_dry_run
 from .identity import StudyMismatch
@@ -74,13 +74,7 @@ def run_sweep(cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str] = ()
 
 
 def dry_run_sweep(cfg: DictConfig, out_dir: Path) -> dict:
-    ds = cfg.dataset
-    dataset = load_locomo(
-        resolve_path(ds.path),
-        conversations=ds.conversations,
-        max_sessions=ds.max_sessions,
-        max_questions=ds.max_questions,
-    )
+    dataset = load_from_config(cfg.dataset)
     tune, holdout = split_ids(cfg, dataset)
     return sweep_dry_run(cfg, dataset, tune, holdout, out_dir)
 

@@ -7,9 +7,11 @@ later), resolved. So `memtune-sweep embedder=openai` is another study than the o
 of conf/policy/... between two runs, while writing out a default (`embedder=minilm`) is the same study.
 
 Free to change on resume, because they do not change what a trial scores:
-  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue (read at creation only),
+  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue, enqueue_defaults (read at creation only),
   max_consecutive_failures, wait_for_workers, poll_seconds, heldout.* (the held-out re-scoring and baselines
-  of the report); tracking, cache_dir, progress, ingest_cache, hydra;
+  of the report); tracking, cache_dir, progress, ingest_cache, hydra; judges and judge_checks (the extra judges and
+  canaries that check the main judge: reported beside J, never an objective); dry_run and dry_run_sample (what a
+  dry run samples: it projects cost, it scores nothing);
   an LM's timeout, num_retries, cache and max_concurrency (how calls are made); the embedder's batch_size and threads;
   an api_base / base_url read from the environment (`${oc.env:...}`): each worker's deployment decides it.
 """
@@ -30,7 +32,19 @@ if TYPE_CHECKING:
     from .scoring import Objective
     from .search_space import SearchSpace
 
-FREE_GROUPS = ("sweep", "search_space", "tracking", "cache_dir", "progress", "ingest_cache", "hydra")
+FREE_GROUPS = (
+    "sweep",
+    "search_space",
+    "tracking",
+    "cache_dir",
+    "progress",
+    "ingest_cache",
+    "hydra",
+    "judges",
+    "judge_checks",  # checks of the judges (canaries, agreement): reported, never an objective's input
+    "dry_run",
+    "dry_run_sample",  # what a dry run samples (budget.py): cost projections, never a trial's score
+)
 RUNTIME_KEYS = ("api_base", "base_url")  # kept as written when read from the environment
 FREE_KEYS = {
     "lm": ("timeout", "num_retries", "cache", "max_concurrency"),
@@ -57,6 +71,8 @@ def base_identity(cfg: DictConfig) -> dict[str, Any]:
             value = _keep_env(OmegaConf.to_container(node, resolve=True), OmegaConf.to_container(node))
         else:
             value = cfg.get(key)
+            if isinstance(value, (DictConfig, ListConfig)):  # an interpolation (overall_categories) resolved
+                value = OmegaConf.to_container(value, resolve=True)
         out[str(key)] = _drop_free(value, str(key))
     return _redact(out)
 
@@ -119,11 +135,12 @@ def same(stored: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
 
 
 def differences(stored: Mapping[str, Any], now: Mapping[str, Any], limit: int = 12) -> list[str]:
-    """`path: stored -> now` for every setting that differs (at most `limit` lines, then a count)."""
+    """`path: stored -> now` for every setting that differs, the shallowest paths first (a changed preset name
+    before the knobs it brings), at most `limit` lines, then a count."""
     a, b = _flat(_plain(stored)), _flat(_plain(now))
     lines = [
         f"{path}: {_show(a.get(path, _ABSENT))} -> {_show(b.get(path, _ABSENT))}"
-        for path in sorted(set(a) | set(b))
+        for path in sorted(set(a) | set(b), key=lambda p: (p.count("."), p))  # the broadest first: policy.name
         if a.get(path, _ABSENT) != b.get(path, _ABSENT)
     ]
     return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])

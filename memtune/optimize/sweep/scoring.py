@@ -20,6 +20,7 @@ from ..data.types import Dataset
 from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy
+from ..evaluation.judge_checks import attach, build_judges, judge_checks
 from ..evaluation.parallel import answer_concurrency
 from .prefetch import prefetch_policies
 from .run_record import COST_FIELDS
@@ -58,6 +59,11 @@ def objectives_from(cfg: DictConfig) -> list[Objective]:
     if not objectives:
         raise ValueError("sweep.objectives is empty: name at least one metric path into summary.json")
     for o in objectives:
+        if o.metric.startswith("judge_checks"):
+            raise ValueError(
+                f"objective {o.name!r}: {o.metric} reports on the judges (canaries, agreement), not on the policy; "
+                "to optimise another judge's J make it the main one (e.g. judge.prompt=strict, scores.overall.judge)"
+            )
         if o.direction not in ("maximize", "minimize"):
             raise ValueError(f"objective {o.name!r}: direction must be maximize or minimize, got {o.direction!r}")
     return objectives
@@ -128,6 +134,8 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "key": [f.get("key") for f in facts],
         "store": [f.get("store") for f in facts],
         **_merge_provenance(facts),
+        # per conversation (evaluation/health.py); None when a conversation's facts predate them (an old ingest.json)
+        "health": [h for f in facts for h in f["health"]] if all("health" in f for f in facts) else None,
         **_merge_graph(facts),
         "per_conversation": [
             {
@@ -238,6 +246,8 @@ def evaluate_conversations(
     finally:  # a pruned or failed trial: the prefetched stores it did not reach are closed too
         for other, _ in prepared.values():
             other.store.close()
+    # the judges' checks (canaries, agreement) once over every conversation: they report on the judges, not the policy
+    attach(summary, judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0])
     return summary, frame
 
 

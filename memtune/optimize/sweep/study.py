@@ -20,12 +20,14 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
 from .budget import Budget
+from .constraints import constraints_from
+from .defaults_trial import base_choices, defaults_trial
 from .identity import claim_study, signature
 from .knob_deps import KnobNotSampledWarning, restrict
 from .report import REPORT_METRICS, _maybe, write_report
-from .scoring import evaluate_conversations, objectives_from, split_ids, write_outputs
+from .scoring import Objective, evaluate_conversations, objectives_from, split_ids, write_outputs
 from .search_space import SearchSpace
 from .tracking import NullTracker, make_tracker, retrying
 from .trial import run_trial
@@ -39,8 +41,12 @@ class Sweep:
         self.base_overrides = [o for o in base_overrides if not o.startswith("hydra.")]
         self.config_name = config_name
         self.objectives = objectives_from(cfg)
-        # knobs no objective depends on are not sampled: they keep the base config's value (optimize/sweep/knob_deps.py)
-        self.space, self.not_sampled = restrict(SearchSpace.from_config(cfg.search_space), self.objectives)
+        self.constraints = constraints_from(cfg)  # sweep.constraints: limits a trial must keep (constraints.py)
+        limits = [Objective(c.name, c.metric, "minimize") for c in self.constraints]
+        # knobs no objective (or constraint) depends on are not sampled: they keep the base config's value
+        # (optimize/sweep/knob_deps.py)
+        space = SearchSpace.from_config(cfg.search_space)
+        self.space, self.not_sampled = restrict(space, [*self.objectives, *limits])
         if self.not_sampled:
             lines = "\n  ".join(f"{t}: {why}" for t, why in self.not_sampled.items())
             warnings.warn(f"search space {self.space.name!r}: not sampled:\n  {lines}", KnobNotSampledWarning, 2)
@@ -50,12 +56,7 @@ class Sweep:
         self.tracker: NullTracker = NullTracker()
         self.ran: list[int] = []  # trial numbers this process ran
         ds = cfg.dataset
-        self.dataset = load_locomo(
-            resolve_path(ds.path),
-            conversations=ds.conversations,
-            max_sessions=ds.max_sessions,
-            max_questions=ds.max_questions,
-        )
+        self.dataset = load_from_config(ds)
         self.tune, self.holdout = split_ids(cfg, self.dataset)
         self.budget: Budget | None = None  # set once the study is open
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
@@ -76,12 +77,26 @@ class Sweep:
         sig = signature(
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
+        if self.constraints:  # other limits, another study (studies without constraints keep their identity)
+            sig["constraints"] = [c.__dict__ for c in self.constraints]
         if claim_study(self.study, sig, directions, storage_label(cfg), self.base_overrides) and not self.study.trials:
-            known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
-            for params in cfg.sweep.get("enqueue") or []:
-                self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
+            for params in self.first_trials():
+                self.study.enqueue_trial(params)
 
     # ---- helpers ------------------------------------------------------------------------------------------
+    def first_trials(self) -> list[dict]:
+        """What a new study runs first: the base config's own knob values (defaults_trial.py), then sweep.enqueue's."""
+        known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
+        trials = [
+            {k: v for k, v in dict(params).items() if k in known} for params in self.cfg.sweep.get("enqueue") or []
+        ]
+        if not self.cfg.sweep.get("enqueue_defaults", True):
+            return trials
+        params, left = defaults_trial(self.space, self.cfg, base_choices(self.config_name, self.base_overrides))
+        for target, why in left.items():
+            print(f"[sweep] defaults trial: {target} is left to the sampler ({why})", file=sys.stderr, flush=True)
+        return [params, *trials]
+
     def _sampler(self, offset: int):
         """The configured sampler, its seed shifted by the trial count: a resumed or parallel worker does not
         replay the random start-up proposals of another one, and a single-process sweep stays reproducible."""

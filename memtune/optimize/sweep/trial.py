@@ -18,6 +18,7 @@ from optuna.trial import TrialState
 
 from ..data.types import Dataset
 from .budget import record_spend
+from .constraints import Constraint, set_constraints
 from .report import REPORT_METRICS, _maybe
 from .run_record import flatten, summary_metrics
 from .scoring import Objective, evaluate_conversations, write_outputs
@@ -32,6 +33,7 @@ class SweepState(Protocol):
     study: optuna.Study
     n_trials: int
     objectives: list[Objective]
+    constraints: list[Constraint]
     space: SearchSpace
     not_sampled: dict[str, str]
     base_overrides: list[str]
@@ -101,6 +103,7 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step, not single)
         record_spend(trial, summary)  # before the objectives: a trial whose metric is null still spent its calls
         values = [o.value(summary) for o in sweep.objectives]
+        trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, summary))
         files = write_outputs(trial_dir, summary, frame, cfg_t)
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
@@ -117,6 +120,8 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         return values[0] if single else values
     except optuna.TrialPruned:
         record_spend(trial, last.get("summary"))
+        if last.get("summary") is not None:  # the limits over the conversations it finished
+            trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, last["summary"]))
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
         log_trial(sweep, run_id, "KILLED", cfg_t, last.get("summary"), [], None, seconds, state="PRUNED")

@@ -21,7 +21,7 @@ import dspy
 
 from ..metering import timed
 from ..types import MemoryRecord, Message, Scope
-from .retrieve import GraphRetriever, merge
+from .retrieve import GraphRetrievalKnobs, GraphRetriever, merge
 from .store import GraphStore, scope_key
 from .types import THING, Entity, display_name, node_key, triplet_text
 from .update import UpdateKnobs, apply_conflicts, compact
@@ -53,6 +53,9 @@ def _knobs(cls, value):
 
 class GraphMemory:
     """The graph stage: extraction, node merge, conflict handling, compaction, retrieval (see module docstring)."""
+
+    # the knobs passed as mappings, and the dataclass holding their defaults (policies/knob_defaults.py reads this)
+    knob_groups = {"nodes": NodeKnobs, "edges": UpdateKnobs, "retrieval": GraphRetrievalKnobs, "store": GraphStoreKnobs}
 
     def __init__(
         self,

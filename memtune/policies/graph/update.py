@@ -58,7 +58,6 @@ SINGLE_VALUED = [
     "work_at",
     "work_as",
     "work_for",
-    "is_a_student_at",
     "study_at",
     "married_to",
     "marry",

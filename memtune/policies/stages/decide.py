@@ -2,7 +2,12 @@
 ADD / UPDATE / DELETE / NOOP.
 
 Variants: `llm` (Mem0's decision call; real ids are mapped to small integers in the prompt and back, so an id
-the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs) and `add_only`.
+the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs; with `supersede`, slot rules
+first: supersede.py) and `add_only`.
+
+`invalidation` (every variant): what happens to a memory a decision ends (a replacing UPDATE, a DELETE):
+`soft` keeps it, marked invalid_at / superseded_by, and adds the new text as a new memory; `hard` overwrites or
+deletes it (Mem0). MemoryPolicy._apply reads it.
 
 Provenance (policies/provenance.py): an UPDATE replaces the memory's provenance with its new text's, unless the
 decision says it merges. The threshold decider never merges (its new text replaces the old). The LLM decider merges
@@ -12,6 +17,7 @@ the facts it restates (`_attribute`), not every fact of the call.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import dspy
@@ -20,7 +26,18 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..provenance import SourceStats, content_words, keeps_content, union
 from ..types import Decision, Fact, MemoryRecord
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import DecideMemoryOperations
+from .supersede import slot_decisions
+
+INVALIDATION = ("soft", "hard")
+
+ALLOWED_OPS = {
+    "all": ("ADD", "UPDATE", "DELETE", "NOOP"),
+    "add_update": ("ADD", "UPDATE", "NOOP"),
+    "add_only": ("ADD", "NOOP"),
+}
 
 
 @dataclass
@@ -30,6 +47,33 @@ class DecisionKnobs:
     update_threshold: float = 0.85  # threshold: at least this similar -> UPDATE that memory with the new text
     per_fact: bool = False  # llm: one call per fact (paper) or one call per message pair (mem0 v1 code)
     retries: int = 2
+    # the operations the decider may apply (NOOP, no write, always): all = the paper's four; add_update = no DELETE
+    # (a contradiction UPDATEs); add_only = ADD and NOOP (mem0 OSS v3 is add-only). The LLM decider's prompt says
+    # which (prompts/decide/<allowed_ops>.md) and other operations it answers are rejected and counted
+    allowed_ops: str = "all"
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/decider/<name>.json)
+    # threshold, memtune's own (not in the paper): a fact filling a stored memory's slot (same person, same
+    # single-valued attribute) with another value supersedes it; a restatement is NOOP (supersede.py, slots.py)
+    supersede: bool = False
+    slot_threshold: float = 0.3  # supersede: stored memories at least this cosine-similar are compared slot-wise
+    restate_threshold: float = 0.5  # supersede: value-word overlap at/above which same-slot facts are one value
+    invalidation: str = "hard"  # soft: ended memories are kept, marked invalid (Mem0g's graph); hard: Mem0's
+
+    def __post_init__(self) -> None:
+        if self.allowed_ops not in ALLOWED_OPS:
+            raise ValueError(f"decider.allowed_ops={self.allowed_ops!r}: choose one of {sorted(ALLOWED_OPS)}")
+        if self.invalidation not in INVALIDATION:
+            raise ValueError(f"policy.decider.invalidation must be one of {INVALIDATION}, got {self.invalidation!r}")
+        if not 0 <= self.slot_threshold <= 1 or not 0 < self.restate_threshold <= 1:
+            raise ValueError(
+                "decider needs 0 <= slot_threshold <= 1 and 0 < restate_threshold <= 1, got "
+                f"slot_threshold={self.slot_threshold}, restate_threshold={self.restate_threshold}"
+            )
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return ALLOWED_OPS[self.allowed_ops]
 
 
 class AddOnlyDecider:
@@ -52,16 +96,25 @@ class ThresholdDecider:
                 "decider needs 0 <= update_threshold <= noop_threshold <= 1, got "
                 f"update_threshold={self.knobs.update_threshold}, noop_threshold={self.knobs.noop_threshold}"
             )
+        self.supersede_stats: Counter = Counter()  # restated, superseded, other_subject_skipped
 
     def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
-        decisions, touched = [], set()
+        decisions: list[Decision] = []
+        touched: set[str] = set()
         with timed("decide"):
             for fact, neighbours in zip(facts, similar, strict=True):
-                best = next((m for m in neighbours if m.id not in touched), None)
+                neighbours = [m for m in neighbours if m.id not in touched]
+                if self.knobs.supersede:
+                    slotted, neighbours = slot_decisions(fact, neighbours, self.knobs, self.supersede_stats)
+                    if slotted:
+                        decisions += slotted
+                        touched |= {i for d in slotted if d.op != "NOOP" for i in (d.target, *d.supersedes) if i}
+                        continue
+                best = neighbours[0] if neighbours else None
                 score = best.score if best is not None and best.score is not None else -1.0
                 if best is not None and score >= self.knobs.noop_threshold:
                     decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))
-                elif best is not None and score >= self.knobs.update_threshold:
+                elif best is not None and score >= self.knobs.update_threshold and "UPDATE" in self.knobs.allowed:
                     touched.add(best.id)  # one UPDATE per memory per batch
                     decisions.append(Decision("UPDATE", fact.text, best.id, fact.provenance, fact.timestamp))
                 else:
@@ -84,7 +137,12 @@ class LLMDecider(dspy.Module):
         super().__init__()
         self.knobs = DecisionKnobs(**knobs)
         self.predict = dspy.Predict(DecideMemoryOperations)
-        self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
+        use_instruction(self.predict, "decide", self.knobs.allowed_ops)  # the prompt names the allowed operations
+        if self.knobs.program:
+            load_program(self, "decider", self.knobs.program, self.knobs.programs_dir, self.knobs)
+        # operations never applied: naming ids that were not shown (hallucinated), UPDATE without text, or an
+        # operation allowed_ops switches off (reason "not allowed")
+        self.rejected: list[dict] = []
         self.sources = SourceStats()  # operations cited, and those matching no fact (they cite every fact's turns)
 
     def forward(self, existing_memories: list[dict], new_facts: list[str]) -> dspy.Prediction:
@@ -100,6 +158,9 @@ class LLMDecider(dspy.Module):
         rejected: list[dict] = []
         for op in result.operations or []:
             text = op.text.strip()
+            if op.event not in self.knobs.allowed:
+                rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "not allowed"})
+                continue
             if op.event == "ADD" or (op.event == "NOOP" and op.id is None):
                 if text or op.event == "NOOP":
                     operations.append({"event": op.event, "id": None, "text": text})

@@ -17,6 +17,9 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..provenance import SourceStats, cite
 from ..types import Fact, Message
+from .dates import parse_when, resolve_relative
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import ExtractFacts
 
 
@@ -27,6 +30,13 @@ class ExtractionKnobs:
     speaker_prefix: bool = True  # heuristic: prefix facts with "<speaker>: " so they name the person
     retries: int = 2  # llm: retries of a malformed answer before the pair is recorded and skipped
     chunk_turns: int = 1  # chunks (RAG baseline): turns per stored chunk; 1 = raw turns
+    # heuristic, chunks: write after each relative date what it means from the day the message was said ("yesterday"
+    # -> "yesterday (7 May 2023)"; stages/dates.py). Off: the text as said (the paper's extractor is an LLM that
+    # sees the timestamp instead).
+    resolve_dates: bool = False
+    instruction: str = "mem0"  # llm: prompt library variant (prompts/extract/<name>.md); mem0 = the signature's own
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/extractor/<name>.json)
 
 
 def render(message: Message) -> str:
@@ -63,12 +73,20 @@ class ChunkExtractor:
                 windows = [(list(recent) + list(new))[-size:]]
             return [
                 Fact(
-                    "\n".join(f"{m.speaker}: {m.text}" for m in w),
+                    "\n".join(f"{m.speaker}: {self._text(m)}" for m in w),
                     tuple(m.dia_id for m in w if m.dia_id),
                     w[-1].timestamp,
                 )
                 for w in windows
             ]
+
+    def _text(self, message: Message) -> str:
+        return _dated(message.text, message, self.knobs.resolve_dates)
+
+
+def _dated(text: str, message: Message, resolve: bool) -> str:
+    """`text` with its relative dates resolved from the message's timestamp when `resolve` is on."""
+    return resolve_relative(text, parse_when(message.timestamp)) if resolve and message.timestamp else text
 
 
 _SENTENCE = re.compile(r"(?<=[.!?])\s+|\s*\n+\s*")
@@ -94,6 +112,7 @@ class HeuristicExtractor:
                     for clause in _CLAUSE.split(sentence) if len(sentence.split()) > 25 else [sentence]:
                         clause = clause.strip()
                         if self._keep(clause):
+                            clause = _dated(clause, message, self.knobs.resolve_dates)
                             facts.append(_fact(message, clause, self.knobs.speaker_prefix))
         return facts
 
@@ -119,6 +138,9 @@ class LLMExtractor(dspy.Module):
         super().__init__()
         self.knobs = ExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractFacts)
+        use_instruction(self.predict, "extract", self.knobs.instruction)
+        if self.knobs.program:
+            load_program(self, "extractor", self.knobs.program, self.knobs.programs_dir, self.knobs)
         self.sources = SourceStats()  # facts extracted, pair fallbacks, dropped sources (reported by the evaluation)
 
     def forward(

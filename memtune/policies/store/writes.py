@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..types import Op, Scope
 from .changes import Change, _Plan, delete_history, plan_changes, validate_change
+from .fts import ensure_fts_index
 from .lance import present_columns, rows_to_arrow
 from .purge import blank_delete_rows, blank_history
 from .sql import _check_scope, ids_where, sql_where
@@ -28,7 +29,12 @@ class WritesMixin(StoreState):
     def _plan(self, changes: Sequence[Change]) -> _Plan:
         """Validate the whole batch and work out its effect, in order, without writing anything."""
         vectors = [validate_change(c, i, self.dim, self.embedder_id) for i, c in enumerate(changes)]
-        before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD" and c.memory_id}))  # validated
+        ended = {i for c in changes for i in ((c.memory_id,) if c.op == "INVALIDATE" else c.supersedes) if i}
+        named = {c.memory_id for c in changes if c.op != "ADD" and c.memory_id} | ended
+        before = self._rows_by_id(sorted(i for i in named if i))  # validated
+        kept = ended
+        for memory_id, vector in self._stored_vectors(sorted(kept & set(before))).items():
+            before[memory_id] = {**before[memory_id], "vector": vector}  # an invalidated row keeps its vector
         return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq, self.policy_version)
 
     def _write_memories(self, plan: _Plan) -> int | None:
@@ -185,6 +191,8 @@ class WritesMixin(StoreState):
             for name in (self.table_name, self.history_name):
                 self._db.drop_table(name, ignore_missing=True)  # type: ignore[call-arg]  # LanceDBConnection takes it
             self._table = self._db.create_table(self.table_name, schema=self._schema)
+            if self.fts_index:
+                ensure_fts_index(self._table)
             self._history = self._db.create_table(self.history_name, schema=self._history_schema)
             self._mirror, self._too_big_at, self._since_compact = None, None, 0
             self._version, self._hversion = self._table.version, self._history.version
