@@ -26,11 +26,12 @@ from ...policies.lm import CostMeter
 from ...policies.pipeline import CURRENT_PAIR, ScopeIngest
 from ..data.types import Conversation, Dataset, Session
 from .evaluate import conversation_scope, observations_by_turn
+from .judge_checks import canary_counts
 from .metrics import bleu1
 from .parallel import answer_concurrency, ingest_parallel, lm_concurrency, message_batches
 from .parallel_answers import answer_parallel
 from .prices import load_prices, price_for, warn_missing
-from .projection import ConversationCounts, Step, project_answers, project_ingest, project_wall, totals
+from .projection import ConversationCounts, Step, add_calls, project_answers, project_ingest, project_wall, totals
 
 
 def _cpu() -> float:
@@ -106,7 +107,10 @@ def dry_run(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = T
     top_k = getattr(getattr(policy.retriever, "knobs", None), "top_k", None)
     ingest = project_ingest(steps, counts)
     answers = project_answers(steps, counts, top_k)
+    canaries = canary_counts(dataset, cfg) if judge is not None else {}  # judged after the answers, one at a time
+    answers = add_calls(answers, "judge", canaries, steps)
     latency = _latency(steps, spec.get("latency_s"))
+    serial = sum(canaries.values()) * latency.get("judge", 0.0)
     # this process's CPU seconds (every thread: DSPy and HTTP per call, the embedder, the store) per pair / question
     cpu_pair = (cpu1 - cpu0) / max(sum(c.pairs_sampled for c in counts), 1)
     cpu_q = (cpu2 - cpu1) / max(len(rows), 1)
@@ -129,6 +133,7 @@ def dry_run(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = T
             "conversations": [c.conversation for c in counts],
             "pairs": sum(c.pairs for c in counts),
             "questions": sum(c.questions for c in counts),
+            "canaries": sum(canaries.values()),  # judge calls on canary answers (judge_checks.canaries)
         },
         "latency_s": latency,
         "cpu_seconds": {"per_pair": round(cpu_pair, 5), "per_question": round(max(cpu_q, 0.0), 5)},
@@ -138,7 +143,7 @@ def dry_run(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = T
         },
         "projection": priced(_merge(totals(ingest), totals(answers)), cfg, judge),
         "wall": {
-            str(n): project_wall(ingest, answers, counts, latency, cpu_pair, max(cpu_q, 0.0), n, together)
+            str(n): project_wall(ingest, answers, counts, latency, cpu_pair, max(cpu_q, 0.0), n, together, serial)
             for n in sorted({1, concurrency})
         },
         "together": together,

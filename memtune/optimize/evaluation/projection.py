@@ -147,6 +147,22 @@ def project_answers(
     return out
 
 
+def add_calls(
+    answers: Mapping[str, Mapping[str, dict]], phase: str, calls: Mapping[str, float], steps: Sequence[Step]
+) -> dict[str, dict[str, dict]]:
+    """`answers` plus `calls[conversation]` more calls of `phase` at the sample's tokens per call of that phase
+    (its question steps): the judge's canary calls (judge_checks.py), which the sample does not make."""
+    mean = per_call(s for s in steps if s.pair is None and s.phase == phase).get(phase)
+    out = {c: {p: dict(r) for p, r in rows.items()} for c, rows in answers.items()}
+    for conversation, n in calls.items():
+        if mean and n:
+            row = out.setdefault(conversation, {}).setdefault(phase, {"calls": 0.0} | {t: 0.0 for t in TOKENS})
+            row["calls"] += n
+            for t in TOKENS:
+                row[t] += n * mean[t]
+    return out
+
+
 def project_wall(
     ingest: Mapping[str, Mapping[str, dict]],
     answers: Mapping[str, Mapping[str, dict]],
@@ -156,9 +172,11 @@ def project_wall(
     cpu_per_question: float,
     concurrency: int,
     together: bool = True,
+    serial_seconds: float = 0.0,
 ) -> dict:
     """Projected wall seconds of ingestion and answering at `concurrency` (module docstring), with the bound that
-    sets each. `latency`: seconds per LM call by phase."""
+    sets each. `latency`: seconds per LM call by phase; `serial_seconds`: LM seconds of `answers` that run one call
+    at a time after the answers (the judge's canaries), added at any concurrency."""
 
     def lm_seconds(rows: Mapping[str, dict]) -> float:
         return sum(r["calls"] * latency.get(p, 0.0) for p, r in rows.items())
@@ -187,12 +205,13 @@ def project_wall(
     else:
         ingest_s = sum(max(w / concurrency, ch, cpu) for w, ch, cpu in per_conv)
         ingest_bound = "conversations one at a time"
-    answer_lm = sum(lm_seconds(rows) for rows in answers.values())
+    answer_lm = sum(lm_seconds(rows) for rows in answers.values()) - serial_seconds
     answer_cpu = sum(c.questions for c in counts) * cpu_per_question
     if concurrency <= 1:
         answer_s, answer_bound = answer_lm + answer_cpu, "sequential"
     else:
         answer_s, answer_bound = max((answer_lm / concurrency, "throughput"), (answer_cpu, "cpu"))
+    answer_s += serial_seconds
     return {
         "concurrency": concurrency,
         "ingest_seconds": round(ingest_s, 1),

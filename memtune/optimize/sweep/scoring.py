@@ -247,7 +247,22 @@ def evaluate_conversations(
         for other, _ in prepared.values():
             other.store.close()
     # the judges' checks (canaries, agreement) once over every conversation: they report on the judges, not the policy
-    attach(summary, judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0])
+    checks = judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0]
+    if checks is not None:  # the canaries' judge calls are part of what the trial cost (as in memtune-eval)
+        ingest_facts = summary["ingest"]  # with the per-conversation facts added above
+        summary = build_summary(
+            cfg,
+            subset(dataset, ids),
+            frame,
+            table,
+            merged,
+            answer_meter.as_dict(),
+            judge,
+            embedder_id,
+            time.perf_counter() - t0,
+        )
+        summary["ingest"] = ingest_facts
+    attach(summary, checks)
     return summary, frame
 
 
