@@ -1,14 +1,17 @@
 """conf/search_space/llm.yaml and conf/sweep/llm.yaml: every LLM knob is reachable from `memtune-sweep
 search_space=llm` (each knob's override composes and builds a policy that ingests and answers with a DummyLM), the
-knobs map to their stages, and the objectives are J-or-F1 against tokens and dollars."""
+knobs map to their stages, and the objectives are J-or-F1 against tokens and dollars (end to end against the fake
+OpenAI server, whose token counts make both cost objectives real)."""
 
 from __future__ import annotations
 
 import json
 import re
+import sys
+from pathlib import Path
 
 import pytest
-from compile_support import CONF_DIR, ScriptedLM, answer, pipeline_make_lm, system
+from compile_support import CONF_DIR, ScriptedLM, answer, system
 from hydra import compose, initialize_config_dir
 
 from memtune.optimize.resolvers import quality_metric
@@ -22,6 +25,7 @@ from memtune.policies.stages.extract import LLMExtractor
 from memtune.policies.stages.programs import save_program
 from memtune.policies.types import Message, Scope
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))  # fake_openai.py
 BASE = ["policy=mem0_llm", "lm=openai", "search_space=llm", "sweep=llm"]
 STAGE_OF = {
     "policy.extractor.program": "ingest",
@@ -146,33 +150,47 @@ def test_dollars_and_tokens_objectives_read_the_summary_and_a_missing_one_fails_
         )
 
 
-def test_memtune_sweep_runs_the_llm_space_end_to_end(tmp_path, monkeypatch):
-    """Two trials of `memtune-sweep search_space=llm sweep=llm` on the fixture (trial 0: the paper's knobs, the defaults trial;
-    trial 1: sampled), every LM a scripted DummyLM. The sweep's cost objectives (cost.tokens.total, cost.usd.total)
-    come with the cost-control work (i13-parallel): context tokens stand in for them here."""
-    monkeypatch.setattr("memtune.policies.lm.make_lm", pipeline_make_lm)
+def test_memtune_sweep_runs_the_llm_space_end_to_end(tmp_path):
+    """Two trials of `memtune-sweep search_space=llm sweep=llm` on the fixture (trial 0: the paper's knobs, the defaults
+    trial; trial 1: sampled) with conf/sweep/llm.yaml's own objectives: F1 (no judge) against cost.tokens.total and
+    cost.usd.total. The LM is the fake OpenAI server (benchmarks/fake_openai.py: deterministic answers, token counts
+    of what was sent and received), priced as gpt-4o-mini, so both cost objectives are the billed tokens and their
+    dollars at conf/lm/prices.yaml, never 0 for a trial that called the LM."""
+    import polars as pl
+    from fake_openai import serve_in_thread
+
     from memtune.optimize.sweep.app import sweep_from_overrides
 
-    out = sweep_from_overrides(
-        [
-            *BASE,
-            "dataset=fixture",
-            "sweep.tune_conversations=null",
-            "sweep.holdout_conversations=null",
-            "sweep.heldout.enabled=false",
-            "tracking=none",
-            "sweep.n_trials=2",
-            f"cache_dir={tmp_path / 'cache'}",
-            "sweep.objectives=[{name: quality, metric: scores.overall.f1, direction: maximize},"
-            "{name: tokens, metric: scores.overall.context_tokens, direction: minimize}]",
-        ],
-        tmp_path / "out",
-    )
+    with serve_in_thread() as url:
+        out = sweep_from_overrides(
+            [
+                *BASE,
+                f"lm.api_base={url}",
+                "lm.model=openai/gpt-4o-mini",
+                "lm.cache=false",
+                "dataset=fixture",
+                "sweep.tune_conversations=null",
+                "sweep.holdout_conversations=null",
+                "sweep.heldout.enabled=false",
+                "tracking=none",
+                "sweep.n_trials=2",
+                f"cache_dir={tmp_path / 'cache'}",
+            ],
+            tmp_path / "out",
+        )
     assert out["states"] == {"COMPLETE": 2}
     selected = {s["trial"]: s["overrides"] for s in out["heldout"]["selected"] if s.get("trial") is not None}
     assert "policy.extractor.instruction=mem0" in selected.get(0, ["policy.extractor.instruction=mem0"])
-    summary = json.loads((tmp_path / "out" / "trials" / "0001" / "summary.json").read_text())
-    assert summary["config"]["policy"]["decider"]["allowed_ops"] in ("all", "add_update", "add_only")
-    assert (
-        summary["cost"]["ingest"]["phases"]["extract"]["calls"] > 0 and summary["scores"]["overall"]["f1"] is not None
-    )
+    trials = pl.read_parquet(tmp_path / "out" / "trials.parquet").sort("number")
+    assert [c for c in trials.columns if c.startswith("value.")] == ["value.quality", "value.tokens", "value.usd"]
+    for row in trials.iter_rows(named=True):
+        summary = json.loads((tmp_path / "out" / "trials" / f"{row['number']:04d}" / "summary.json").read_text())
+        cost = summary["cost"]
+        billed = [r for part in ("ingest", "answer") for r in cost[part]["phases"].values() if r.get("calls")]
+        tokens = sum(r["prompt_tokens"] + r["completion_tokens"] for r in billed)
+        by_hand = sum(r["prompt_tokens"] * 0.15 + r["completion_tokens"] * 0.60 for r in billed) / 1e6
+        assert cost["ingest"]["phases"]["extract"]["calls"] > 0 and tokens > 0
+        assert row["value.quality"] == pytest.approx(summary["scores"]["overall"]["f1"])
+        assert row["value.tokens"] == cost["tokens"]["total"] == tokens  # the billed tokens, every LM phase
+        assert row["value.usd"] == pytest.approx(cost["usd"]["total"]) == pytest.approx(by_hand, abs=1e-5)
+        assert summary["config"]["policy"]["decider"]["allowed_ops"] in ("all", "add_update", "add_only")

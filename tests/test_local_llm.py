@@ -93,6 +93,8 @@ def test_mem0_llm_policy_runs_against_a_real_local_server(local_server, tmp_path
             "progress=false",
             "lm.timeout=600",
             "judge.lm.timeout=600",
+            "lm.max_concurrency=1",  # llama-cpp-python's server answers one request at a time
+            "judge.lm.max_concurrency=1",
             f"hydra.run.dir={run_dir}",
         ],
         cwd=ROOT,

@@ -33,13 +33,17 @@ def make_lm(
     cache: bool = True,
     num_retries: int = 3,
     timeout: float = 120.0,
+    max_concurrency: int = 8,
 ) -> dspy.LM:
     """Build a `dspy.LM` for any OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp server).
 
     `api_base` defaults to $OPENAI_BASE_URL; the key is read from the environment variable named by
     `api_key_env` (a local server accepts any non-empty key, so "local" is used when it is unset and
-    a base URL is given).
+    a base URL is given). `max_concurrency` is not a property of the LM: the evaluation reads it from the same
+    config node (how many calls it keeps in flight, optimize/evaluation/parallel.py); it is checked here.
     """
+    if not isinstance(max_concurrency, int) or isinstance(max_concurrency, bool) or max_concurrency < 1:
+        raise ValueError(f"lm.max_concurrency must be an integer >= 1, got {max_concurrency!r}")
     api_base = api_base or os.environ.get("OPENAI_BASE_URL") or None
     api_key = os.environ.get(api_key_env) or ("local" if api_base else None)
     if api_key is None:
@@ -68,6 +72,7 @@ class PhaseCost:
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (a cheaper price)
     failures: int = 0
     steps: int = 0
     seconds_total: float = 0.0
@@ -125,7 +130,14 @@ class CostMeter:
                 self.phases[phase].record(elapsed)
 
     def record_lm_step(
-        self, phase: str, elapsed: float, calls: int, cached_calls: int, prompt_tokens: int, completion_tokens: int
+        self,
+        phase: str,
+        elapsed: float,
+        calls: int,
+        cached_calls: int,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_prompt_tokens: int = 0,
     ) -> None:
         """One call of an LLM stage: its wall time and the LM calls made inside it."""
         with self._lock:
@@ -135,6 +147,7 @@ class CostMeter:
             cost.cached_calls += cached_calls
             cost.prompt_tokens += prompt_tokens
             cost.completion_tokens += completion_tokens
+            cost.cached_prompt_tokens += cached_prompt_tokens
 
     def count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
         """Record a failure that falls back to a safe result and never stops a run (a reranker's)."""

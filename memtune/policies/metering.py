@@ -81,6 +81,7 @@ class _Run:
     cached_calls: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cached_prompt_tokens: int = 0  # of prompt_tokens, those the provider served from its prompt cache (cheaper)
     billed: set[str] = field(default_factory=set)  # LM call ids that reached the usage tracker (not cache hits)
     lm_calls: list[str] = field(default_factory=list)  # LM calls started and not yet ended (innermost last)
 
@@ -101,9 +102,16 @@ class _RunUsage(UsageTracker):
             run.billed.add(run.lm_calls[-1])
         run.prompt_tokens += int(usage_entry.get("prompt_tokens") or 0)
         run.completion_tokens += int(usage_entry.get("completion_tokens") or 0)
+        run.cached_prompt_tokens += _cached_tokens(usage_entry.get("prompt_tokens_details"))
         super().add_usage(lm, usage_entry)
         if self.outer is not None:
             self.outer.add_usage(lm, usage_entry)
+
+
+def _cached_tokens(details: Any) -> int:
+    """OpenAI's usage.prompt_tokens_details.cached_tokens (a dict, or a pydantic object from the client), else 0."""
+    value = details.get("cached_tokens") if isinstance(details, dict) else getattr(details, "cached_tokens", None)
+    return int(value or 0)
 
 
 class PhaseMeter(BaseCallback):
@@ -135,6 +143,7 @@ class PhaseMeter(BaseCallback):
             run.cached_calls,
             run.prompt_tokens,
             run.completion_tokens,
+            run.cached_prompt_tokens,
         )
 
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:

@@ -11,6 +11,7 @@ The optional `graph` stage (policies/graph/memory.py, Mem0g) is fed every messag
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -24,7 +25,7 @@ from .metering import metering
 from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarizer
 from .store.sql import in_scope
 from .store.store import MemoryStore
-from .types import Decision, Event, MemoryRecord, Message, Scope
+from .types import Decision, Event, Fact, MemoryRecord, Message, Scope
 
 RECENT_KEPT = 50  # messages kept per scope for extraction context; the extractor reads its last m of them
 
@@ -34,6 +35,16 @@ class _ScopeState:
     recent: list[Message] = field(default_factory=list)  # last messages, for extraction context
     pending: list[Message] = field(default_factory=list)  # messages not yet folded into the summary
     summary: str = ""
+
+    def push(self, messages: list[Message], summarizer: Summarizer) -> list[Message] | None:
+        """Take in a message pair after its extraction: keep it as recent context and as pending for the summary;
+        returns the pending messages to fold into the summary now (and clears them), or None."""
+        self.recent = (self.recent + list(messages))[-RECENT_KEPT:]
+        self.pending += messages
+        if summarizer.enabled and len(self.pending) >= summarizer.knobs.window:
+            due, self.pending = self.pending, []
+            return due
+        return None
 
 
 class MemoryPolicy:
@@ -57,6 +68,7 @@ class MemoryPolicy:
         self.meter = meter or CostMeter()
         self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}  # as decided
         self.invalidated = 0  # memories soft-invalidated (decider invalidation=soft): kept, marked, not returned
+        self._ops_lock = threading.Lock()  # scopes may ingest in parallel threads (policies/pipeline.py)
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
@@ -97,14 +109,19 @@ class MemoryPolicy:
             if self.graph is not None:
                 self.graph.add(list(messages), scope)
             facts = self.extractor.extract(messages, state.recent, state.summary)
-            state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
-            state.pending += messages
-            if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
-                state.summary = self.summarizer.refresh(state.summary, state.pending)
-                state.pending = []
-            if not facts:
-                return []
-            vectors = self._embed([f.text for f in facts])
+            due = state.push(messages, self.summarizer)
+            if due is not None:
+                state.summary = self.summarizer.refresh(state.summary, due)
+        return self.commit(facts, scope, metadata)
+
+    def commit(self, facts: list[Fact], scope: Scope, metadata: dict | None = None, vectors=None) -> list[Event]:
+        """The half of add() that reads and writes the store: embed the facts (unless `vectors` holds their
+        embeddings), fetch the s most similar memories of each, decide, apply. Within a scope these must run in
+        message order; extraction and embedding need not (policies/pipeline.py runs them ahead of the commits)."""
+        if not facts:
+            return []
+        with self._running():
+            vectors = self._embed([f.text for f in facts]) if vectors is None else vectors
             with self.meter.timed("search_similar"):
                 similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
             decisions = self.decider.decide(facts, similar)
@@ -114,8 +131,10 @@ class MemoryPolicy:
         texts = [d.text for d in decisions if d.op in ("ADD", "UPDATE") and d.text not in known]
         known.update(zip(texts, self._embed(texts)) if texts else [])
         events = []
+        with self._ops_lock:
+            for d in decisions:
+                self.op_counts[d.op] += 1
         for d in decisions:
-            self.op_counts[d.op] += 1
             if d.op == "NOOP" and d.target is None:
                 events.append(Event("NOOP", None, d.text))
         soft = getattr(self.decider.knobs, "invalidation", "hard") == "soft"  # decide.py DecisionKnobs
@@ -126,7 +145,8 @@ class MemoryPolicy:
             events.append(Event(op, memory_id, c.text if op not in ("DELETE", "INVALIDATE") else "", old))
             for gone in c.supersedes:  # soft: the memories the new one replaced, kept and marked invalid
                 events.append(Event("INVALIDATE", gone, "", getattr(self.store.get(gone), "text", ""), memory_id))
-        self.invalidated += sum(e.op == "INVALIDATE" for e in events)
+        with self._ops_lock:
+            self.invalidated += sum(e.op == "INVALIDATE" for e in events)
         return events
 
     def reset_state(self, scope: Scope | None = None) -> None:

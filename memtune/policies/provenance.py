@@ -26,6 +26,7 @@ tuner will find that. Two rules keep it truthful:
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
@@ -79,12 +80,22 @@ class SourceStats:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def count(self, items: int = 0, fallbacks: int = 0, dropped: int = 0) -> None:
+        """Add to the counts; safe when scopes ingest in parallel threads (a bare `+=` is not atomic)."""
+        with _COUNT_LOCK:
+            self.items += items
+            self.fallbacks += fallbacks
+            self.dropped += dropped
+
+
+_COUNT_LOCK = threading.Lock()  # one for every SourceStats: a lock in the dataclass would not deep-copy
+
 
 def cite(sources: object, new: Sequence[Message], stats: SourceStats) -> tuple[str, ...]:
     """The dia_ids of the new messages an LLM item cites. `sources` are the message numbers as shown (1-based,
     ints or digit strings) or dia_ids of the new messages; anything else is dropped. With no valid source the
     item cites every new message (the pair) and is counted as a fallback."""
-    stats.items += 1
+    dropped = 0
     if sources is None:
         sources = []
     elif isinstance(sources, (str, int)):
@@ -100,10 +111,10 @@ def cite(sources: object, new: Sequence[Message], stats: SourceStats) -> tuple[s
         elif isinstance(n, str) and n in by_id:
             picked.append(by_id[n])
         else:
-            stats.dropped += 1
+            dropped += 1
+    stats.count(items=1, fallbacks=0 if picked else 1, dropped=dropped)
     if picked:
         return union(m.dia_id for m in picked if m.dia_id)
-    stats.fallbacks += 1
     return union(m.dia_id for m in new if m.dia_id)
 
 

@@ -27,11 +27,15 @@ from omegaconf import DictConfig, OmegaConf
 from ...policies.provenance import PROVENANCE_KEYS
 from ..data.load import load_from_config
 from .currency import currency_summary
+from .dry_run import dry_run
+from .dry_run import table as dry_run_table
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from .health import health_summary
 from .ingest_cache import prepare_policy
 from .judge_checks import attach, build_judges, judge_checks, judge_checks_line
 from .oracle import oracle_stages
+from .parallel import answer_concurrency
+from .prices import cost_figures
 
 
 def configure_dspy_cache(cache_dir: str | Path) -> None:
@@ -115,6 +119,9 @@ def build_summary(
         "wall_seconds": round(wall_seconds, 2),
         "config": OmegaConf.to_container(cfg, resolve=True),
     }
+    # dollars per phase at conf/lm/prices.yaml (null for an unpriced model), and billed tokens: the config's total
+    # and what this run paid (optimize/evaluation/prices.py)
+    summary["cost"] |= cost_figures(cfg, ingested, summary["cost"], judge.lm.model if judge else None)
     return summary
 
 
@@ -125,10 +132,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     dataset = load_from_config(ds)
     if dataset.report.entries:
         print(dataset.report.summary())
+    if cfg.get("dry_run"):  # project the run from a sample instead (optimize/evaluation/dry_run.py)
+        projected = dry_run(cfg, dataset, out_dir, progress=cfg.progress)
+        print(dry_run_table(projected))
+        return projected
     policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     extra_judges = build_judges(cfg, judge)
-    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
+    frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress, max_concurrency=answer_concurrency(cfg))
     checks, canary_rows = judge_checks(frame, dataset, judge, extra_judges, cfg)
     table = score_table(frame, tuple(cfg.overall_categories))
     frame.write_parquet(out_dir / "questions.parquet")
@@ -193,7 +204,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
 def main(cfg: DictConfig) -> None:
     out_dir = Path(HydraConfig.get().runtime.output_dir)
     run(cfg, out_dir)
-    print(out_dir / "summary.json")
+    print(out_dir / ("dry_run.json" if cfg.get("dry_run") else "summary.json"))
 
 
 if __name__ == "__main__":

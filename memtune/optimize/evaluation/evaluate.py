@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from typing import Any
@@ -9,15 +10,11 @@ from typing import Any
 import polars as pl
 from tqdm.auto import tqdm
 
-from ...policies.graph.retrieve import is_graph_record
 from ...policies.policy import MemoryPolicy
 from ...policies.provenance import provenance_facts
-from ...policies.stages.answer import question_type, render_context
 from ...policies.types import Scope
 from ..data.types import CATEGORY_NAMES, Conversation, Dataset
-from .health import is_stale, store_health, turn_statements
-from .judge import judge_question
-from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
+from .health import store_health
 from .restated import load_timelines, restated_counts
 
 # Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
@@ -86,97 +83,69 @@ def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str
     return keyed
 
 
-def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
-    scope = conversation_scope(conversation)
-    order, statements = turn_statements([(t.dia_id, t.speaker, t.text) for t in conversation.turns()])
-    stale: dict[str, bool] = {}  # memory id -> superseded later in the conversation (health.is_stale)
+def answer_questions(
+    policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True, max_concurrency: int = 1
+) -> list[dict]:
+    """One row per question (in order). max_concurrency > 1: questions are answered and judged in parallel threads
+    (optimize/evaluation/parallel.py), with the same rows."""
+    if max_concurrency > 1:
+        from .parallel_answers import answer_parallel
+
+        return answer_parallel(policy, [conversation], judge, max_concurrency, progress)
+    from .question_row import Staleness, question_row
+
+    scope, stale = conversation_scope(conversation), Staleness(conversation)
     rows = []
     for q in tqdm(
         conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
     ):
-        t0 = time.perf_counter()
-        prediction, memories = policy.answer(q.question, scope)
-        seconds = time.perf_counter() - t0
-        failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
-        provenance = [m.provenance for m in memories]
-        context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
-        graph = [m for m in memories if is_graph_record(m)]
-        vector = [m for m in memories if not is_graph_record(m)]
-        for m in vector:
-            if m.id not in stale:
-                stale[m.id] = is_stale(m.text, m.provenance, order, statements)
-        gold = q.answer
-        rows.append(
-            {
-                "qid": q.qid,
-                "conversation_id": q.conversation_id,
-                "category": q.category,
-                "category_name": q.category_name,
-                "question": q.question,
-                "question_type": question_type(q.question),  # when/where/who/quantity/yes_no/...: group by it
-                "answer": gold,
-                "adversarial_answer": q.adversarial_answer,
-                "prediction": prediction,
-                "answer_failed": failed,
-                "f1": 0.0 if failed else f1_set(prediction, gold),
-                "f1_squad": 0.0 if failed else f1_squad(prediction, gold),
-                "bleu1": 0.0 if failed else bleu1(prediction, gold),
-                # judge (None where J is not defined: no judge LM, category 5) and judge_failed; see judge_question
-                **judge_question(judge, q.qid, q.question, gold, prediction, q.category),
-                "abstained": abstained(prediction),
-                "evidence": list(q.evidence),
-                "evidence_recall": evidence_recall(q.evidence, provenance),
-                # within the retrieved top-k only: a budget larger than the top-k's rendered context is not
-                # filled further
-                **{f"recall_ctx_{b}": evidence_recall(q.evidence, provenance[: kept[b]]) for b in BUDGETS},
-                "retrieved_ids": [m.id for m in memories],
-                "retrieved_provenance": [list(m.provenance) for m in memories],
-                "retrieved_scores": [float(m.score or 0.0) for m in memories],
-                "n_retrieved": len(memories),
-                # health (health.py): vector memories retrieved, those the conversation superseded later; currency:
-                # the first retrieved memory cites the evidence, one of the first five does
-                "n_memories": len(vector),
-                "n_stale": sum(stale[m.id] for m in vector),
-                "first_hit": evidence_recall(q.evidence, provenance[:1]) == 1.0 if q.evidence else None,
-                "hit_at_5": bool(evidence_recall(q.evidence, provenance[:5])) if q.evidence else None,
-                "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
-                "seconds": seconds,
-                # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
-                **(
-                    {
-                        "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
-                        "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
-                        "n_graph": len(graph),
-                    }
-                    if policy.graph is not None
-                    else {}
-                ),
-            }
-        )
+        rows.append(question_row(policy, scope, q, judge, stale))
     return rows
 
 
-def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) -> dict:
-    """Ingest every conversation; returns what ingestion did and cost (saved with a cached store)."""
+def ingest_all(
+    policy: MemoryPolicy, dataset: Dataset, progress: bool = True, max_concurrency: int = 1, pool=None
+) -> dict:
+    """Ingest every conversation; returns what ingestion did and cost (saved with a cached store).
+
+    max_concurrency > 1 with an LM: conversations ingest in parallel and each one's extractions run ahead of its
+    decisions, on that many threads (or on `pool`, a policies.taskpool.TaskPool shared with other ingestions),
+    with the store and state the sequential loop leaves (optimize/evaluation/parallel.py)."""
     turns = pairs = 0
     growth: list[dict] = []  # graph size after each session (store size / invalid edges over sessions)
     health: list[dict] = []  # per conversation: duplicates, contradictions, memories after each session (health.py)
-    sizes: list[int] = []
+    sizes: dict[str, list[int]] = {c.sample_id: [] for c in dataset.conversations}
 
-    def after_session() -> None:
-        sizes.append(policy.store.count(scope))
-        if policy.graph is not None:
+    def after_session(conversation: Conversation) -> None:  # in the conversation's own order, even in parallel
+        sizes[conversation.sample_id].append(policy.store.count(conversation_scope(conversation)))
+        if policy.graph is not None:  # graph memory ingests one conversation at a time (parallel.py)
             growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
 
     t0 = time.perf_counter()
     timelines = load_timelines(dataset.path, dataset.sha256) or {}  # a generated set's labels (restated.py)
-    for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-        scope, sizes = conversation_scope(conversation), []
-        n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after_session)
-        health.append(store_health(policy.store, scope, n_turns, sizes))
+    if (max_concurrency > 1 or pool is not None) and policy.lm is not None:
+        from .parallel import ingest_parallel
+
+        turns, pairs = ingest_parallel(
+            policy,
+            dataset.conversations,
+            max_concurrency,
+            conversation_scope,
+            observations_by_turn,
+            progress,
+            after_session,
+            pool,
+        )
+    else:
+        for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
+            after = functools.partial(after_session, conversation)
+            n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after)
+            turns, pairs = turns + n_turns, pairs + n_pairs
+    for conversation in dataset.conversations:  # the store each conversation left (health.py)
+        scope = conversation_scope(conversation)
+        health.append(store_health(policy.store, scope, len(conversation.turns()), sizes[conversation.sample_id]))
         if conversation.sample_id in timelines:
             health[-1]["restated"] = restated_counts(policy.store.get_all(scope), timelines[conversation.sample_id])
-        turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
     phases = policy.meter.phases
@@ -201,8 +170,16 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
     }
 
 
-def answer_all(policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True) -> pl.DataFrame:
-    """Answer and score every question of the split from the (already ingested) store."""
+def answer_all(
+    policy: MemoryPolicy, dataset: Dataset, judge=None, progress: bool = True, max_concurrency: int = 1
+) -> pl.DataFrame:
+    """Answer and score every question of the split from the (already ingested) store (max_concurrency > 1: on
+    that many threads, every conversation's questions at once; the same rows, in the same order)."""
+    if max_concurrency > 1:
+        from .parallel_answers import answer_parallel
+
+        rows = answer_parallel(policy, dataset.conversations, judge, max_concurrency, progress)
+        return pl.DataFrame(rows, schema_overrides=FRAME_SCHEMA)
     rows = []
     for conversation in tqdm(dataset.conversations, desc="answer", unit="conv", disable=not progress):
         rows += answer_questions(policy, conversation, judge=judge, progress=progress)

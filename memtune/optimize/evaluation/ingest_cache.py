@@ -38,6 +38,7 @@ from ...policies.runtime.bundle_save import module_states
 from ..data.types import Dataset
 from .code_deps import source_closure
 from .evaluate import ingest_all
+from .parallel import lm_concurrency
 
 INGEST_STAGES = ("extractor", "summarizer", "decider")
 GRAPH_STAGES = ("entities", "relations", "resolver")  # the graph's own stages (policy.graph.<part>._target_)
@@ -58,6 +59,8 @@ def ingestion_parts(cfg: DictConfig, dataset: Dataset, embedder=None) -> dict:
     if graph_on:
         nodes |= {f"graph.{p}": cfg.policy.graph[p] for p in GRAPH_STAGES if _target(cfg.policy.graph.get(p))}
     lm = OmegaConf.to_container(cfg.lm, resolve=True) if cfg.get("lm") else None
+    if isinstance(lm, dict):  # how many calls run at once changes the wall time, never the store
+        lm.pop("max_concurrency", None)
     embedder = embedder if embedder is not None else instantiate(cfg.embedder)
     parts: dict[str, Any] = {
         "stages": {name: OmegaConf.to_container(cfg.policy[name], resolve=True) for name in INGEST_STAGES},
@@ -132,7 +135,7 @@ def _file_sha256(path: str, mtime_ns: int) -> str:
 
 
 def prepare_policy(
-    cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = True, use_cache: bool = True
+    cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = True, use_cache: bool = True, pool=None
 ) -> tuple[MemoryPolicy, dict]:
     """A policy whose store holds the ingested dataset, and the ingestion facts (cost, ops, throughput).
 
@@ -142,7 +145,10 @@ def prepare_policy(
     embedder = build_embedder(cfg, cache_dir)
     if not use_cache:
         policy = build_policy(cfg, out_dir / "store", embedder=embedder)
-        facts = ingest_all(policy, dataset, progress) | {"cache_hit": False, "store": str(out_dir / "store")}
+        facts = ingest_all(policy, dataset, progress, lm_concurrency(cfg), pool) | {
+            "cache_hit": False,
+            "store": str(out_dir / "store"),
+        }
         policy.meter = CostMeter()  # the answer phase is metered apart
         return policy, facts
     key = ingestion_key(cfg, dataset, embedder)
@@ -150,7 +156,7 @@ def prepare_policy(
     if not (final / "ingest.json").exists():
         tmp = final.with_name(f"{key}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
         policy = build_policy(cfg, tmp / "store", embedder=embedder)
-        facts = ingest_all(policy, dataset, progress) | {"key": key}
+        facts = ingest_all(policy, dataset, progress, lm_concurrency(cfg), pool) | {"key": key}
         (tmp / "ingest.json").write_text(json.dumps(facts, indent=2))
         policy.store.close()
         try:

@@ -76,6 +76,22 @@ def make_canaries(
     return out
 
 
+def canary_counts(dataset: Dataset, cfg: DictConfig) -> dict[str, int]:
+    """Per conversation: the canaries judge_checks will ask each judge about on a run of the whole `dataset` (they
+    are made from the gold answers alone, so a dry run knows the number before any answer exists)."""
+    checks = cfg.get("judge_checks") or {}
+    rows = [(q.qid, c.sample_id, q.category, q.question, q.answer) for c in dataset.conversations for q in c.questions]
+    columns = ["qid", "conversation_id", "category", "question", "answer"]  # the run's frame, in its row order
+    gold = pl.DataFrame(rows, schema=columns, orient="row")
+    categories = [int(c) for c in cfg.overall_categories]
+    made = make_canaries(gold, dataset, categories, int(checks.get("canaries", 50)), int(checks.get("seed", 0)))
+    conversation_of = dict(zip(gold["qid"], gold["conversation_id"]))
+    out = {c.sample_id: 0 for c in dataset.conversations}
+    for canary in made:
+        out[conversation_of[canary["qid"]]] += 1
+    return out
+
+
 def _labels(judge: Judge, frame: pl.DataFrame, main: bool) -> list[dict]:
     """Per question: J value (None where undefined) and the label the judge gave (None: failed or not asked)."""
     out = []

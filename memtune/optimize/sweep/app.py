@@ -49,9 +49,12 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from ..data.load import load_from_config
 from ..evaluation.app import configure_dspy_cache
+from .budget import sweep_dry_run
 from .identity import StudyMismatch
 from .knob_deps import KnobNotSampledWarning
+from .scoring import split_ids
 from .study import Sweep
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -62,10 +65,18 @@ def run_sweep(cfg: DictConfig, out_dir: Path, base_overrides: Sequence[str] = ()
     if not GlobalHydra.instance().is_initialized():
         raise RuntimeError("run_sweep needs an initialised Hydra: use main() or sweep_from_overrides()")
     configure_dspy_cache(cfg.cache_dir)
+    if cfg.get("dry_run"):  # project the sweep's LM calls, dollars and wall time; run no trial (budget.py)
+        return dry_run_sweep(cfg, out_dir)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     # fail_stale_trials and TPESampler(group=True) are "experimental" in Optuna 5: said once in the docs, not per trial
     warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     return Sweep(cfg, out_dir, base_overrides, config_name).run()
+
+
+def dry_run_sweep(cfg: DictConfig, out_dir: Path) -> dict:
+    dataset = load_from_config(cfg.dataset)
+    tune, holdout = split_ids(cfg, dataset)
+    return sweep_dry_run(cfg, dataset, tune, holdout, out_dir)
 
 
 def sweep_from_overrides(overrides: Sequence[str], out_dir: str | Path) -> dict:

@@ -10,8 +10,9 @@ Free to change on resume, because they do not change what a trial scores:
   sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue, enqueue_defaults (read at creation only),
   max_consecutive_failures, wait_for_workers, poll_seconds, heldout.* (the held-out re-scoring and baselines
   of the report); tracking, cache_dir, progress, ingest_cache, hydra; judges and judge_checks (the extra judges and
-  canaries that check the main judge: reported beside J, never an objective);
-  an LM's timeout, num_retries and cache (how a call is made); the embedder's batch_size and threads;
+  canaries that check the main judge: reported beside J, never an objective); dry_run and dry_run_sample (what a
+  dry run samples: it projects cost, it scores nothing);
+  an LM's timeout, num_retries, cache and max_concurrency (how calls are made); the embedder's batch_size and threads;
   an api_base / base_url read from the environment (`${oc.env:...}`): each worker's deployment decides it.
 """
 
@@ -41,9 +42,14 @@ FREE_GROUPS = (
     "hydra",
     "judges",
     "judge_checks",  # checks of the judges (canaries, agreement): reported, never an objective's input
+    "dry_run",
+    "dry_run_sample",  # what a dry run samples (budget.py): cost projections, never a trial's score
 )
 RUNTIME_KEYS = ("api_base", "base_url")  # kept as written when read from the environment
-FREE_KEYS = {"lm": ("timeout", "num_retries", "cache"), "embedder": ("batch_size", "threads")}  # at any depth
+FREE_KEYS = {
+    "lm": ("timeout", "num_retries", "cache", "max_concurrency"),
+    "embedder": ("batch_size", "threads"),
+}  # at any depth
 
 
 class StudyMismatch(ValueError):

@@ -8,7 +8,16 @@ from collections.abc import Mapping
 from typing import Any
 
 _BAD = re.compile(r"[^A-Za-z0-9_\-./]")
-COST_FIELDS = ("calls", "cached_calls", "prompt_tokens", "completion_tokens", "failures", "steps", "seconds_total")
+COST_FIELDS = (
+    "calls",
+    "cached_calls",
+    "prompt_tokens",
+    "completion_tokens",
+    "cached_prompt_tokens",
+    "failures",
+    "steps",
+    "seconds_total",
+)
 
 
 def sanitize(name: str) -> str:
@@ -58,6 +67,10 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
             for name in COST_FIELDS:
                 put(f"cost.{part}.{phase}.{name}", row.get(name))
         put(f"cost.{part}.lm_failures", len((cost.get(part) or {}).get("failures") or []) if cost.get(part) else None)
+    for name, value in (cost.get("usd") or {}).items():  # dollars per phase, total, ingest, spent (None: unpriced)
+        put(f"cost.usd.{name}", value)
+    for name, value in (cost.get("tokens") or {}).items():
+        put(f"cost.tokens.{name}", value)
     overall = summary.get("scores", {}).get("overall", {})
     put("cost.context_tokens", overall.get("context_tokens"))
     for name, value in flatten(summary.get("lm_requests", {})).items():

@@ -21,6 +21,8 @@ from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy
 from ..evaluation.judge_checks import attach, build_judges, judge_checks
+from ..evaluation.parallel import answer_concurrency
+from .prefetch import prefetch_policies
 from .run_record import COST_FIELDS
 
 
@@ -101,12 +103,7 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
     """Ingestion facts of several conversations (each ingested and cached on its own) as one."""
     pairs = sum(f["message_pairs"] for f in facts)
     seconds = sum(f["seconds"] for f in facts)
-    phases: dict[str, dict] = {}
-    for f in facts:
-        for name, row in f["cost"]["phases"].items():
-            merged = phases.setdefault(name, {k: 0 for k in COST_FIELDS})
-            for k in COST_FIELDS:
-                merged[k] += row.get(k) or 0
+    phases = _merge_phases(facts)
     for name, row in phases.items():  # percentiles do not add up: exact for one conversation only
         row["seconds_total"] = round(row["seconds_total"], 4)
         row["seconds_p50"] = facts[0]["cost"]["phases"][name].get("seconds_p50") if len(facts) == 1 else None
@@ -130,6 +127,8 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         },
         "cost": {"phases": phases, "failures": [x for f in facts for x in f["cost"].get("failures", [])]},
         "cache_hit": all(hits),
+        # the ingestion phases this run paid for (cached conversations were paid by the run that ingested them)
+        "cost_this_run": {"phases": _merge_phases([f for f, hit in zip(facts, hits) if not hit])},
         "cache_hit_rate": round(sum(hits) / len(hits), 3) if hits else None,
         "seconds_this_run": round(sum(f["seconds"] for f, hit in zip(facts, hits) if not hit), 3),
         "key": [f.get("key") for f in facts],
@@ -149,6 +148,17 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
             for cid, f in zip(ids, facts)
         ],
     }
+
+
+def _merge_phases(facts: Sequence[dict]) -> dict[str, dict]:
+    """The cost rows (calls, tokens, ...) of several ingestions' phases, added up."""
+    phases: dict[str, dict] = {}
+    for f in facts:
+        for name, row in f["cost"]["phases"].items():
+            merged = phases.setdefault(name, {k: 0 for k in COST_FIELDS})
+            for k in COST_FIELDS:
+                merged[k] += row.get(k) or 0
+    return phases
 
 
 def _merge_provenance(facts: Sequence[dict]) -> dict:
@@ -180,37 +190,69 @@ def _merge_graph(facts: Sequence[dict]) -> dict:
 
 
 def evaluate_conversations(
-    cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path, on_step=None
+    cfg: DictConfig, dataset: Dataset, ids: Sequence[str], out_dir: Path, on_step=None, prefetch: bool = False
 ) -> tuple[dict, pl.DataFrame]:
     """Ingest (cached per conversation) + answer + score `ids`, one conversation at a time.
 
     After conversation i, `on_step(i, summary_so_far)` runs (it may raise optuna.TrialPruned). Returns the
-    summary (summary.json layout of memtune-eval) and the per-question frame, both over all of `ids`."""
+    summary (summary.json layout of memtune-eval) and the per-question frame, both over all of `ids`.
+    `prefetch` (with an LM and lm.max_concurrency > 1): ingest every conversation at once first (prefetch.py)."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
     answer_meter = CostMeter()
+    concurrency = answer_concurrency(cfg)
     rows: list[dict] = []
     facts: list[dict] = []
     embedder_id = ""
     summary: dict = {}
     frame = pl.DataFrame()
-    for i, cid in enumerate(ids):
-        part = subset(dataset, [cid])
-        policy, ingested = prepare_policy(cfg, part, out_dir / cid, progress=cfg.progress, use_cache=cfg.ingest_cache)
-        policy.meter = answer_meter  # the answer phase of every conversation on one meter
-        embedder_id = policy.embedder.id
-        try:
-            rows += answer_questions(policy, part.conversations[0], judge=judge, progress=cfg.progress)
-        finally:
-            policy.store.close()
-        facts.append(ingested)
-        frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
-        table = score_table(frame, tuple(cfg.overall_categories))
-        merged = merge_ingest(facts, ids[: i + 1])
+    prepared = prefetch_policies(cfg, {cid: subset(dataset, [cid]) for cid in ids}, out_dir) if prefetch else {}
+    try:
+        for i, cid in enumerate(ids):
+            part = subset(dataset, [cid])
+            if cid in prepared:
+                policy, ingested = prepared.pop(cid)
+            else:
+                policy, ingested = prepare_policy(
+                    cfg, part, out_dir / cid, progress=cfg.progress, use_cache=cfg.ingest_cache
+                )
+            policy.meter = answer_meter  # the answer phase of every conversation on one meter
+            embedder_id = policy.embedder.id
+            try:
+                rows += answer_questions(
+                    policy, part.conversations[0], judge=judge, progress=cfg.progress, max_concurrency=concurrency
+                )
+            finally:
+                policy.store.close()
+            facts.append(ingested)
+            frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
+            table = score_table(frame, tuple(cfg.overall_categories))
+            merged = merge_ingest(facts, ids[: i + 1])
+            summary = build_summary(
+                cfg,
+                subset(dataset, ids[: i + 1]),
+                frame,
+                table,
+                merged,
+                answer_meter.as_dict(),
+                judge,
+                embedder_id,
+                time.perf_counter() - t0,
+            )
+            summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
+            if on_step is not None:
+                on_step(i, summary)
+    finally:  # a pruned or failed trial: the prefetched stores it did not reach are closed too
+        for other, _ in prepared.values():
+            other.store.close()
+    # the judges' checks (canaries, agreement) once over every conversation: they report on the judges, not the policy
+    checks = judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0]
+    if checks is not None:  # the canaries' judge calls are part of what the trial cost (as in memtune-eval)
+        ingest_facts = summary["ingest"]  # with the per-conversation facts added above
         summary = build_summary(
             cfg,
-            subset(dataset, ids[: i + 1]),
+            subset(dataset, ids),
             frame,
             table,
             merged,
@@ -219,11 +261,8 @@ def evaluate_conversations(
             embedder_id,
             time.perf_counter() - t0,
         )
-        summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
-        if on_step is not None:
-            on_step(i, summary)
-    # the judges' checks (canaries, agreement) once over every conversation: they report on the judges, not the policy
-    attach(summary, judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0])
+        summary["ingest"] = ingest_facts
+    attach(summary, checks)
     return summary, frame
 
 

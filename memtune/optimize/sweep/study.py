@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.load import load_from_config
+from .budget import Budget
 from .constraints import constraints_from
 from .defaults_trial import base_choices, defaults_trial
 from .identity import claim_study, signature
@@ -57,6 +58,7 @@ class Sweep:
         ds = cfg.dataset
         self.dataset = load_from_config(ds)
         self.tune, self.holdout = split_ids(cfg, self.dataset)
+        self.budget: Budget | None = None  # set once the study is open
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry
         self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
@@ -71,6 +73,7 @@ class Sweep:
             ),
             "create or load the study",
         )
+        self.budget = Budget(cfg, self.study, self.dataset, self.tune, out_dir)
         sig = signature(
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
@@ -173,8 +176,12 @@ class Sweep:
                     return "left to other workers"
                 time.sleep(float(self.cfg.sweep.poll_seconds))
                 continue
+            if self.budget is not None and not self.budget.allows_next():  # sweep.budget_usd (budget.py)
+                return "budget"
             self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
             self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            if self.budget is not None:
+                print(self.budget.line(), flush=True)
             last = self.storage.get_trial(self._trial_id(self.ran[-1])) if self.ran else None
             if last is not None and last.state == TrialState.FAIL and not last.user_attrs.get("surplus"):
                 failures += 1
@@ -192,7 +199,9 @@ class Sweep:
 
     def score(self, name: str, overrides: Sequence[str], ids: Sequence[str]) -> dict:
         cfg_r = self.compose(overrides)
-        summary, frame = evaluate_conversations(cfg_r, self.dataset, ids, self.out_dir / "heldout" / name)
+        summary, frame = evaluate_conversations(
+            cfg_r, self.dataset, ids, self.out_dir / "heldout" / name, prefetch=True
+        )
         write_outputs(self.out_dir / "heldout" / name, summary, frame, cfg_r)
         return {m: _maybe(summary, m) for m in self._report_metrics()}
 

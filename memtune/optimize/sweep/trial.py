@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.types import Dataset
+from .budget import record_spend
 from .constraints import Constraint, set_constraints
 from .report import REPORT_METRICS, _maybe
 from .run_record import flatten, summary_metrics
@@ -98,7 +99,9 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
     cfg_t = None
     try:
         cfg_t = sweep.compose(overrides)
-        summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step)
+        # a study that can prune scores conversation by conversation; one that cannot ingests them all at once
+        summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step, not single)
+        record_spend(trial, summary)  # before the objectives: a trial whose metric is null still spent its calls
         values = [o.value(summary) for o in sweep.objectives]
         trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, summary))
         files = write_outputs(trial_dir, summary, frame, cfg_t)
@@ -116,6 +119,7 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         )
         return values[0] if single else values
     except optuna.TrialPruned:
+        record_spend(trial, last.get("summary"))
         if last.get("summary") is not None:  # the limits over the conversations it finished
             trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, last["summary"]))
         seconds = time.perf_counter() - t0

@@ -221,7 +221,6 @@ class LLMDecider(dspy.Module):
         """The turns an ADD/UPDATE text comes from: the facts it restates (the same text, else every fact whose
         content words it all keeps, else the fact sharing the most content words with it). A text sharing no
         content word with any fact cites every fact of the call and is counted (sources.fallbacks)."""
-        self.sources.items += 1
         same = [f for f in facts if f.text.strip() == text.strip()]
         kept = same or [f for f in facts if keeps_content(f.text, text)]
         if not kept:
@@ -229,7 +228,7 @@ class LLMDecider(dspy.Module):
             overlap = [len(content_words(f.text) & words) for f in facts]
             best = max(overlap, default=0)
             kept = [f for f, n in zip(facts, overlap) if n == best] if best else []
+        self.sources.count(items=1, fallbacks=0 if kept else 1)
         if not kept:
-            self.sources.fallbacks += 1
             kept = facts
         return union(*(f.provenance for f in kept))
