@@ -86,6 +86,7 @@ def test_a_changed_program_state_misses(fixture_data, monkeypatch):
     cfg = compose("policy=mem0_llm", "lm=openai")
     before, key = ingestion_parts(cfg, fixture_data), ingestion_key(cfg, fixture_data)
     assert "You organise personal memories" in str(before["program_states"]["extractor"])
+
     def other_instruction(predict, kind, name):  # as a prompt-library edit or a compiled program would change it
         predict.signature = predict.signature.with_instructions("Extract facts.")
 
