@@ -11,6 +11,7 @@ from typing import Any
 
 import optuna
 import polars as pl
+from hydra.errors import ConfigCompositionException
 from optuna.trial import TrialState
 
 from .pareto import pareto_front, pick_for_heldout
@@ -39,9 +40,14 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
     heldout_cfg = sweep.cfg.sweep.heldout
     metrics = sweep._report_metrics()
     do_heldout = bool(heldout_cfg.enabled) and bool(sweep.holdout) and reason == "complete"
-    baselines = []
+    baselines, skipped = [], []
     for baseline in heldout_cfg.baselines or []:
         name, extra = str(baseline.name), list(baseline.overrides or [])
+        try:  # a base override may not exist in a baseline's policy (policy.extractor.recent_messages in policy=rag)
+            sweep.compose(extra)
+        except ConfigCompositionException as err:
+            skipped.append(_skip_baseline(name, extra, err))
+            continue
         baselines.append(
             {
                 "name": name,
@@ -114,6 +120,7 @@ def write_report(sweep, reason: str, opt_seconds: float) -> dict:
         "objectives": [o.__dict__ for o in sweep.objectives],
         "selected": rows,
         "baselines": baselines,
+        "skipped_baselines": skipped,
     }
     (sweep.out_dir / "heldout.json").write_text(json.dumps(heldout, indent=2, default=str))
     elapsed = opt_seconds  # the optimisation loop only (not the held-out re-scoring)
@@ -176,6 +183,17 @@ def _span_hours(study: optuna.Study) -> float | None:
     if not ends or not starts:
         return None
     return (max(ends) - min(starts)).total_seconds() / 3600 or None
+
+
+def _skip_baseline(name: str, overrides: list[str], err: Exception) -> dict:
+    """A baseline the sweep's base overrides do not compose with is skipped, not fatal: every trial has run by now."""
+    reason = " ".join(str(err).split())
+    print(
+        f"[sweep] baseline {name} skipped: its config does not compose with the sweep's overrides ({reason}); "
+        f"fix: give it overrides that do, or sweep.heldout.baselines=[...] without it",
+        file=sys.stderr,
+    )
+    return {"name": name, "overrides": overrides, "reason": reason}
 
 
 def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.DataFrame:
