@@ -12,15 +12,16 @@ from tqdm.auto import tqdm
 from ...policies.graph.retrieve import is_graph_record
 from ...policies.policy import MemoryPolicy
 from ...policies.provenance import provenance_facts
-from ...policies.stages.answer import question_type, render_context
+from ...policies.stages.answer import question_type
+from ...policies.stages.render import context_renderer
 from ...policies.types import Scope
 from ..data.types import CATEGORY_NAMES, Conversation, Dataset
 from .judge import judge_question
 from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
 
-# Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
-# `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
-# fits in B tokens, so policies compare at equal cost whatever their extractor (see `context_budget_walk`).
+# Token budgets of the RENDERED context (`render_context` in the answerer's `render` style, exactly what the answerer
+# reads, counted like `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose
+# rendered context fits in B tokens, so policies compare at equal cost whatever their extractor (see `context_budget_walk`).
 BUDGETS = (250, 500, 1000, 2000)
 BUDGET_METRICS = tuple(f"recall_ctx_{b}" for b in BUDGETS)
 GRAPH_METRICS = ("graph_evidence_recall", "graph_context_tokens")  # only when policy.graph is on/only
@@ -86,6 +87,7 @@ def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str
 
 def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
     scope = conversation_scope(conversation)
+    render = context_renderer(policy.answerer)  # the answerer's render style: what context_tokens and budgets count
     rows = []
     for q in tqdm(
         conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
@@ -95,7 +97,7 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
         seconds = time.perf_counter() - t0
         failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
         provenance = [m.provenance for m in memories]
-        context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
+        context_tokens, kept = context_budget_walk(memories, render, BUDGETS)
         graph = [m for m in memories if is_graph_record(m)]
         gold = q.answer
         rows.append(
@@ -125,12 +127,12 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
                 "retrieved_provenance": [list(m.provenance) for m in memories],
                 "retrieved_scores": [float(m.score or 0.0) for m in memories],
                 "n_retrieved": len(memories),
-                "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
+                "context_tokens": context_tokens,  # tokens of render(memories), from the same walk
                 "seconds": seconds,
                 # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
                 **(
                     {
-                        "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
+                        "graph_context_tokens": count_tokens(render(graph)) if graph else 0,
                         "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
                         "n_graph": len(graph),
                     }
