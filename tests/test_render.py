@@ -14,7 +14,7 @@ from dspy.utils.dummies import DummyLM
 
 from memtune.optimize.data.locomo import load_locomo, resolve_path
 from memtune.optimize.evaluation.evaluate import BUDGETS, answer_questions, conversation_scope, ingest
-from memtune.optimize.evaluation.metrics import count_tokens
+from memtune.optimize.evaluation.metrics import context_budget_walk, count_tokens
 from memtune.optimize.sweep.knob_deps import knob_stage, moved_by
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.stages.answer import ExtractiveAnswerer, LLMAnswerer, QuestionAwareAnswerer
@@ -150,3 +150,79 @@ def test_context_tokens_count_exactly_what_the_llm_answerer_is_given(ingested, s
             if row["context_tokens"] <= b:
                 assert row[f"recall_ctx_{b}"] == row["evidence_recall"]
     policy.answerer, policy.lm = ExtractiveAnswerer(), None
+
+
+# ---- how a sweep could game recall within a token budget with the render knob, and why it cannot
+
+
+def _turn_memories() -> list[MemoryRecord]:
+    """Every turn of the fixture conversation as a memory (its own turn as provenance), in conversation order."""
+    conversation = load_locomo(resolve_path("data/fixture/fixture.json")).conversations[0]
+    return [
+        MemoryRecord(t.dia_id, f"{t.speaker}: {t.text}", SCOPE, timestamp=t.timestamp, provenance=(t.dia_id,))
+        for s in conversation.sessions
+        for t in s.turns
+    ]
+
+
+def budget_violations(render, memories: list[MemoryRecord], budgets=(25, 50, 100, 250, 500)) -> list[str]:
+    """What would let a rendering buy budget recall it did not earn: for each budget B, the prefix the budget walk
+    keeps (the one recall_ctx_<B> credits) must (1) show every kept memory's whole text, in rank order, and
+    (2) cost at least what those texts cost on their own (one a line), so that a budget never holds more memories
+    than their bare texts would fit, whatever a style leaves out or re-encodes (ids, times, quoting)."""
+    problems = []
+    _, kept = context_budget_walk(memories, render, budgets)
+    _, kept_text = context_budget_walk(memories, lambda ms: "\n".join(m.text for m in ms), budgets)
+    for b in budgets:
+        prefix = memories[: kept[b]]
+        shown = render(prefix)
+        # one shown entry per memory: the decoded JSON items' texts, or one line each
+        entries = [i["memory"] for i in json.loads(shown)] if shown.startswith("[{") or shown == "[]" else shown.split("\n")
+        whole = len(entries) >= len(prefix) and all(m.text in e for m, e in zip(prefix, entries))
+        if prefix and not whole:
+            problems.append(f"budget {b}: {kept[b]} memories are credited but not every text is shown whole")
+        if kept[b] > kept_text[b]:
+            problems.append(f"budget {b}: {kept[b]} memories kept, their bare texts fit only {kept_text[b]}")
+    return problems
+
+
+@pytest.mark.parametrize("style", RENDER_STYLES)
+def test_no_render_style_fits_more_memories_than_their_texts(style):
+    """The render knob can only save the wrapping (JSON keys, quoting, the time of day): each style shows every
+    credited memory whole, and no budget holds more memories than their texts alone would fit."""
+    memories = _turn_memories()
+    assert len(memories) > 20
+    assert budget_violations(lambda ms: render_context(ms, style), memories) == []
+
+
+def test_the_check_catches_a_rendering_that_drops_text_but_keeps_ids():
+    """The loophole the check exists for: a 'compact' rendering that shows ids (or a truncated text) instead of each
+    memory's text would fit far more memories, so more credited provenance, into a budget. The same check
+    refuses it, and the eval cannot be handed one: the renderer comes only from the answerer's `render` knob, whose
+    values are the RENDER_STYLES checked above."""
+    memories = _turn_memories()
+    ids_only = budget_violations(lambda ms: "\n".join(m.id for m in ms), memories)
+    truncated = budget_violations(lambda ms: "\n".join(m.text[:12] for m in ms), memories)
+    assert any("is shown whole" in p for p in ids_only) and any("bare texts fit only" in p for p in ids_only)
+    assert any("is shown whole" in p for p in truncated)
+    # and what the knob accepts is exactly the checked styles
+    for make in (ExtractiveAnswerer, QuestionAwareAnswerer):
+        with pytest.raises(ValueError, match=r"answerer\.render"):
+            make(render="ids")
+    assert set(RENDER_STYLES) == {"json", "lines", "lines_date"}
+
+
+def test_a_compact_style_earns_its_budget_recall_on_the_same_memories():
+    """lines_date keeps at least as many memories as json in every budget (it drops wrapping, not text), and the
+    recall it is credited is recall of memories it shows: on the same ranking, recall_ctx_<B> can rise only because
+    more whole memories fit."""
+    memories = _turn_memories()
+    budgets = (50, 100, 250, 500)
+    _, kept_json = context_budget_walk(memories, render_context, budgets)
+    _, kept_lines = context_budget_walk(memories, lambda ms: render_context(ms, "lines_date"), budgets)
+    assert all(kept_lines[b] >= kept_json[b] for b in budgets)
+    assert any(kept_lines[b] > kept_json[b] for b in budgets)  # the knob does something
+    for b in budgets:
+        shown = render_context(memories[: kept_lines[b]], "lines_date")
+        assert count_tokens(shown) <= b
+        assert shown.count("\n") + 1 == kept_lines[b] if kept_lines[b] else shown == ""

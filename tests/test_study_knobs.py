@@ -339,3 +339,14 @@ def test_answer_knobs_cannot_move_what_the_map_says_they_cannot(tmp_path, embedd
     assert {"evidence_recall", "context_tokens"} <= set(retrieval) and budgeted
     assert frames[0].select([*retrieval, "retrieved_ids"]).equals(frames[1].select([*retrieval, "retrieved_ids"]))
     assert frames[0]["prediction"].to_list() != frames[1]["prediction"].to_list()  # the knobs do act on answers
+
+
+def test_the_levers_space_is_the_offline_spaces_retrieval_knobs_unchanged():
+    """search_space=offline_levers (the issue-14 studies) is the offline space's retrieval levers and render style with
+    the same ranges and conditions, and nothing that re-ingests: every trial shares one cached ingestion."""
+    levers, offline = space("offline_levers"), space("offline")
+    by_target = {k.target: k for k in offline.knobs}
+    assert [k.target for k in levers.knobs] == [k.target for k in offline.knobs if knob_stage(k.target) == "retrieve"]
+    assert all(k == by_target[k.target] for k in levers.knobs)
+    assert {"policy.retriever.hybrid", "policy.retriever.mmr_lambda", "policy.answerer.render"} <= set(by_target)
+    assert not any(knob_stage(k.target) in ("ingest", "answer") for k in levers.knobs)
