@@ -177,7 +177,9 @@ def budget_violations(render, memories: list[MemoryRecord], budgets=(25, 50, 100
         prefix = memories[: kept[b]]
         shown = render(prefix)
         # one shown entry per memory: the decoded JSON items' texts, or one line each
-        entries = [i["memory"] for i in json.loads(shown)] if shown.startswith("[{") or shown == "[]" else shown.split("\n")
+        entries = (
+            [i["memory"] for i in json.loads(shown)] if shown.startswith("[{") or shown == "[]" else shown.split("\n")
+        )
         whole = len(entries) >= len(prefix) and all(m.text in e for m, e in zip(prefix, entries))
         if prefix and not whole:
             problems.append(f"budget {b}: {kept[b]} memories are credited but not every text is shown whole")

@@ -52,7 +52,16 @@ def compare(base: pl.DataFrame, arm: pl.DataFrame, metric: str) -> dict:
     clusters = both["conversation_id"].to_numpy()
     mean, lo, hi = bootstrap_ci(both["b"].to_numpy(), clusters=clusters)
     diff, dlo, dhi, p = paired_bootstrap(both["a"].to_numpy(), both["b"].to_numpy(), clusters=clusters)
-    return {"n": both.height, "mean": mean, "lo": lo, "hi": hi, "diff": diff, "diff_lo": dlo, "diff_hi": dhi, "p_gt0": p}
+    return {
+        "n": both.height,
+        "mean": mean,
+        "lo": lo,
+        "hi": hi,
+        "diff": diff,
+        "diff_lo": dlo,
+        "diff_hi": dhi,
+        "p_gt0": p,
+    }
 
 
 def main() -> None:
