@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The runs behind README.md: each lever alone against the defaults, offline (no LM), on the held-out conversations
-# (SPLIT=heldout, the default) or the tune conversations (SPLIT=tune). Each arm is an experiment file,
-# conf/experiment/offline-retrieval/<arm>.yaml (its knobs and why). Retrieval-only arms share one cached ingestion.
-#   bash experiments/offline-retrieval/run.sh [arm ...]
+# The runs behind README.md: each lever alone against the defaults before issue 14, and the proposed defaults after,
+# offline (no LM), on the held-out conversations (SPLIT=heldout, the default) or the tune ones (SPLIT=tune). Each arm
+# is an experiment file, conf/experiment/offline-retrieval/<arm>.yaml (its knobs and why). The retrieval-only arms
+# share one cached ingestion; time and after (resolved dates) share another.
+#   bash experiments/offline-retrieval/run.sh            # then: uv run python experiments/offline-retrieval/make_table.py
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True
@@ -10,11 +11,19 @@ SPLIT=${SPLIT:-heldout}
 OUT=experiments/offline-retrieval/runs/$SPLIT
 extra=()
 [[ $SPLIT == tune ]] && extra=("dataset.conversations=[conv-26,conv-30,conv-41,conv-42]")
-arms=("$@")
-[[ ${#arms[@]} -eq 0 ]] && arms=(defaults hybrid mmr dedup recency render answerer time)
 mkdir -p "$OUT"
-for arm in "${arms[@]}"; do
-  uv run memtune-eval "experiment=offline-retrieval/$arm" progress=false "hydra.run.dir=$OUT/$arm" "${extra[@]}" \
-    > "$OUT/$arm.log" 2>&1
-  echo "done $SPLIT/$arm"
-done
+run() {
+  name=$1
+  uv run memtune-eval "experiment=offline-retrieval/$name" progress=false "hydra.run.dir=$OUT/$name" "${extra[@]}" \
+    > "$OUT/$name.log" 2>&1
+  echo "done $SPLIT/$name"
+}
+run defaults
+run hybrid
+run mmr
+run dedup
+run recency
+run render
+run answerer
+run time
+run after
