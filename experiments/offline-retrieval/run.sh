@@ -18,12 +18,14 @@ run() {
     > "$OUT/$name.log" 2>&1
   echo "done $SPLIT/$name"
 }
-run defaults
-run hybrid
-run mmr
-run dedup
-run recency
-run render
-run answerer
-run time
-run after
+{
+  run defaults
+  run hybrid
+  run mmr
+  run dedup
+  run recency
+  run render
+  run answerer
+  run time
+  run after
+}
