@@ -53,6 +53,23 @@ def before(arm: str, lever: dict[str, str]) -> list[str]:
     return [f"{k}={v}" for k, v in {**BEFORE, **lever}.items()]
 
 
+# experiments/knowledge-updates: the datasets and knob groups its runs combine
+KU_UPD = ["dataset=updates"]
+KU_HELD = ["dataset.conversations=[conv-43,conv-44,conv-47]"]
+KU_SEED1 = [
+    "dataset=updates",
+    "dataset.name=updates_seed1",
+    "dataset.path=experiments/knowledge-updates/data/updates_seed1.json",
+]
+KU_PEOPLE4 = [
+    "dataset=updates",
+    "dataset.name=updates_seed2_people4",
+    "dataset.path=experiments/knowledge-updates/data/updates_seed2_people4.json",
+]
+KU_ORACLE = ["policy/extractor=observations"]
+KU_SOFT = ["policy.decider.supersede=true", "policy.decider.invalidation=soft"]
+KU_WHEN = ["policy.retriever.include_history=when_asked"]
+KU_SLOT = ["policy.retriever.slot_rank=true"]
 # The command lines the experiments ran with before conf/experiment/ (READMEs' Command sections and run.sh at the
 # commit that added this test), without what stays on the command line (progress=false, hydra.run.dir, out=)
 OLD = {
@@ -125,6 +142,67 @@ OLD = {
             "policy.retriever.dedup_threshold=0.95",
             "policy.answerer.render=lines_date",
         ],
+    ),
+    # experiments added since: the override list each file stands for
+    "knowledge-updates/upd_threshold": ("eval", [*KU_UPD]),
+    "knowledge-updates/upd_add_only": ("eval", [*KU_UPD, "policy/decider=add_only"]),
+    "knowledge-updates/upd_add_only_slot_rank": ("eval", [*KU_UPD, "policy/decider=add_only", *KU_SLOT]),
+    "knowledge-updates/upd_threshold_slot_rank": ("eval", [*KU_UPD, *KU_SLOT]),
+    "knowledge-updates/upd_supersede_hard": ("eval", [*KU_UPD, "policy.decider.supersede=true"]),
+    "knowledge-updates/upd_supersede_hard_slot_rank": ("eval", [*KU_UPD, "policy.decider.supersede=true", *KU_SLOT]),
+    "knowledge-updates/upd_supersede_soft": ("eval", [*KU_UPD, *KU_SOFT]),
+    "knowledge-updates/upd_supersede_soft_when_asked": ("eval", [*KU_UPD, *KU_SOFT, *KU_WHEN]),
+    "knowledge-updates/upd_supersede_soft_always": (
+        "eval",
+        [*KU_UPD, *KU_SOFT, "policy.retriever.include_history=always"],
+    ),
+    "knowledge-updates/upd_supersede_soft_when_asked_slot_rank": ("eval", [*KU_UPD, *KU_SOFT, *KU_WHEN, *KU_SLOT]),
+    "knowledge-updates/upd_oracle_threshold": ("eval", [*KU_UPD, *KU_ORACLE]),
+    "knowledge-updates/upd_oracle_supersede_soft_when_asked": ("eval", [*KU_UPD, *KU_ORACLE, *KU_SOFT, *KU_WHEN]),
+    "knowledge-updates/upd_oracle_supersede_soft_when_asked_slot_rank": (
+        "eval",
+        [*KU_UPD, *KU_ORACLE, *KU_SOFT, *KU_WHEN, *KU_SLOT],
+    ),
+    "knowledge-updates/upd_graph_on_soft": ("eval", [*KU_UPD, "policy/graph=on"]),
+    "knowledge-updates/upd_graph_only_soft": ("eval", [*KU_UPD, "policy/graph=only"]),
+    "knowledge-updates/upd_graph_only_soft_invalid": (
+        "eval",
+        [*KU_UPD, "policy/graph=only", "policy.graph.retrieval.include_invalid=true"],
+    ),
+    "knowledge-updates/upd_graph_only_hard": (
+        "eval",
+        [*KU_UPD, "policy/graph=only", "policy.graph.edges.invalidation=hard"],
+    ),
+    "knowledge-updates/heldout_threshold": ("eval", [*KU_HELD]),
+    "knowledge-updates/heldout_add_only": ("eval", [*KU_HELD, "policy/decider=add_only"]),
+    "knowledge-updates/heldout_threshold_slot_rank": ("eval", [*KU_HELD, *KU_SLOT]),
+    "knowledge-updates/heldout_supersede_hard": ("eval", [*KU_HELD, "policy.decider.supersede=true"]),
+    "knowledge-updates/heldout_supersede_soft": ("eval", [*KU_HELD, *KU_SOFT]),
+    "knowledge-updates/heldout_supersede_soft_when_asked": ("eval", [*KU_HELD, *KU_SOFT, *KU_WHEN]),
+    "knowledge-updates/heldout_supersede_soft_when_asked_slot_rank": ("eval", [*KU_HELD, *KU_SOFT, *KU_WHEN, *KU_SLOT]),
+    "knowledge-updates/heldout_graph_only_soft": ("eval", [*KU_HELD, "policy/graph=only"]),
+    "knowledge-updates/heldout_graph_only_soft_invalid": (
+        "eval",
+        [*KU_HELD, "policy/graph=only", "policy.graph.retrieval.include_invalid=true"],
+    ),
+    "knowledge-updates/seed1_threshold": ("eval", [*KU_SEED1]),
+    "knowledge-updates/seed1_add_only": ("eval", [*KU_SEED1, "policy/decider=add_only"]),
+    "knowledge-updates/seed1_supersede_soft_when_asked": ("eval", [*KU_SEED1, *KU_SOFT, *KU_WHEN]),
+    "knowledge-updates/seed1_supersede_soft_when_asked_slot_rank": ("eval", [*KU_SEED1, *KU_SOFT, *KU_WHEN, *KU_SLOT]),
+    "knowledge-updates/seed1_oracle_supersede_soft_when_asked_slot_rank": (
+        "eval",
+        [*KU_SEED1, *KU_ORACLE, *KU_SOFT, *KU_WHEN, *KU_SLOT],
+    ),
+    "knowledge-updates/people4_threshold": ("eval", [*KU_PEOPLE4]),
+    "knowledge-updates/people4_add_only": ("eval", [*KU_PEOPLE4, "policy/decider=add_only"]),
+    "knowledge-updates/people4_supersede_soft_when_asked": ("eval", [*KU_PEOPLE4, *KU_SOFT, *KU_WHEN]),
+    "knowledge-updates/people4_supersede_soft_when_asked_slot_rank": (
+        "eval",
+        [*KU_PEOPLE4, *KU_SOFT, *KU_WHEN, *KU_SLOT],
+    ),
+    "knowledge-updates/people4_oracle_supersede_soft_when_asked_slot_rank": (
+        "eval",
+        [*KU_PEOPLE4, *KU_ORACLE, *KU_SOFT, *KU_WHEN, *KU_SLOT],
     ),
 }
 

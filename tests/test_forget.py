@@ -11,6 +11,7 @@ import pytest
 from serve_support import GRAPH, make_memory, versions
 
 from memtune.policies.store.purge import main as purge_main
+from memtune.policies.types import Scope
 
 SECRET = "Zanzibar"  # only user u1 ever says it
 U1_PAIR = [
@@ -36,6 +37,9 @@ def store_dir(tmp_path):
 @pytest.fixture
 def mem0g(store_dir, embedder):
     memory = make_memory(store_dir, embedder, "g-1", *GRAPH)
+    # the heuristic extractor reads no context, so its adds keep none (runtime/scope_state.py); keep the last 2
+    # messages, as an LLM extractor with recent_messages=2 would: the scope's context then holds SECRET too
+    memory._states.keep_recent = 2
     memory.add(U1_PAIR, user_id="u1")
     (kept,) = memory.add(U1_PAIR[:1], user_id="u1", infer=False)
     memory.update(kept["id"], f"Caroline lives in {SECRET} now", metadata={"note": SECRET}, user_id="u1")
@@ -54,7 +58,9 @@ def test_delete_all_blanks_the_scopes_history_and_purge_removes_it_from_disk(mem
     assert any(SECRET in r["memory"] for r in memory.search_with_relations(SECRET, user_id="u1")["relations"])
     u2_before = memory.get_all(user_id="u2")
     u2_history = {m["id"]: memory.history(m["id"]) for m in u2_before}
+    assert memory._states.table.get(Scope("u1")) is not None  # u1's recent messages are kept in the store
     assert memory.delete_all(user_id="u1") == len(u1)
+    assert memory._states.table.get(Scope("u1")) is None and memory._states.table.get(Scope("u2")) is not None
     for mid in [*u1, memory.ids["gone"]]:  # the scope's live memories and the one deleted before
         rows = memory.history(mid, user_id="u1")
         assert rows and rows[0]["op"] == "ADD" and rows[-1]["op"] == "DELETE"
@@ -72,8 +78,11 @@ def test_delete_all_blanks_the_scopes_history_and_purge_removes_it_from_disk(mem
     # no live row holds the text any more, but old versions (and deletion-masked rows) on disk still do
     assert on_disk(store_dir, SECRET)
     report = memory.purge_versions()
-    assert set(report) == {"memories", "memories_history", "graph_nodes", "graph_edges"}
-    assert all(t["versions_after"] == 1 < t["versions_before"] for t in report.values())
+    # the scopes' rolling context (recent messages, summary: runtime/scope_state.py) is a table of the store too
+    assert set(report) == {"memories", "memories_history", "graph_nodes", "graph_edges", "memories_scope_state"}
+    assert all(t["versions_after"] == 1 for t in report.values())
+    kept_versions = {n: t for n, t in report.items() if n != "memories_scope_state"}  # that one keeps none anyway
+    assert all(t["versions_after"] < t["versions_before"] for t in kept_versions.values())
     assert sum(t["bytes_after"] for t in report.values()) < sum(t["bytes_before"] for t in report.values())
     assert on_disk(store_dir, SECRET) == []
     assert len(memory.store.versions_list()) == 1
@@ -117,7 +126,13 @@ def test_memtune_purge_command(mem0g, store_dir, tmp_path, capsys):
     assert on_disk(store_dir, SECRET)
     assert purge_main([str(store_dir)]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["tables"]) == {"memories", "memories_history", "graph_nodes", "graph_edges"}
+    assert set(report["tables"]) == {
+        "memories",
+        "memories_history",
+        "graph_nodes",
+        "graph_edges",
+        "memories_scope_state",
+    }
     assert all(t["versions_after"] == 1 for t in report["tables"].values())
     assert on_disk(store_dir, SECRET) == []
     # refused, with one line and nothing changed: not a directory, or a directory without a memtune store

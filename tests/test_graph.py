@@ -9,10 +9,12 @@ import pytest
 from dspy.utils.dummies import DummyLM
 
 from memtune.policies.graph.extract import (
+    SPACY_MODEL,
     LLMEntityExtractor,
     LLMRelationGenerator,
     SpacyEntityExtractor,
     SpacyRelationGenerator,
+    _ParseCache,
 )
 from memtune.policies.graph.memory import GraphMemory
 from memtune.policies.graph.retrieve import is_graph_record
@@ -287,6 +289,16 @@ def _llm_policy(tmp_path, embedder, answers):
         lm=lm,
         graph=g,
     )
+
+
+def test_parse_cache_full_keeps_a_batch_text_cached_before_it():
+    """A full cache evicts while it parses a batch: a text of the batch cached earlier (small talk said again in
+    another conversation) must still come back (it raised KeyError on the generated set, data/updates)."""
+    cache = _ParseCache(size=2)
+    first = cache.parse(SPACY_MODEL, ["Oh no, time for a sturdier case.", "Thanks!"])
+    docs = cache.parse(SPACY_MODEL, ["Oh no, time for a sturdier case.", "I moved to Porto.", "I drive a Fiat."])
+    assert [d.text for d in docs] == ["Oh no, time for a sturdier case.", "I moved to Porto.", "I drive a Fiat."]
+    assert docs[0] is first[0] and len(cache.docs) == 2  # reused, and the cache kept its size
 
 
 def test_llm_graph_stages_with_dummy_lm(tmp_path, embedder):

@@ -141,6 +141,15 @@ class MemoryPolicy:
     def summary(self, scope: Scope) -> str:
         return self._state.get(scope, _ScopeState()).summary
 
+    def scope_state(self, scope: Scope) -> _ScopeState:
+        """The rolling context held for exactly `scope` (created empty): runtime/scope_state.py loads it from the
+        store before an add and saves it after."""
+        return self._state.setdefault(scope, _ScopeState())
+
+    def drop_scope_state(self, scope: Scope) -> None:
+        """Forget the in-process context of exactly `scope` (no wildcards; its stored copy stays)."""
+        self._state.pop(scope, None)
+
     # ---- read ---------------------------------------------------------------------------------------------
     def search(
         self, query: str, scope: Scope, *, vector=None, retriever: Retriever | None = None

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from pydantic import Field, ValidationError
@@ -29,6 +29,8 @@ from ..policies.runtime.reads import MemoryNotFound
 from . import schemas as s
 from .middleware import LOOPBACK, BearerAuth, BodyLimit
 from .service import MemoryService
+from .tenant_guard import TenantForbidden, for_caller
+from .tenants import TENANT_KEY, Tenant
 
 INSTRUCTIONS = (
     "Long-term memory for a conversation agent. After each turn call add_memory with the new messages and the "
@@ -73,13 +75,26 @@ def _call(fn, *args, **kwargs):
         return fn(*args, **kwargs)
     except MemoryNotFound as exc:
         raise ToolError(exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)) from None
+    except TenantForbidden as exc:
+        raise ToolError(f"forbidden: {exc}") from None
     except ValueError as exc:
         raise ToolError(str(exc)) from None
 
 
-def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
+def create_mcp_server(memory, *, name: str = "memtune", authenticated: bool = False) -> MCPServer:
+    """The MCP server over `memory`. authenticated: it runs behind BearerAuth (mcp_http_app), so every tool call
+    must come with the caller the middleware found (the operator, or a tenant whose prefix then applies); a call
+    without one is refused rather than served unrestricted."""
     service = MemoryService(memory)
     server = MCPServer(name=name, instructions=INSTRUCTIONS, version=str(getattr(memory, "bundle_version", "")))
+
+    def caller(ctx: Context | None):
+        scope = getattr(_request(ctx), "scope", None)
+        if isinstance(scope, dict) and TENANT_KEY in scope:
+            return for_caller(service, scope[TENANT_KEY])
+        if authenticated:
+            raise ToolError("no authenticated caller for this call: send it over HTTP with the bearer token")
+        return service  # stdio, or an app without auth (loopback only): one user
 
     @server.tool()
     def add_memory(
@@ -89,6 +104,7 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         run_id: str = "",
         metadata: dict[str, Any] | None = None,
         infer: bool = True,
+        ctx: Context | None = None,
     ) -> list[dict[str, Any]]:
         """Remember new conversation messages. `messages` is a string (one user message) or a list of
         {"role": "user"|"assistant"|<name>, "content": <text>}. Returns what changed: ADD / UPDATE / DELETE / NOOP
@@ -102,7 +118,7 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
             metadata=metadata,
             infer=infer,
         )
-        return _call(service.add, req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())
+        return _call(caller(ctx).add, req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())
 
     @server.tool()
     def search_memories(
@@ -114,6 +130,7 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         threshold: float | None = None,
         cross_user: CrossUser = False,
         include_history: IncludeHistory = None,
+        ctx: Context | None = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """The memories most relevant to `query` in one scope, best first, each with a similarity score, under
         "result"; for a graph-memory policy also the matching (source, relationship, destination) triplets under
@@ -131,7 +148,7 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
             include_history=include_history,
         )
         found = _call(
-            service.search,
+            caller(ctx).search,
             req.query,
             top_k=req.top_k,
             threshold=req.threshold,
@@ -148,38 +165,54 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         limit: int = 100,
         cross_user: CrossUser = False,
         include_history: bool = False,
+        ctx: Context | None = None,
     ) -> list[dict[str, Any]]:
         """All memories of one scope, oldest first (at most `limit`); include_history=true also lists those that no
         longer hold (valid=false)."""
         req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
         if not 1 <= limit <= s.MAX_LIMIT:
             raise ToolError(f"limit: must be between 1 and {s.MAX_LIMIT}, got {limit}")
-        return _call(service.get_all, limit=limit, include_history=include_history, **req.call_scope())
+        return _call(caller(ctx).get_all, limit=limit, include_history=include_history, **req.call_scope())
 
     @server.tool()
     def get_memory(
-        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+        memory_id: MemoryId,
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        cross_user: CrossUser = False,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """One memory of the scope by id."""
         req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
-        return _call(service.get, memory_id, **req.call_scope())
+        return _call(caller(ctx).get, memory_id, **req.call_scope())
 
     @server.tool()
     def memory_history(
-        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+        memory_id: MemoryId,
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        cross_user: CrossUser = False,
+        ctx: Context | None = None,
     ) -> list[dict[str, Any]]:
         """Every change to one memory of the scope (ADD, UPDATE, DELETE, NOOP), oldest first, with old and new
         text."""
         req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
-        return _call(service.history, memory_id, **req.call_scope())
+        return _call(caller(ctx).history, memory_id, **req.call_scope())
 
     @server.tool()
     def delete_memory(
-        memory_id: MemoryId, user_id: UserId = "", agent_id: str = "", run_id: str = "", cross_user: CrossUser = False
+        memory_id: MemoryId,
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        cross_user: CrossUser = False,
+        ctx: Context | None = None,
     ) -> dict[str, Any]:
         """Delete one memory of the scope by id (its history is kept)."""
         req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
-        return _call(service.delete, memory_id, **req.call_scope())
+        return _call(caller(ctx).delete, memory_id, **req.call_scope())
 
     @server.custom_route("/healthz", methods=["GET"])
     async def healthz(request):
@@ -192,16 +225,34 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
 
 
 def mcp_http_app(
-    memory, token: str | None, *, host: str = "127.0.0.1", path: str = "/mcp", max_body_bytes: int = s.MAX_BODY_BYTES
+    memory,
+    token: str | None,
+    *,
+    host: str = "127.0.0.1",
+    path: str = "/mcp",
+    max_body_bytes: int = s.MAX_BODY_BYTES,
+    tenants: list[Tenant] | None = None,
 ):
     """Streamable-HTTP MCP app at `path`, behind bearer auth (when `token`) and the body limit.
 
     DNS-rebinding protection (Host/Origin checks) stays on for loopback hosts, as the SDK defaults; on other hosts
     the bearer token is the guard (a browser page cannot attach it)."""
-    server = create_mcp_server(memory)
+    server = create_mcp_server(memory, authenticated=bool(token or tenants))
     security = None if host in LOOPBACK else TransportSecuritySettings(enable_dns_rebinding_protection=False)
     app = server.streamable_http_app(
         streamable_http_path=path, host=host, max_request_body_size=max_body_bytes, transport_security=security
     )
     limited = BodyLimit(app, max_body_bytes)
-    return BearerAuth(limited, token, open_paths={"/healthz"}) if token else limited
+    if token or tenants:
+        return BearerAuth(limited, token, open_paths={"/healthz"}, tenants=tenants)
+    return limited
+
+
+def _request(ctx: Context | None):
+    """The HTTP request of this tool call (a Starlette Request under streamable HTTP; None over stdio)."""
+    if ctx is None:
+        return None
+    try:
+        return ctx.request_context.request
+    except ValueError:  # no request context (a call outside a session)
+        return None

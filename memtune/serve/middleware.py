@@ -8,17 +8,19 @@ an oversized body is refused before it is buffered; and the same classes guard t
 
 from __future__ import annotations
 
-import hmac
 import json
 import os
+
+from .tenants import TENANT_KEY, Tenant, TokenTable
 
 TOKEN_ENV = "MEMTUNE_API_TOKEN"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 OPEN_PATHS = frozenset({"/healthz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
-def resolve_token(token: str | None, allow_no_auth: bool, host: str) -> str | None:
-    """The token to require, or None when running open is allowed.
+def resolve_token(token: str | None, allow_no_auth: bool, host: str, tenants: bool = False) -> str | None:
+    """The token to require, or None when running open is allowed (or when `tenants` carry the tokens: then the
+    token, if set, is the operator's).
 
     No token is a deliberate choice: it needs allow_no_auth=true, and then the server may listen on loopback only,
     so an unauthenticated memory store is never reachable from another machine by accident.
@@ -31,6 +33,8 @@ def resolve_token(token: str | None, allow_no_auth: bool, host: str) -> str | No
                 f"`export {TOKEN_ENV}=$(openssl rand -hex 32)`)"
             )
         return token
+    if tenants:
+        return None
     if not allow_no_auth:
         raise ValueError(
             f"no API token: set {TOKEN_ENV} (e.g. `export {TOKEN_ENV}=$(openssl rand -hex 32)`), "
@@ -47,26 +51,32 @@ def resolve_token(token: str | None, allow_no_auth: bool, host: str) -> str | No
 class BearerAuth:
     """ASGI middleware: HTTP requests outside `open_paths` need `Authorization: Bearer <token>`, else 401.
 
-    It fails closed: a WebSocket connection needs the same header (every path; without it the handshake is refused
-    with close code 1008, policy violation, before the app sees it), lifespan events (start-up and shutdown, no
-    caller) pass, and any other ASGI scope type is refused without reaching the app."""
+    The token is the server's one token, or (`tenants`, serve/tenants.py) a tenant's, whose Tenant the app finds
+    under scope[TENANT_KEY] (None: the one token, no prefix). It fails closed: a WebSocket connection needs the
+    same header (every path; without it the handshake is refused with close code 1008, policy violation, before the
+    app sees it), lifespan events (start-up and shutdown, no caller) pass, and any other ASGI scope type is refused
+    without reaching the app."""
 
-    def __init__(self, app, token: str, open_paths=OPEN_PATHS):
-        if not token:
-            raise ValueError("BearerAuth needs a non-empty token")
+    def __init__(self, app, token: str | None, open_paths=OPEN_PATHS, *, tenants: list[Tenant] | None = None):
+        self.tokens = TokenTable(token, tenants)
+        if not self.tokens:
+            raise ValueError("BearerAuth needs a non-empty token (or tenants)")
         self.app, self.open_paths = app, frozenset(open_paths)
-        self._expected = f"Bearer {token}".encode()
 
-    def _authorized(self, scope) -> bool:
-        return hmac.compare_digest(dict(scope.get("headers") or []).get(b"authorization", b""), self._expected)
+    def _caller(self, scope) -> tuple[bool, Tenant | None]:
+        given = dict(scope.get("headers") or []).get(b"authorization", b"")
+        if not given.startswith(b"Bearer "):
+            return False, None
+        return self.tokens.lookup(given[len(b"Bearer ") :])
 
     async def __call__(self, scope, receive, send):
         kind = scope["type"]
         if kind == "lifespan":
             return await self.app(scope, receive, send)
         if kind == "websocket":
-            if self._authorized(scope):
-                return await self.app(scope, receive, send)
+            ok, tenant = self._caller(scope)
+            if ok:
+                return await self.app({**scope, TENANT_KEY: tenant}, receive, send)
             if (await receive())["type"] == "websocket.connect":  # answer the handshake: refused
                 await send({"type": "websocket.close", "code": 1008, "reason": "unauthorized"})
             return
@@ -74,9 +84,10 @@ class BearerAuth:
             raise RuntimeError(f"BearerAuth refuses ASGI scope type {kind!r}: only http and websocket are served")
         if scope["path"] in self.open_paths:
             return await self.app(scope, receive, send)
+        ok, tenant = self._caller(scope)
+        if ok:
+            return await self.app({**scope, TENANT_KEY: tenant}, receive, send)
         given = dict(scope["headers"]).get(b"authorization", b"")
-        if hmac.compare_digest(given, self._expected):
-            return await self.app(scope, receive, send)
         reason = "missing Authorization header" if not given else "wrong token"
         await send_error(
             send,

@@ -23,9 +23,11 @@ unknown id. A SCOPE without user_id reaches every user's memories: 400 unless th
 the server runs with allow_cross_user=true.
 
 Errors are JSON `{"error": <kind>, "detail": <what and how to fix>}`: 401 missing/wrong token, 403 reset
-disabled, 404 unknown id (or outside the scope), 413 body over the limit, 415 a body that is not JSON, 422 invalid
-request (the detail names the field), 400 input the Memory API refused (ValueError). Endpoints are sync `def`s:
-FastAPI runs them in its thread pool, and `MemoryService` lets one write run at a time.
+disabled or a scope outside the caller's tenant, 404 unknown id (or outside the scope or the tenant), 413 body over
+the limit, 415 a body that is not JSON, 422 invalid request (the detail names the field), 400 input the Memory API
+refused (ValueError). Tenants (tokens bound to a user-id prefix): serve/tenants.py, serve/tenant_guard.py.
+Endpoints are sync `def`s: FastAPI runs them in its thread pool; the Memory API locks one scope per write
+(policies/runtime/scope_locks.py), so different users' adds run at once.
 """
 
 from __future__ import annotations
@@ -43,6 +45,8 @@ from ..policies.runtime.reads import MemoryNotFound
 from . import schemas as s
 from .middleware import BearerAuth, BodyLimit
 from .service import MemoryService
+from .tenant_guard import TenantForbidden, for_caller
+from .tenants import TENANT_KEY, Tenant
 
 MemoryId = Annotated[str, Path(min_length=1, max_length=s.MAX_ID_CHARS, description="memory id")]
 
@@ -115,14 +119,24 @@ def _described(error: dict) -> dict:
 
 
 def create_app(
-    memory, token: str | None, *, allow_reset: bool = False, max_body_bytes: int = s.MAX_BODY_BYTES
+    memory,
+    token: str | None,
+    *,
+    allow_reset: bool = False,
+    max_body_bytes: int = s.MAX_BODY_BYTES,
+    tenants: list[Tenant] | None = None,
 ) -> FastAPI:
     """The REST app over `memory` (a `memtune.policies.runtime.memory.Memory`).
 
-    token None means no auth: callers decide that (see `memtune.serve.middleware.resolve_token`, which only allows it on
-    loopback). allow_reset enables POST /v1/reset (off by default: it deletes every scope's memories).
+    token None (and no tenants) means no auth: callers decide that (see `memtune.serve.middleware.resolve_token`,
+    which only allows it on loopback). allow_reset enables POST /v1/reset (off by default: it deletes every scope's
+    memories). tenants: tokens bound to user-id prefixes (serve/tenants.py, serve/tenant_guard.py).
     """
     service = MemoryService(memory)
+
+    def caller(request: Request):
+        return for_caller(service, request.scope.get(TENANT_KEY))
+
     app = FastAPI(
         title="memtune memory server",
         version=str(getattr(memory, "bundle_version", "") or "0"),
@@ -135,6 +149,10 @@ def create_app(
     def _not_found(request: Request, exc: MemoryNotFound):
         detail = exc.args[0] if exc.args and isinstance(exc.args[0], str) else str(exc)
         return _error(404, "not_found", detail)
+
+    @app.exception_handler(TenantForbidden)
+    def _forbidden(request: Request, exc: TenantForbidden):
+        return _error(403, "forbidden", str(exc))
 
     @app.exception_handler(ValueError)
     def _bad_input(request: Request, exc: ValueError):
@@ -168,15 +186,15 @@ def create_app(
         return service.info()
 
     @app.post("/v1/memories", response_model=EventList, tags=["memories"], dependencies=bearer)
-    def add(req: s.AddRequest):
+    def add(req: s.AddRequest, request: Request):
         """Add messages (call after each turn); returns what changed: ADD / UPDATE / DELETE / NOOP events."""
-        return {"results": service.add(req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())}
+        return {"results": caller(request).add(req.payload(), metadata=req.metadata, infer=req.infer, **req.scope())}
 
     @app.post("/v1/memories/search", response_model=SearchOut, tags=["memories"], dependencies=bearer)
-    def search(req: s.SearchRequest):
+    def search(req: s.SearchRequest, request: Request):
         """Top-k memories of a scope for a query (call before each answer), best first; a Mem0g bundle's graph
         triplets under "relations"."""
-        return service.search(
+        return caller(request).search(
             req.query,
             top_k=req.top_k,
             filters=req.filters,
@@ -186,47 +204,47 @@ def create_app(
         )
 
     @app.get("/v1/memories", response_model=MemoryList, tags=["memories"], dependencies=bearer)
-    def list_memories(q: Annotated[ListQuery, Query()]):
+    def list_memories(q: Annotated[ListQuery, Query()], request: Request):
         """Memories of a scope, oldest first, at most `limit`."""
-        return {"results": service.get_all(limit=q.limit, include_history=q.include_history, **q.call_scope())}
+        return {"results": caller(request).get_all(limit=q.limit, include_history=q.include_history, **q.call_scope())}
 
     @app.delete("/v1/memories", tags=["memories"], dependencies=bearer)
-    def delete_scope(q: Annotated[ScopeQuery, Query()]) -> dict:
+    def delete_scope(q: Annotated[ScopeQuery, Query()], request: Request) -> dict:
         """Forget a scope (at least one of user_id, agent_id, run_id): its memories, its graph, and the text of
         its history."""
-        return {"deleted": service.delete_all(**q.call_scope())}
+        return {"deleted": caller(request).delete_all(**q.call_scope())}
 
     @app.get("/v1/memories/{memory_id}", response_model=MemoryOut, tags=["memories"], dependencies=bearer)
-    def get(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
+    def get(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()], request: Request):
         """One memory of the caller's scope (404 outside it)."""
-        return service.get(memory_id, **q.call_scope())
+        return caller(request).get(memory_id, **q.call_scope())
 
     @app.put("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
-    def update(memory_id: MemoryId, req: s.UpdateRequest, q: Annotated[ScopeQuery, Query()]):
+    def update(memory_id: MemoryId, req: s.UpdateRequest, q: Annotated[ScopeQuery, Query()], request: Request):
         """Replace a memory's text (re-embedded); the old text stays in its history."""
-        return service.update(memory_id, req.text, req.metadata, **q.call_scope())
+        return caller(request).update(memory_id, req.text, req.metadata, **q.call_scope())
 
     @app.delete("/v1/memories/{memory_id}", response_model=EventOut, tags=["memories"], dependencies=bearer)
-    def delete(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
-        return service.delete(memory_id, **q.call_scope())
+    def delete(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()], request: Request):
+        return caller(request).delete(memory_id, **q.call_scope())
 
     @app.get("/v1/memories/{memory_id}/history", response_model=Results, tags=["memories"], dependencies=bearer)
-    def history(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()]):
+    def history(memory_id: MemoryId, q: Annotated[ScopeQuery, Query()], request: Request):
         """Every change to a memory (ADD, UPDATE, DELETE, NOOP), oldest first."""
-        return {"results": service.history(memory_id, **q.call_scope())}
+        return {"results": caller(request).history(memory_id, **q.call_scope())}
 
     @app.post("/v1/reset", response_model=dict, tags=["ops"], dependencies=bearer)
-    def reset(req: Annotated[s.ResetRequest, Body()]):
+    def reset(req: Annotated[s.ResetRequest, Body()], request: Request):
         """Delete every memory of every scope. Disabled unless the server runs with allow_reset=true."""
         if not allow_reset:
             return _error(403, "forbidden", "reset is disabled on this server: restart it with allow_reset=true")
-        service.reset()
+        caller(request).reset()
         return {"reset": True}
 
     # add_middleware puts the newest outermost: auth runs first, then the body limit.
     app.add_middleware(
         BodyLimit, max_bytes=max_body_bytes, on_overflow=lambda detail: StarletteHTTPException(413, detail)
     )
-    if token:
-        app.add_middleware(BearerAuth, token=token)
+    if token or tenants:
+        app.add_middleware(BearerAuth, token=token, tenants=tenants)
     return app

@@ -1,44 +1,37 @@
-"""What both servers (REST and MCP) put between a request and the Memory API: one writer at a time, and the
-facts /healthz reports.
+"""What both servers (REST and MCP) put between a request and the Memory API, and the facts /healthz reports.
 
-Why a write lock on top of the store's own lock: `Memory.add` is extract -> search similar -> decide -> write.
-The store serialises each read and write, but two adds in the same scope interleaving between the search and the
-write would both decide ADD for the same fact, or UPDATE a memory the other just deleted. `Memory` serialises its
-own writes too; this lock keeps the servers' one-writer guarantee whatever Memory does. Reads (search, get, list,
-history) take no lock here: they see the store before or after a write, never half of it.
+Concurrency lives in the Memory API itself (policies/runtime/scope_locks.py): a write locks only its scope, so
+adds of different users run at once (their extraction and decision LM calls overlap) while one scope's adds run
+one at a time, in arrival order (two adds in one scope interleaving between the search for similar memories and
+the write would both decide ADD for the same fact, or UPDATE a memory the other just deleted). The store
+serialises its commits. Reads (search, get, list, history) take no lock: they see the store before or after a
+write, never half of it. This class adds no lock of its own.
 """
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 
 class MemoryService:
     def __init__(self, memory):
         self.memory = memory
-        self._write = threading.Lock()
 
-    # ---- writes: one at a time ---------------------------------------------------------------------------------
+    # ---- writes (Memory locks the scope) ------------------------------------------------------------------------
     def add(self, messages, **kwargs) -> list[dict]:
-        with self._write:
-            return self.memory.add(messages, **kwargs)
+        return self.memory.add(messages, **kwargs)
 
     def update(self, memory_id: str, text: str, metadata: dict | None = None, **scope) -> dict:
-        with self._write:
-            return self.memory.update(memory_id, text, metadata, **scope)
+        return self.memory.update(memory_id, text, metadata, **scope)
 
     def delete(self, memory_id: str, **scope) -> dict:
-        with self._write:
-            return self.memory.delete(memory_id, **scope)
+        return self.memory.delete(memory_id, **scope)
 
     def delete_all(self, **scope) -> int:
-        with self._write:
-            return self.memory.delete_all(**scope)
+        return self.memory.delete_all(**scope)
 
     def reset(self) -> None:
-        with self._write:
-            self.memory.reset()
+        self.memory.reset()
 
     # ---- reads --------------------------------------------------------------------------------------------------
     def search(self, query: str, **kwargs) -> dict:

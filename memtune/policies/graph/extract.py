@@ -58,12 +58,14 @@ class _ParseCache:
 
     def parse(self, model: str, texts: list[str], batch_size: int = 64) -> list:
         nlp = load_spacy(model)
-        todo = [t for t in dict.fromkeys(texts) if (model, t) not in self.docs]
+        # the batch's docs are kept here: a full cache may evict a text of this batch that was cached before it
+        docs = {t: self.docs[(model, t)] for t in dict.fromkeys(texts) if (model, t) in self.docs}
+        todo = [t for t in dict.fromkeys(texts) if t not in docs]
         for text, doc in zip(todo, nlp.pipe(todo, batch_size=batch_size)):
             if len(self.docs) >= self.size:
                 self.docs.pop(next(iter(self.docs)))
-            self.docs[(model, text)] = doc
-        return [self.docs[(model, t)] for t in texts]
+            self.docs[(model, text)] = docs[text] = doc
+        return [docs[t] for t in texts]
 
 
 _PARSES = _ParseCache()

@@ -154,13 +154,16 @@ def load_policy(
     cache_dir: str | os.PathLike | None = None,
     embedder=None,
     meter: CostMeter | None = None,
+    lease: bool = False,
+    read_only: bool = False,
 ) -> tuple[MemoryPolicy, BundleInfo]:
     """Rebuild the exact policy of a bundle over the store at `store_uri` (stamped with the bundle version).
 
     lm        the LM for LLM stages; default: built from the bundle's lm group (reads OPENAI_API_KEY /
               OPENAI_BASE_URL from the environment), only when the policy has an LLM stage.
     cache_dir embeddings are cached under <cache_dir>/embeddings (as memtune-eval does).
-    embedder  a ready embedder (tests, shared processes); its id and dim must equal the bundle's."""
+    embedder  a ready embedder (tests, shared processes); its id and dim must equal the bundle's.
+    lease, read_only  how the store is opened (store/lease.py): take the writer lease, or read beside a writer."""
     info = read_bundle(bundle_dir)
     root = Path(info.path)
     config = info.config
@@ -193,7 +196,8 @@ def load_policy(
     if lm is None and config.get("lm") and expected:
         lm = instantiate(OmegaConf.create(config["lm"]))
     store_cfg = OmegaConf.create(config["store"])
-    extra = {"policy_version": info.version} if _accepts(store_cfg, "policy_version") else {}
+    extra: dict[str, Any] = {"policy_version": info.version} if _accepts(store_cfg, "policy_version") else {}
+    extra |= {k: True for k, on in (("lease", lease), ("read_only", read_only)) if on and _accepts(store_cfg, k)}
     try:
         store = instantiate(store_cfg, uri=str(store_uri), dim=int(embedder.dim), embedder_id=embedder.id, **extra)
     except InstantiationException as err:  # Hydra wraps the store's own clear error (e.g. another embedder's store)

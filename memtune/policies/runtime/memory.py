@@ -28,6 +28,10 @@ Forgetting: delete_all(scope) deletes the scope's memories and graph and blanks 
 history row of the scope; older LanceDB versions and not yet compacted data files still hold the text until
 purge_versions() (or `memtune-purge STORE`) rewrites the tables and drops every old version.
 
+Concurrency: a write locks its scope only (scope_locks.py): adds of different users run at once, LM calls
+included; one scope's adds run one at a time, in arrival order; reads take no lock. Each scope's rolling context
+(recent messages, summary) lives in the store, bounded by the knobs, and survives a restart (scope_state.py).
+
 Bad input raises ValueError (servers: 422/400) naming the field and the fix; an unknown memory id raises
 MemoryNotFound (a KeyError; servers: 404). Every call validates all of its input before it writes anything, so
 a bad call never changes stored memories.
@@ -35,7 +39,6 @@ a bad call never changes stored memories.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterable, Mapping
 
 from ..policy import MemoryPolicy
@@ -52,6 +55,8 @@ from .input import (
 )
 from .output import event
 from .reads import MAX_TOP_K, MemoryNotFound, MemoryReads, is_int, not_found
+from .scope_locks import ScopeLocks
+from .scope_state import ScopeStates
 
 
 class Memory(MemoryReads):
@@ -88,18 +93,23 @@ class Memory(MemoryReads):
         if not isinstance(allow_cross_user, bool):
             raise ValueError(f"allow_cross_user must be true or false, got {allow_cross_user!r}")
         self.allow_cross_user = allow_cross_user
-        self._write_lock = threading.RLock()  # the policy's per-scope state (recent messages, summary) is shared
+        self._locks, self._states = ScopeLocks(), ScopeStates(policy)  # see "Concurrency" above
 
     @classmethod
-    def from_bundle(cls, bundle_dir, store_uri, *, lm=None, cache_dir=None, embedder=None, **kwargs) -> Memory:
+    def from_bundle(
+        cls, bundle_dir, store_uri, *, lm=None, cache_dir=None, embedder=None, read_only=False, **kwargs
+    ) -> Memory:
         """The policy of an exported bundle (memtune-export) over the store at `store_uri`; every memory it writes
-        is stamped with the bundle version. A store written with another embedder is refused (ValueError).
+        is stamped with the bundle version. A store written with another embedder is refused (ValueError). The
+        store's writer lease is taken (store/lease.py: StoreLocked if another process writes it), unless
+        read_only=True (reads beside a writer; writes raise PermissionError).
         embedder: a ready embedder with the bundle's id and dim (shared between processes' objects, tests);
         kwargs: default_top_k, max_text_chars, allow_cross_user."""
         from .bundle import load_policy
 
         try:
-            policy, info = load_policy(bundle_dir, store_uri, lm=lm, cache_dir=cache_dir, embedder=embedder)
+            access = {"lease": not read_only, "read_only": read_only}
+            policy, info = load_policy(bundle_dir, store_uri, lm=lm, cache_dir=cache_dir, embedder=embedder, **access)
         except Exception as e:  # Hydra wraps the store's ValueError (e.g. another embedder's store): unwrap it
             cause = e.__cause__
             if type(e).__name__ == "InstantiationException" and isinstance(cause, ValueError):
@@ -126,13 +136,14 @@ class Memory(MemoryReads):
         metadata = check_metadata(metadata)
         if not isinstance(infer, bool):
             raise ValueError(f"infer must be true or false, got {infer!r}")
-        with self._write_lock:
+        with self._locks.hold(self._lock_scope(scope)):
             if not infer:
                 return self._add_verbatim(msgs, scope, metadata)
-            events = [
-                event(e.op, e.memory_id, e.text, e.old_text, e.superseded_by)
-                for e in self.policy.add(msgs, scope, metadata)
-            ]
+            with self._states.using(scope):
+                events = [
+                    event(e.op, e.memory_id, e.text, e.old_text, e.superseded_by)
+                    for e in self.policy.add(msgs, scope, metadata)
+                ]
             if self._graph is not None:  # a served add is durable: do not hold graph writes for a batch (eval does)
                 self._graph.flush()
             return events
@@ -171,7 +182,7 @@ class Memory(MemoryReads):
         metadata = check_metadata(metadata)
         recs = to_records(records, self.max_text_chars)
         events = []
-        with self._write_lock:
+        with self._locks.hold(self._lock_scope(scope)), self._states.using(scope):
             for rec in recs:
                 meta = {**(metadata or {}), **(rec.metadata or {})} or None
                 message = Message(speaker="", text=rec.text, dia_id=rec.id, timestamp=rec.timestamp)
@@ -201,7 +212,7 @@ class Memory(MemoryReads):
         memory_id, scope = self._addressed(memory_id, user_id, agent_id, run_id, cross_user, "update")
         text = check_text(text, "text", self.max_text_chars)
         metadata = check_metadata(metadata)
-        with self._write_lock:
+        with self._locks.hold(self._lock_scope(self._record(memory_id, scope).scope)):
             merge = keeps_content(self._record(memory_id, scope).text, text)
             vector = self.policy.embedder.embed([text])[0]
             change = Change("UPDATE", text, vector, memory_id, scope=scope or Scope(), metadata=metadata, merge=merge)
@@ -214,7 +225,7 @@ class Memory(MemoryReads):
         """Delete one memory (its history stays). Raises MemoryNotFound for an unknown id or one outside the
         given scope."""
         memory_id, scope = self._addressed(memory_id, user_id, agent_id, run_id, cross_user, "delete")
-        with self._write_lock:
+        with self._locks.hold(self._lock_scope(self._record(memory_id, scope).scope)):
             self._record(memory_id, scope)
             ((op, mid, old),) = self._apply(Change("DELETE", memory_id=memory_id, scope=scope or Scope()), scope)
         return event(op, mid, "", old)
@@ -232,20 +243,20 @@ class Memory(MemoryReads):
         until purge_versions(). Returns how many memories were deleted."""
         scope = check_scope(user_id, agent_id, run_id, write=True)
         check_cross_user(scope, cross_user, self.allow_cross_user, "delete_all")
-        with self._write_lock:
+        with self._locks.hold(scope):
             n = self.store.delete_all(scope)
             if self._graph is not None:  # a deleted user's entities and relations go too
                 self._graph.delete_all(scope)
-            self.policy.reset_state(scope)
+            self._states.forget(scope)  # stored and in-process rolling context of every scope inside it
         return n
 
     def reset(self) -> None:
         """Delete every memory, the whole history and all stored versions, and forget all rolling context."""
-        with self._write_lock:
+        with self._locks.hold(Scope()):
             self.store.reset()
             if self._graph is not None:
                 self._graph.reset()
-            self.policy.reset_state()
+            self._states.forget(None)
 
     def purge_versions(self) -> dict:
         """Rewrite every table of the store (memories, history, graph) with its live rows and drop every older
@@ -253,13 +264,20 @@ class Memory(MemoryReads):
         before now can be restored (restore / as_of). Returns per table: rows, versions and bytes before/after."""
         from ..store.purge import purge_table
 
-        with self._write_lock:
+        with self._locks.hold(Scope()):
             report = self.store.purge_versions()
             if self._graph is not None:  # the graph's tables live in the same directory
                 self._graph.flush()
                 for table in (self._graph.store.nodes, self._graph.store.edges):
                     report[table.name] = purge_table(table.tbl)
+            if (states := self._states.table.purge()) is not None:  # the scopes' rolling context
+                report[self._states.table.name] = states
         return report
+
+    def _lock_scope(self, scope: Scope) -> Scope:
+        """What a write of `scope` locks: the scope, or everything for a Mem0g policy (the graph memory batches
+        its writes across scopes and is not safe to feed from two threads)."""
+        return Scope() if self._graph is not None else scope
 
     def close(self) -> None:
         """Write pending history (and pending graph writes) and release the store."""

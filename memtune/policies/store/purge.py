@@ -69,6 +69,8 @@ def purge_store(uri: str) -> dict:
     that holds no memtune memories table. Run it while no server or other process uses the store."""
     import lancedb
 
+    from .lease import StoreLease
+
     path = Path(uri)
     if not path.is_dir():
         raise ValueError(f"{uri!r} is not a directory: pass the store_uri of a memtune memory store")
@@ -77,7 +79,11 @@ def purge_store(uri: str) -> dict:
     tables = {name: db.open_table(name) for name in names}
     if not any(META_EMBEDDER in (t.schema.metadata or {}) and "vector" in t.schema.names for t in tables.values()):
         raise ValueError(f"{uri!r} holds no memtune memory table (tables: {names}); nothing was changed")
-    return {name: purge_table(tbl) for name, tbl in tables.items()}
+    lease = StoreLease(str(path))  # StoreLocked (a ValueError) while a server writes the store
+    try:
+        return {name: purge_table(db.open_table(name)) for name in tables}  # reopened: at the latest version
+    finally:
+        lease.release()
 
 
 def _table_names(db) -> list[str]:

@@ -44,7 +44,14 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   default (`index_min_rows`; conf/store/lancedb.yaml says the same).
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
-default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
+default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production). `lease=True` enforces
+it (lease.py: a second writer process is refused, naming the holder; a crashed holder keeps nothing);
+`read_only=True` opens beside a writer (no lease, nothing created or upgraded, writes raise PermissionError;
+refresh() follows the writer). A rollback (restore, or undoing a failed write) refuses to run over a version this
+handle did not write or open (versions.check_unmoved).
+After a crash: each LanceDB commit is atomic, so a killed writer leaves each table at its last committed version;
+the writer that opens the store next appends the history rows a write between its two commits lost (recover.py),
+so the history replays to exactly the memories table (`recovered` counts them).
 """
 
 from __future__ import annotations
@@ -70,8 +77,10 @@ from .lance import (
     present_columns,
     schema_meta,
 )
+from .lease import StoreLease, is_local
 from .mirror import _Mirror
 from .reads import ReadsMixin
+from .recover import reconcile
 from .sql import _check_text
 from .versions import VersionsMixin
 from .writes import WritesMixin
@@ -94,12 +103,19 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
                     delete_all(), close(), and at interpreter exit); a crash loses at most the last N-1 batches'
                     history, never memories. The ingest loop runs about 1.5x faster with N=20 (one LanceDB commit
                     per apply instead of two).
+    lease           take the store's writer lease (lease.py; Memory.from_bundle and memtune-serve do); off by default
+                    because evaluation opens one ingested store from many sweep workers at once and only reads it.
+    read_only       open an existing store for reading only (no lease; writes raise PermissionError).
     fts_index       keep LanceDB's full-text (BM25) index on the memory text for keyword_search() (hybrid
                     retrieval): created with the table, built by compact() when missing, updated by every compaction
                     (fts.py). False (the class default; conf/store/lancedb.yaml turns it on): keyword_search() scans
                     the table with exact, case-sensitive tokens (no stemming: worse hits, and slower). With it, a compaction that keeps no old
                     versions leaves two (LanceDB's optimize() updates indices after it prunes versions).
     """
+
+    read_only: bool = False  # class defaults: StoreView (a past version) is built without __init__
+    _lease: StoreLease | None = None
+    recovered = 0  # history rows the writer appended at open to match the memories after a crash (recover.py)
 
     def __init__(
         self,
@@ -119,6 +135,8 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
         nprobes: int = 20,
         refine_factor: int = 10,
         policy_version: str = "",
+        lease: bool = False,
+        read_only: bool = False,
         fts_index: bool = False,
     ):
         if not isinstance(dim, int) or dim <= 0:
@@ -143,13 +161,23 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
+        self.read_only = bool(read_only)
         self.fts_index = bool(fts_index)
-        self._db = lancedb.connect(self.uri)
-        meta = schema_meta(self.embedder_id, self.dim)
-        self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
-        self._table = self._open_or_create(self.table_name, self._schema, check=True)
-        self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
-        self._init_state()
+        # one writer process per store (lease.py): taken before anything is created or upgraded
+        self._lease = StoreLease(self.uri) if lease and not self.read_only and is_local(self.uri) else None
+        try:
+            self._db = lancedb.connect(self.uri)
+            meta = schema_meta(self.embedder_id, self.dim)
+            self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
+            self._table = self._open_or_create(self.table_name, self._schema, check=True)
+            self._history = self._open_or_create(self.history_name, self._history_schema, check=False)
+            self._init_state()
+            # the writer makes the history agree with the memories after a crash between their commits (recover.py)
+            self.recovered = reconcile(self) if self._lease is not None else 0
+        except BaseException:
+            if self._lease is not None:
+                self._lease.release()
+            raise
         if self.history_flush_every > 1:
             atexit.register(_flush_at_exit, weakref.ref(self))
 
@@ -186,12 +214,19 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
         try:
             tbl = self._db.open_table(name)
         except ValueError:  # "Table '...' was not found"
+            if self.read_only:
+                raise ValueError(
+                    f"memory store {self.uri!r} has no table {name!r}: a read-only open needs an existing store "
+                    "(open it for writing once to create it)"
+                ) from None
             created = self._db.create_table(name, schema=schema)
             if check and self.fts_index:  # the memories table: its keyword index starts with it (fts.py)
                 ensure_fts_index(created)
             return created
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
+        if self.read_only:
+            return tbl  # no upgrade: columns an old store lacks read as empty (present_columns)
         try:
             add_missing_columns(tbl, schema)
         except ValueError as e:
@@ -221,10 +256,24 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
         """The LanceDB version of the memories table (every write makes one)."""
         return self._table.version
 
+    def _check_writable(self, what: str) -> None:
+        """Refuse a write on a read-only store, or after this process lost the writer lease (lease.py)."""
+        if self.read_only:
+            raise PermissionError(
+                f"{what}: memory store {self.uri!r} was opened read-only; open it with read_only=False "
+                "(in the one process that writes it) to change it"
+            )
+        if self._lease is not None:
+            self._lease.check(what)
+
     def close(self) -> None:
-        """Write pending history (group commit) and stop the history writer thread."""
-        self.flush()
-        self._writer.shutdown(wait=True)
+        """Write pending history (group commit), stop the history writer thread and release the writer lease."""
+        try:
+            self.flush()
+            self._writer.shutdown(wait=True)
+        finally:
+            if self._lease is not None:
+                self._lease.release()
 
     def __enter__(self) -> MemoryStore:
         return self

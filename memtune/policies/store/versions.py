@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, cast
 from .changes import _now
 from .fts import ensure_fts_index
 from .lance import add_missing_columns, disk_bytes, maybe_index, present_columns
+from .lease import check_unmoved
 from .state import StoreState
 
 if TYPE_CHECKING:
@@ -157,6 +158,7 @@ class VersionsMixin(StoreState):
     def compact(self) -> None:
         """Merge small fragments, drop old versions and refresh indices (both tables); build or rebuild the ANN index
         when the table has passed index_min_rows. Versions survive by the keep policy (versions.py)."""
+        self._check_writable("compact")
         with self._lock:
             self.flush()
             in_sync = self._mirror if self._mirror is not None and self._mirror.version == self._version else None
@@ -204,9 +206,12 @@ class VersionsMixin(StoreState):
     def restore(self, version: int) -> int:
         """Roll the memories back to `version` (as a new version; later versions stay restorable until compaction
         drops them) and append to the history what that did to each memory (restore_history).
-        Returns the new version."""
+        Returns the new version. Refuses (RuntimeError) when another writer committed since this handle last wrote
+        or opened the table (lease.check_unmoved): a rollback never discards another writer's commit."""
+        self._check_writable("restore")
         with self._lock:
             version = check_version(self._table, version, "restore")
+            check_unmoved(self._table, self._version, "restore")
             self.flush()
             if version == self._table.version:
                 return version
@@ -234,6 +239,7 @@ class VersionsMixin(StoreState):
         meanwhile. Returns per table: rows, versions and bytes before and after."""
         from .purge import purge_table
 
+        self._check_writable("purge_versions")
         with self._lock:
             self.flush()
             in_sync = self._mirror if self._mirror is not None and self._mirror.version == self._version else None

@@ -14,6 +14,7 @@ from ..types import Op, Scope
 from .changes import Change, _Plan, delete_history, plan_changes, validate_change
 from .fts import ensure_fts_index
 from .lance import present_columns, rows_to_arrow
+from .lease import check_unmoved
 from .purge import blank_delete_rows, blank_history
 from .sql import _check_scope, ids_where, sql_where
 from .state import StoreState
@@ -60,6 +61,7 @@ class WritesMixin(StoreState):
     def _write(self, write_memories, history_rows: list[dict]) -> int | None:
         """Run one memories write and the history append (in parallel: two tables, two commits); if either
         fails, restore both tables to where they were. Returns the memories version after the write."""
+        self._check_writable("write")
         v0, h0 = self._version, self._hversion
         pending = self._writer.submit(self._write_history, history_rows) if history_rows else None
         try:
@@ -83,6 +85,7 @@ class WritesMixin(StoreState):
         self._mirror = None
         for tbl, version in ((self._table, v0), (self._history, h0)):
             if tbl.version != version:
+                check_unmoved(tbl, tbl.version, "rolling back a failed write")  # never over another's commit
                 tbl.restore(version)
         self._version, self._hversion = self._table.version, self._history.version
 
@@ -157,6 +160,7 @@ class WritesMixin(StoreState):
         The DELETE rows it writes carry no text either. An all-empty scope is refused. The text stays on disk in
         older versions until purge_versions()."""
         _check_scope(scope)
+        self._check_writable("delete_all")
         where = sql_where(scope)
         if where is None:
             raise ValueError(
@@ -187,6 +191,7 @@ class WritesMixin(StoreState):
 
     def reset(self) -> None:
         """Drop every memory and the whole history (the store keeps its embedder id and dim)."""
+        self._check_writable("reset")
         with self._lock:
             for name in (self.table_name, self.history_name):
                 self._db.drop_table(name, ignore_missing=True)  # type: ignore[call-arg]  # LanceDBConnection takes it
