@@ -40,9 +40,16 @@ def test_trial_0_of_the_offline_space_is_the_base_config():
         "policy/decider": "threshold",
         "policy.decider.update_threshold": 0.85,
         "policy.decider.noop_threshold": 0.95,
+        "policy.extractor.resolve_dates": False,
         "policy.retriever.top_k": 30,
         "policy.retriever.threshold": 0.0,  # null_as: the base's null (no threshold) as the range's lowest cut-off
-    }  # the answerer knobs are not sampled in a recall-vs-tokens study, so they are not enqueued either
+        "policy.retriever.hybrid": False,  # every lever off: its conditional knobs are not asked for
+        "policy.retriever.recency_weight": 0.0,
+        "policy.retriever.date_filter": "off",
+        "policy.retriever.dedup_threshold": None,  # null is a choice (the lever off), not a stand-in
+        "policy.retriever.mmr_lambda": None,
+        "policy.answerer.render": "json",  # the rendered context: a retrieval knob, so it is sampled and enqueued
+    }  # the other answerer knobs are not sampled in a recall-vs-tokens study, so they are not enqueued either
     assert left == {}
     assert base.policy.retriever.threshold is None and trial.policy.retriever.threshold == 0.0
     trial.policy.retriever.threshold = None  # the one documented stand-in; everything else is the base itself
@@ -80,7 +87,7 @@ def test_values_the_space_cannot_hold_are_left_to_the_sampler_with_why():
     params, left, _, _ = derive("policy=mem0_llm")  # an LLM extractor is not a choice of the offline space
     assert "policy/extractor" not in params and "'llm' is not one of" in left["policy/extractor"]
     assert "policy/decider" not in params and "policy.decider.update_threshold" not in params
-    params, left, _, _ = derive("policy.retriever.top_k=70", "policy.decider.noop_threshold=0.93")
+    params, left, _, _ = derive("policy.retriever.top_k=70", "policy.decider.noop_threshold=0.97")
     assert (
         "outside [1, 50]" in left["policy.retriever.top_k"] and "off the grid" in left["policy.decider.noop_threshold"]
     )
@@ -92,6 +99,8 @@ def test_fit_maps_null_only_through_null_as():
     assert fit(knob, None) == (None, "the base value is null and the knob has no `null_as` in the search space")
     assert fit(Knob(**{**knob.__dict__, "null_as": 0.0}), None) == (0.0, "")
     assert fit(Knob("k", "int", low=1, high=5), True)[1] == "True is not a number"
+    mmr = Knob("policy.retriever.mmr_lambda", "categorical", choices=(None, 0.5, 0.7))  # null = the lever off
+    assert fit(mmr, None) == (None, "") and fit(mmr, 0.7) == (0.7, "") and fit(mmr, 0.6)[0] is None
     with pytest.raises(ValueError, match="null_as must lie in"):
         SearchSpace.from_config({"knobs": [{"target": "x", "type": "float", "low": 0.1, "high": 0.5, "null_as": 0.0}]})
 

@@ -22,6 +22,37 @@ _RUN = re.compile(r"^#\s+uv run (memtune-(?:eval|sweep|export)) experiment=(\S+)
 APPS = {"memtune-eval": "eval", "memtune-sweep": "sweep", "memtune-export": "export"}
 GRAPH_ON = "policy/graph=on"
 LLM_SMOKE = ["policy=mem0_llm", "lm=openai", "judge=openai", "ingest_cache=false", "lm.timeout=600"]
+DEFAULTS_ONLY = "[{name: defaults, overrides: []}]"
+HELDOUT = ["dataset=locomo_dev", "dataset.conversations=[conv-43,conv-44,conv-47]"]
+# offline-retrieval: each lever alone over the defaults before issue 14, written out (pinned) in each arm
+BEFORE = {
+    "policy/answerer": "extractive",
+    "policy.extractor.resolve_dates": "false",
+    "policy.retriever.top_k": "30",
+    "policy.retriever.threshold": "null",
+    "policy.retriever.hybrid": "false",
+    "policy.retriever.recency_weight": "0.0",
+    "policy.retriever.date_filter": "off",
+    "policy.retriever.dedup_threshold": "null",
+    "policy.retriever.mmr_lambda": "null",
+    "policy.answerer.render": "json",
+}
+LEVERS = {
+    "defaults": {},
+    "hybrid": {"policy.retriever.hybrid": "true"},
+    "time": {"policy.extractor.resolve_dates": "true", "policy.retriever.date_filter": "boost"},
+    "recency": {"policy.retriever.recency_weight": "0.1"},
+    "mmr": {"policy.retriever.mmr_lambda": "0.7"},
+    "dedup": {"policy.retriever.dedup_threshold": "0.9"},
+    "answerer": {"policy/answerer": "question_aware"},
+    "render": {"policy.answerer.render": "lines_date"},
+}
+
+
+def before(arm: str, lever: dict[str, str]) -> list[str]:
+    return [f"{k}={v}" for k, v in {**BEFORE, **lever}.items()]
+
+
 # experiments/knowledge-updates: the datasets and knob groups its runs combine
 KU_UPD = ["dataset=updates"]
 KU_HELD = ["dataset.conversations=[conv-43,conv-44,conv-47]"]
@@ -83,6 +114,35 @@ OLD = {
         ],
     ),
     "production-smoke": ("export", ["policy=mem0_llm", "lm=openai", "lm.timeout=600"]),
+    # issue 14 (new files, no older command line): the override lists they stand for
+    "offline-sweep-budget500": (
+        "sweep",
+        ["search_space=offline_levers", "sweep=budget500", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
+    ),
+    "offline-sweep-levers": (
+        "sweep",
+        ["search_space=offline_levers", "sweep.sampler.seed=1", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
+    ),
+    **{f"offline-retrieval/{arm}": ("eval", [*HELDOUT, *before(arm, lever)]) for arm, lever in LEVERS.items()},
+    "offline-retrieval/after": (
+        "eval",
+        [
+            *HELDOUT,
+            "policy/answerer=question_aware",
+            "policy.extractor.resolve_dates=true",
+            "policy.retriever.top_k=32",
+            "policy.retriever.threshold=0.25",
+            "policy.retriever.hybrid=true",
+            "policy.retriever.fusion=weighted",
+            "policy.retriever.keyword_weight=0.5",
+            "policy.retriever.keyword_depth=70",
+            "policy.retriever.dense_depth=90",
+            "policy.retriever.date_filter=boost",
+            "policy.retriever.date_boost=1.0",
+            "policy.retriever.dedup_threshold=0.95",
+            "policy.answerer.render=lines_date",
+        ],
+    ),
     # experiments added since: the override list each file stands for
     "knowledge-updates/upd_threshold": ("eval", [*KU_UPD]),
     "knowledge-updates/upd_add_only": ("eval", [*KU_UPD, "policy/decider=add_only"]),

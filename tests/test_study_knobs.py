@@ -154,14 +154,22 @@ def test_the_declared_dependency_map():
 def test_recall_vs_tokens_drops_answerer_knobs_and_f1_keeps_them():
     offline = space("offline")
     kept, dropped = restrict(offline, [RECALL, TOKENS])
-    assert set(dropped) == {"policy.answerer.max_words", "policy.answerer.candidates"}
+    answer_knobs = {k.target for k in offline.knobs if knob_stage(k.target) == "answer"}
+    assert {"policy/answerer", "policy.answerer.max_words", "policy.answerer.pool"} <= answer_knobs
+    assert set(dropped) == answer_knobs
     assert (
         "answer stage" in dropped["policy.answerer.max_words"]
         and "evidence_recall" in dropped["policy.answerer.max_words"]
     )
-    assert [k.target for k in kept.knobs] == [
-        k.target for k in offline.knobs if not k.target.startswith("policy.answerer")
-    ]
+    # the rendered context's style sets what context_tokens count: a recall-vs-tokens study samples it
+    assert [k.target for k in kept.knobs] == [k.target for k in offline.knobs if k.target not in answer_knobs]
+    assert "policy.answerer.render" in [k.target for k in kept.knobs]
+    # every retrieval lever of the offline space is a retrieval knob (sampled by recall studies)
+    levers = ("hybrid", "fusion", "rrf_k", "keyword_weight", "keyword_depth", "dense_depth", "recency_weight")
+    levers += ("recency_half_life_days", "date_filter", "date_boost", "dedup_threshold", "mmr_lambda")
+    assert {f"policy.retriever.{k}" for k in levers} <= {k.target for k in kept.knobs}
+    assert all(knob_stage(f"policy.retriever.{k}") == "retrieve" for k in levers)
+    assert knob_stage("policy.extractor.resolve_dates") == "ingest"
     budget = Objective("recall_at_1000", "scores.overall.recall_at_1000", "maximize")
     assert set(restrict(offline, [budget])[1]) == set(dropped)
     for objectives in ([F1], [RECALL, F1], [Objective("j", "scores.overall.judge", "maximize")]):
@@ -207,13 +215,14 @@ def test_the_sweep_warns_drops_and_does_not_enqueue_dropped_knobs(tmp_path):
             base = [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", "sweep.tune_conversations=null"]
             base += ["sweep.holdout_conversations=null", f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}"]
             recall = Sweep(compose("sweep", overrides=base), tmp_path / "run", base)
-    assert set(recall.study.user_attrs["signature"]["not_sampled"]) == {
-        "policy.answerer.max_words",
-        "policy.answerer.candidates",
-    }
+    not_sampled = set(recall.study.user_attrs["signature"]["not_sampled"])
+    assert {"policy/answerer", "policy.answerer.max_words", "policy.answerer.candidates"} <= not_sampled
+    assert "policy.answerer.render" not in not_sampled
+    assert all(knob_stage(t) == "answer" for t in not_sampled)
     [queued] = recall.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
     fixed = queued.system_attrs["fixed_params"]
-    assert "policy.retriever.top_k" in fixed and not any(k.startswith("policy.answerer") for k in fixed)
+    assert "policy.retriever.top_k" in fixed and not any(knob_stage(k) == "answer" for k in fixed)
+    assert fixed["policy.answerer.render"] == "json" and fixed["policy.retriever.mmr_lambda"] is None
 
     f1 = make_sweep(tmp_path, "sweep=f1", name="f1")
     assert f1.not_sampled == {} and f1.study.user_attrs["signature"]["not_sampled"] == {}
@@ -241,7 +250,8 @@ def test_a_study_export_records_tuned_defaulted_and_not_sampled_knobs(tmp_path):
     with pytest.warns(KnobNotSampledWarning):
         sweep_from_overrides(overrides, tmp_path / "run")  # trial 0: the enqueued defaults
     trial = optuna.load_study(study_name="rec", storage=f"sqlite:///{tmp_path / 'optuna.db'}").trials[0]
-    assert trial.state.name == "COMPLETE" and not any(p.startswith("policy.answerer") for p in trial.params)
+    assert trial.state.name == "COMPLETE"
+    assert not any(knob_stage(p) == "answer" for p in trial.params) and "policy.answerer.render" in trial.params
     result = export_from_overrides(
         [
             "study=rec",
@@ -258,9 +268,17 @@ def test_a_study_export_records_tuned_defaulted_and_not_sampled_knobs(tmp_path):
         "policy/decider": "threshold",
         "policy.decider.update_threshold": 0.85,
         "policy.decider.noop_threshold": 0.95,
+        "policy.extractor.resolve_dates": False,
         "policy.retriever.top_k": 30,
         "policy.retriever.threshold": 0.0,
+        "policy.retriever.hybrid": False,  # every lever off: its conditional knobs are inactive, not tuned
+        "policy.retriever.recency_weight": 0.0,
+        "policy.retriever.date_filter": "off",
+        "policy.retriever.dedup_threshold": None,
+        "policy.retriever.mmr_lambda": None,
+        "policy.answerer.render": "json",
     }
+    assert "inactive" in knobs["not_sampled"]["policy.retriever.fusion"]
     assert (
         knobs["defaulted"]["policy.answerer.max_words"] == 6 and knobs["defaulted"]["policy.answerer.candidates"] == 3
     )
@@ -321,3 +339,14 @@ def test_answer_knobs_cannot_move_what_the_map_says_they_cannot(tmp_path, embedd
     assert {"evidence_recall", "context_tokens"} <= set(retrieval) and budgeted
     assert frames[0].select([*retrieval, "retrieved_ids"]).equals(frames[1].select([*retrieval, "retrieved_ids"]))
     assert frames[0]["prediction"].to_list() != frames[1]["prediction"].to_list()  # the knobs do act on answers
+
+
+def test_the_levers_space_is_the_offline_spaces_retrieval_knobs_unchanged():
+    """search_space=offline_levers (the issue-14 studies) is the offline space's retrieval levers and render style with
+    the same ranges and conditions, and nothing that re-ingests: every trial shares one cached ingestion."""
+    levers, offline = space("offline_levers"), space("offline")
+    by_target = {k.target: k for k in offline.knobs}
+    assert [k.target for k in levers.knobs] == [k.target for k in offline.knobs if knob_stage(k.target) == "retrieve"]
+    assert all(k == by_target[k.target] for k in levers.knobs)
+    assert {"policy.retriever.hybrid", "policy.retriever.mmr_lambda", "policy.answerer.render"} <= set(by_target)
+    assert not any(knob_stage(k.target) in ("ingest", "answer") for k in levers.knobs)

@@ -55,15 +55,34 @@ def test_offline_space_honours_types_ranges_and_conditions():
                 float(chosen["policy.decider.update_threshold"]),
                 float(chosen["policy.decider.noop_threshold"]),
             )
-            assert 0.70 <= update <= 0.90 <= noop <= 1.0  # always a valid ThresholdDecider
+            assert 0.75 <= update <= 0.95 <= noop <= 1.0  # always a valid ThresholdDecider
             assert round(update * 20) == update * 20  # on the 0.05 grid, printed without float noise
+            assert chosen["policy.decider.update_threshold"] in {"0.75", "0.85", "0.95"}  # a coarse grid
         top_k = chosen["policy.retriever.top_k"]
         assert top_k.isdigit() and 1 <= int(top_k) <= 50  # int, not "7.0"
         assert 0.0 <= float(chosen["policy.retriever.threshold"]) <= 0.5
         assert (
-            2 <= int(chosen["policy.answerer.max_words"]) <= 12 and 1 <= int(chosen["policy.answerer.candidates"]) <= 5
+            2 <= int(chosen["policy.answerer.max_words"]) <= 12 and 1 <= int(chosen["policy.answerer.candidates"]) <= 8
         )
-    assert seen == {"heuristic", "verbatim", "chunks", "threshold", "add_only"}
+        # every lever is always sampled (off is one of its choices); its own settings only when it is on
+        hybrid, fusion = chosen["policy.retriever.hybrid"], chosen.get("policy.retriever.fusion")
+        assert hybrid in {"true", "false"} and chosen["policy.extractor.resolve_dates"] in {"true", "false"}
+        for knob in ("fusion", "keyword_weight", "keyword_depth", "dense_depth"):
+            assert (f"policy.retriever.{knob}" in chosen) == (hybrid == "true")
+        assert ("policy.retriever.rrf_k" in chosen) == (fusion == "rrf")
+        recency = chosen["policy.retriever.recency_weight"]
+        assert ("policy.retriever.recency_half_life_days" in chosen) == (recency != "0.0")
+        assert ("policy.retriever.date_boost" in chosen) == (chosen["policy.retriever.date_filter"] == "boost")
+        assert chosen["policy.retriever.mmr_lambda"] in {"null", "0.5", "0.7", "0.9"}
+        assert chosen["policy.retriever.dedup_threshold"] in {"null", "0.85", "0.9", "0.95"}
+        assert chosen["policy.answerer.render"] in {"json", "lines", "lines_date"}
+        answerer = chosen["policy/answerer"]
+        seen |= {answerer, f"hybrid={hybrid}", f"fusion={fusion}"}
+        assert (
+            ("policy.answerer.pool" in chosen) == ("policy.answerer.expand" in chosen) == (answerer == "question_aware")
+        )
+    assert seen >= {"heuristic", "verbatim", "chunks", "threshold", "add_only", "extractive", "question_aware"}
+    assert seen >= {"hybrid=true", "hybrid=false", "fusion=rrf", "fusion=weighted"}
     # a stored trial's params give back its overrides (FixedTrial)
     last = study.trials[-1]
     assert space.overrides_for(last.params) == space.suggest(optuna.trial.FixedTrial(last.params))

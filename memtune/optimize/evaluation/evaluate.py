@@ -17,9 +17,9 @@ from ..data.types import CATEGORY_NAMES, Conversation, Dataset
 from .health import store_health
 from .restated import load_timelines, restated_counts
 
-# Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
-# `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
-# fits in B tokens, so policies compare at equal cost whatever their extractor (see `context_budget_walk`).
+# Token budgets of the RENDERED context (`render_context` in the answerer's `render` style, exactly what the answerer
+# reads, counted like `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose
+# rendered context fits in B tokens, so policies compare at equal cost whatever their extractor (see `context_budget_walk`).
 BUDGETS = (250, 500, 1000, 2000)
 BUDGET_METRICS = tuple(f"recall_ctx_{b}" for b in BUDGETS)
 GRAPH_METRICS = ("graph_evidence_recall", "graph_context_tokens")  # only when policy.graph is on/only

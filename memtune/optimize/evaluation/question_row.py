@@ -8,7 +8,8 @@ import time
 
 from ...policies.graph.retrieve import is_graph_record
 from ...policies.policy import MemoryPolicy
-from ...policies.stages.answer import question_type, render_context
+from ...policies.stages.answer import question_type
+from ...policies.stages.render import context_renderer
 from ...policies.types import MemoryRecord, Scope
 from ..data.types import Conversation
 from .evaluate import BUDGETS, abstained
@@ -40,7 +41,8 @@ def question_row(policy: MemoryPolicy, scope: Scope, q, judge, stale: Staleness)
     seconds = time.perf_counter() - t0
     failed = prediction is None  # the LLM answerer failed after its retries: scored 0, never an abstention
     provenance = [m.provenance for m in memories]
-    context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
+    render = context_renderer(policy.answerer)  # the answerer's render style: what context_tokens and budgets count
+    context_tokens, kept = context_budget_walk(memories, render, BUDGETS)
     graph = [m for m in memories if is_graph_record(m)]
     vector = [m for m in memories if not is_graph_record(m)]
     gold = q.answer
@@ -76,12 +78,12 @@ def question_row(policy: MemoryPolicy, scope: Scope, q, judge, stale: Staleness)
         "n_stale": sum(stale(m) for m in vector),
         "first_hit": evidence_recall(q.evidence, provenance[:1]) == 1.0 if q.evidence else None,
         "hit_at_5": bool(evidence_recall(q.evidence, provenance[:5])) if q.evidence else None,
-        "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
+        "context_tokens": context_tokens,  # tokens of render(memories), from the same walk
         "seconds": seconds,
         # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
         **(
             {
-                "graph_context_tokens": count_tokens(render_context(graph)) if graph else 0,
+                "graph_context_tokens": count_tokens(render(graph)) if graph else 0,
                 "graph_evidence_recall": evidence_recall(q.evidence, [m.provenance for m in graph]),
                 "n_graph": len(graph),
             }

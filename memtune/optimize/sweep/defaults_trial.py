@@ -4,7 +4,8 @@ so the sampler starts from the defaults and the report can compare every trial w
 - a group knob (`policy/extractor`) takes the option the base config chose (Hydra's runtime choices);
 - a value knob (`policy.retriever.top_k`) takes the base config's value there, or the code's default when no yaml
   sets it (policies/knob_defaults.py);
-- a null base value takes the knob's `null_as` from the search space (documented next to the knob:
+- a null base value is itself when a categorical knob lists null among its choices (a lever that is off), else
+  takes the knob's `null_as` from the search space (documented next to the knob:
   `policy.retriever.threshold` null, no threshold, is enqueued as 0.0, the range's lowest cut-off), or is left to
   the sampler when the knob has none;
 - a value the search space cannot hold (an option it does not list, a number outside [low, high] or off its step

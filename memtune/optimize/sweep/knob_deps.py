@@ -4,7 +4,8 @@ A trial runs ingest -> retrieve -> answer -> judge. A stage's knobs can move its
 downstream, nothing upstream. The map is declared, not measured (one place to change when a stage changes):
 
     knob target (Hydra override target; `/` and `.` alike)      stage
-      policy.retriever, policy.graph.retrieval                    retrieve
+      policy.retriever, policy.graph.retrieval,
+      policy.answerer.render (the rendered context's style)        retrieve
       policy.answerer                                             answer
       judge                                                       judge
       anything else (extractor, summarizer, decider, graph, embedder, lm, store, dataset, unknown)   ingest
@@ -22,7 +23,8 @@ downstream, nothing upstream. The map is declared, not measured (one place to ch
 
 So a recall-vs-tokens study does not sample answerer knobs (the extractive answerer's max_words cannot change
 which memories are retrieved or what they cost), while a study on f1 does. If an answerer knob ever changes what
-the answerer is shown (the rendered context), declare it a retrieval knob here. A knob the objectives do not
+the answerer is shown (the rendered context), declare it a retrieval knob here: `policy.answerer.render` is one
+(it sets what context_tokens and recall_ctx_<B> count, stages/render.py). A knob the objectives do not
 depend on is dropped from the study's search space with a warning and keeps the base config's value, unless a
 knob that is sampled is conditional on it (`when:`), which keeps it.
 """
@@ -41,6 +43,7 @@ STAGES = ("ingest", "retrieve", "answer", "judge")
 KNOB_STAGES = (  # target prefix -> stage, first match wins; everything else is an ingestion knob (moves all)
     ("policy.graph.retrieval", "retrieve"),
     ("policy.retriever", "retrieve"),
+    ("policy.answerer.render", "retrieve"),  # the rendered context: context_tokens and recall_ctx_<B> count it
     ("policy.answerer", "answer"),
     ("judge", "judge"),
 )

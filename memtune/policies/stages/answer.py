@@ -9,12 +9,10 @@ a place, a person, a number, a noun phrase; `answer_typing`, `answer_spans`, `an
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import warnings
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dspy
@@ -27,7 +25,10 @@ from .answer_spans import body, content_stems, load_nlp, spans
 from .answer_typing import choice_options, focus_labels, quantity_word, question_type
 from .instructions import use_instruction
 from .programs import DEFAULT_DIR, load_program
-from .signatures import AnswerQuestion
+from .render import check_style, memory_context, render_items
+from .render import context_renderer as context_renderer  # re-exported: callers import them from here
+from .render import render_context as render_context
+from .signatures import AnswerQuestion, AnswerQuestionLines
 
 NOT_MENTIONED = "Not mentioned"
 
@@ -41,48 +42,10 @@ class AnswerKnobs:
     instruction: str = "mem0"  # llm: prompt library variant (prompts/answer/<name>.md); mem0 = the signature's own
     program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
     programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/answerer/<name>.json)
+    render: str = "json"  # the context's rendering (stages/render.py): json (Mem0's prompt) | lines | lines_date
 
-
-def memory_context(memories: Sequence[MemoryRecord]) -> list[dict]:
-    """The items the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
-    when it held: valid_from, and invalid_since when a later triplet superseded it. A superseded vector memory
-    (soft invalidation, retrieved with include_history) also says since when it no longer holds: invalid_since
-    (its valid_from is its said_at, so a memory that still holds costs no extra tokens)."""
-    return [_graph_context(m) if m.metadata.get("kind") == "graph" else _vector_context(m) for m in memories]
-
-
-def _vector_context(m: MemoryRecord) -> dict:
-    item = {"said_at": m.timestamp, "memory": m.text}
-    if m.invalid_at:
-        item["invalid_since"] = m.invalid_at
-    return item
-
-
-def render_context(memories: Sequence[MemoryRecord]) -> str:
-    """THE text the answerer reads for `memories` (best first): the JSON list of their `memory_context` items.
-
-    One definition for three uses: the LLM answerer's `memories` input (passed as this string; DSPy writes a
-    string value into the prompt as it is, so the prompt equals what DSPy makes of the list itself), the
-    evaluation's `context_tokens`, and the budget walk of `recall_ctx_<B>` (tokens of `render_context` of
-    each leading prefix). Keep it that way: a budget counted on anything else stops being a budget."""
-    return render_items(memory_context(memories))
-
-
-def render_items(items: list[dict]) -> str:
-    """`memory_context` items as the answerer reads them (see `render_context`)."""
-    return json.dumps(items, ensure_ascii=False)
-
-
-def _graph_context(m: MemoryRecord) -> dict:
-    meta = m.metadata
-    item = {
-        "said_at": m.timestamp,
-        "memory": f"{meta['source']} -- {meta['relation']} -- {meta['destination']}",
-        "valid_from": meta.get("valid_from", ""),
-    }
-    if meta.get("invalidated_at"):
-        item["invalid_since"] = meta["invalidated_at"]
-    return item
+    def __post_init__(self):
+        check_style(self.render)
 
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
@@ -153,8 +116,10 @@ class QuestionAwareKnobs:
     join: int = 3  # how many of the best distinct spans (across memories) are joined into the answer
     join_margin: float = 0.3  # ... each scoring at most this much below the best span
     expand: bool = True  # a noun chunk with its whole subtree ("a cup" -> "a cup with a dog face on it")
+    render: str = "json"  # the context's rendering (stages/render.py): json (Mem0's prompt) | lines | lines_date
 
     def __post_init__(self):
+        check_style(self.render)
         if self.date_format not in DATE_STYLES:
             raise ValueError(f"answerer.date_format must be one of {DATE_STYLES}, got {self.date_format!r}")
         if self.yes_no not in YES_NO_RULES:
@@ -275,22 +240,22 @@ class LLMAnswerer(dspy.Module):
     """Mem0's answer call: the question and the top-k memories with their timestamps.
 
     forward(question, memories=[{"said_at", "memory", ...}]) -> Prediction(answer): plain data, `memories` the
-    `memory_context` items, best first (the prompt carries them as `render_context` writes them)."""
+    `memory_context` items, best first (the prompt carries them as `render_context` writes them in the `render`
+    style: json keeps Mem0's prompt; the line styles use a signature that describes lines)."""
 
     phase = "answer"
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = AnswerKnobs(**knobs)
-        self.predict = dspy.Predict(AnswerQuestion)
+        self.predict = dspy.Predict(AnswerQuestion if self.knobs.render == "json" else AnswerQuestionLines)
         use_instruction(self.predict, "answer", self.knobs.instruction)
         if self.knobs.program:
             load_program(self, "answerer", self.knobs.program, self.knobs.programs_dir, self.knobs)
 
     def forward(self, question: str, memories: list[dict]) -> dspy.Prediction:
-        result = predict_with_retries(
-            self.predict, self.phase, self.knobs.retries, question=question, memories=render_items(list(memories))
-        )
+        shown = render_items(list(memories), self.knobs.render)
+        result = predict_with_retries(self.predict, self.phase, self.knobs.retries, question=question, memories=shown)
         return dspy.Prediction(answer=str(result.answer or "").strip())
 
     def answer(self, question: str, memories: list[MemoryRecord]) -> str | None:

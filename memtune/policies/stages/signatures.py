@@ -78,3 +78,12 @@ class AnswerQuestion(dspy.Signature):
         desc="retrieved memories, most relevant first: {said_at, memory}; graph triplets also carry valid_from and invalid_since"
     )
     answer: str = dspy.OutputField()
+
+
+# The same instructions; only the memories field is written as lines (the answerer's render=lines | lines_date).
+AnswerQuestionLines = AnswerQuestion.with_updated_fields(
+    "memories",
+    type_=str,
+    desc="retrieved memories, most relevant first, one a line: [when it was said] memory; graph triplets end "
+    "with (valid from X; invalid since Y)",
+)
