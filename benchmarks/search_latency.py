@@ -1,12 +1,17 @@
-"""Search and add latency of a served policy: in-process `Memory` calls vs the same calls through the REST server.
+"""Search and add latency of a served policy: in-process `Memory` calls vs the same calls through the REST server,
+with dense retrieval and with hybrid retrieval (`policy/retriever=hybrid`: + BM25 from LanceDB's full-text index,
+RRF-fused), measured in the same run.
 
-    uv run python benchmarks/search_latency.py                    # 10k and 100k memories (about 5-8 minutes)
+    uv run python benchmarks/search_latency.py                    # 10k and 100k memories (about 10-15 minutes)
     uv run python benchmarks/search_latency.py --sizes 10000 --queries 100 --adds 50     # quicker
 
 Per store size N: N synthetic memories in one user scope, written straight through the store (random unit 384-d
-vectors, the real MiniLM dimension; one compaction afterwards, which builds the ANN index past the store's
-`index_min_rows`), then the default offline policy (`policy=mem0_offline`, MiniLM embedder, no embedding cache)
-over that store:
+vectors, the real MiniLM dimension; texts of a few words from a 2,000-word vocabulary plus one of the queries'
+topics, so keyword search has real posting lists to walk: a query's topic words match a twelfth of the rows and
+"user" matches every row; one compaction afterwards, which builds the
+ANN index past the store's `index_min_rows` and folds every row into the full-text index), then the default offline
+policy (`policy=mem0_offline`, MiniLM embedder, no embedding cache) over that store, and the same policy with
+`policy/retriever=hybrid` (sharing the store in-process; its own server process for REST):
 
 * search: `Memory.search(query, user_id=..., top_k=10)` on distinct queries (each embedded by MiniLM, then
   retrieved from N memories) in-process, then `POST /v1/memories/search` to a real uvicorn server (a separate
@@ -33,6 +38,7 @@ from pathlib import Path
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as memtune-serve runs (serve/__init__.py); before numpy loads
 
 import numpy as np
+from latency_report import phase_means, report  # benchmarks/ is the script's folder
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANCE_LOG", "error")  # IVF training on synthetic rows warns about empty partitions
@@ -43,19 +49,35 @@ TOKEN = "bench-token-0123456789abcdef"
 WARMUP = 10
 
 
-def compose_cfg():
+def compose_cfg(hybrid: bool = False):
     from hydra import compose, initialize_config_module
 
+    extra = ["policy/retriever=hybrid"] if hybrid else []
     with initialize_config_module("memtune.conf", version_base="1.3"):
-        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none"])
+        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *extra])
 
 
-def open_memory(store_uri: Path):
+def open_memory(store_uri: Path, hybrid: bool = False):
     """The offline policy over the store at `store_uri`, as a Memory (what a bundle of it would load)."""
     from memtune.policies.build import build_policy
     from memtune.policies.runtime.memory import Memory
 
-    return Memory(build_policy(compose_cfg(), store_uri, cache_dir=None), bundle_version="bench")
+    return Memory(build_policy(compose_cfg(hybrid), store_uri, cache_dir=None), bundle_version="bench")
+
+
+def hybrid_twin(memory):
+    """The same Memory with the hybrid retriever, sharing its store (and mirror) and embedder; its own cost meter."""
+    import copy
+
+    from hydra.utils import instantiate
+
+    from memtune.policies.lm import CostMeter
+    from memtune.policies.runtime.memory import Memory
+
+    policy = copy.copy(memory.policy)
+    policy.retriever = instantiate(compose_cfg(True).policy.retriever)
+    policy.meter = CostMeter()
+    return Memory(policy, bundle_version="bench")
 
 
 def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
@@ -69,6 +91,7 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     cfg = compose_cfg()
     store = instantiate(cfg.store, uri=str(store_uri), dim=DIM, embedder_id=MiniLMEmbedder().id)
     rng = np.random.default_rng(seed)
+    vocabulary = [f"w{i}" for i in range(2000)]
     scope = Scope(user_id=USER)
     t0 = time.perf_counter()
     for start in range(0, rows, 10_000):
@@ -79,7 +102,8 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
             [
                 Change(
                     "ADD",
-                    f"synthetic memory {start + i}: the user mentioned topic {start + i}",
+                    f"synthetic memory {start + i}: the user mentioned topic {start + i}, "
+                    f"{TOPICS[(start + i) % len(TOPICS)]} and {' '.join(rng.choice(vocabulary, 3))}",
                     vecs[i],
                     scope=scope,
                     provenance=(f"D{start + i}:1",),
@@ -92,22 +116,24 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     return time.perf_counter() - t0
 
 
+TOPICS = [
+    "hiking",
+    "painting",
+    "the new job",
+    "her sister",
+    "a trip to Paris",
+    "adoption",
+    "pottery",
+    "the charity race",
+    "camping",
+    "a book she read",
+    "music lessons",
+    "the dog",
+]
+
+
 def queries(n: int, offset: int) -> list[str]:
-    topics = [
-        "hiking",
-        "painting",
-        "the new job",
-        "her sister",
-        "a trip to Paris",
-        "adoption",
-        "pottery",
-        "the charity race",
-        "camping",
-        "a book she read",
-        "music lessons",
-        "the dog",
-    ]
-    return [f"What did the user say about {topics[i % len(topics)]} in week {offset + i}?" for i in range(n)]
+    return [f"What did the user say about {TOPICS[i % len(TOPICS)]} in week {offset + i}?" for i in range(n)]
 
 
 def pairs(n: int, offset: int) -> list[list[dict]]:
@@ -124,10 +150,6 @@ def pairs(n: int, offset: int) -> list[list[dict]]:
     ]
 
 
-def pct(xs: list[float], q: float) -> float:
-    return float(np.percentile(xs, q)) * 1e3
-
-
 def timed(fn, items) -> list[float]:
     out = []
     for item in items:
@@ -135,15 +157,6 @@ def timed(fn, items) -> list[float]:
         fn(item)
         out.append(time.perf_counter() - t0)
     return out
-
-
-def phase_means(meter, marks: dict) -> dict:
-    """Mean ms per step of each phase the policy's cost meter timed since `marks` (its step counts then)."""
-    return {
-        k: 1e3 * float(np.mean(v.seconds[marks.get(k, 0) :]))
-        for k, v in meter.phases.items()
-        if len(v.seconds) > marks.get(k, 0)
-    }
 
 
 def free_port() -> int:
@@ -155,13 +168,22 @@ def free_port() -> int:
 class RestServer:
     """memtune's REST app over the store in a separate process (uvicorn on loopback), and a keep-alive client."""
 
-    def __init__(self, store_uri: Path):
+    def __init__(self, store_uri: Path, hybrid: bool = False):
         import httpx
 
         port = free_port()
         env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
         self.proc = subprocess.Popen(
-            [sys.executable, __file__, "--serve", str(store_uri), "--port", str(port)], env=env
+            [
+                sys.executable,
+                __file__,
+                "--serve",
+                str(store_uri),
+                "--port",
+                str(port),
+                *(["--hybrid"] if hybrid else []),
+            ],
+            env=env,
         )
         self.client = httpx.Client(
             base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
@@ -190,26 +212,36 @@ class RestServer:
 
 
 def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
-    """Searches alternate between in-process and REST (both read-only, so the two share the machine's noise);
-    adds run in-process, then over REST with the in-process Memory closed (one writer per store at a time)."""
+    """Searches alternate between in-process and REST, dense and hybrid (all read-only, so the four share the
+    machine's noise); adds run in-process, then over REST with the in-process Memory closed (one writer per store
+    at a time)."""
     memory = open_memory(store_uri)
-    server = RestServer(store_uri)
-    local_search, rest_search = [], []
+    hybrid = hybrid_twin(memory)
+    servers = {"dense": RestServer(store_uri), "hybrid": RestServer(store_uri, hybrid=True)}
+    local_search: dict[str, list[float]] = {"dense": [], "hybrid": []}
+    rest_search: dict[str, list[float]] = {"dense": [], "hybrid": []}
+    hybrid_hits = 0
     meter = memory.policy.meter
     try:
         for i, q in enumerate(queries(n_queries + WARMUP, 0)):
-            t0 = time.perf_counter()
-            memory.search(q, user_id=USER, top_k=10)
-            t1 = time.perf_counter()
-            server.post("/v1/memories/search", {"query": q + " ", "user_id": USER, "top_k": 10})
-            t2 = time.perf_counter()
+            for mode, mem in (("dense", memory), ("hybrid", hybrid)):
+                t0 = time.perf_counter()
+                hits = mem.search(q, user_id=USER, top_k=10)
+                t1 = time.perf_counter()
+                servers[mode].post("/v1/memories/search", {"query": q + " ", "user_id": USER, "top_k": 10})
+                t2 = time.perf_counter()
+                if i >= WARMUP:
+                    local_search[mode].append(t1 - t0)
+                    rest_search[mode].append(t2 - t1)
+                    if mode == "hybrid":  # hits naming the query's topic: the keyword side at work
+                        hybrid_hits += sum(q.split("about ")[1].split(" in week")[0] in h["memory"] for h in hits)
             if i == WARMUP - 1:
                 marks = {k: len(v.seconds) for k, v in meter.phases.items()}
-            if i >= WARMUP:
-                local_search.append(t1 - t0)
-                rest_search.append(t2 - t1)
+                hmarks = {k: len(v.seconds) for k, v in hybrid.policy.meter.phases.items()}
     finally:
-        server.close()
+        for server in servers.values():
+            server.close()
+    hybrid_phases = phase_means(hybrid.policy.meter, hmarks)
     search_phases = phase_means(meter, marks)
     for p in pairs(WARMUP, 10**6):
         memory.add(p, user_id=USER)
@@ -226,48 +258,26 @@ def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
         server.close()
     return {
         "local": {
-            "search": local_search,
+            "search": local_search["dense"],
+            "search_hybrid": local_search["hybrid"],
             "add": local_add,
             "search_phases_ms": search_phases,
+            "search_hybrid_phases_ms": hybrid_phases,
             "add_phases_ms": add_phases,
+            "hybrid_topic_hits": hybrid_hits / max(len(local_search["hybrid"]), 1),
         },
-        "rest": {"search": rest_search, "add": rest_add},
+        "rest": {"search": rest_search["dense"], "search_hybrid": rest_search["hybrid"], "add": rest_add},
     }
 
 
-def serve(store_uri: str, port: int) -> None:
+def serve(store_uri: str, port: int, hybrid: bool = False) -> None:
     """The server side of the REST measurement (a subprocess): the REST app over the store, on loopback."""
     import uvicorn
 
     from memtune.serve.rest import create_app
 
-    memory = open_memory(Path(store_uri))
+    memory = open_memory(Path(store_uri), hybrid)
     uvicorn.run(create_app(memory, os.environ["MEMTUNE_API_TOKEN"]), host="127.0.0.1", port=port, log_level="warning")
-
-
-def report(rows: int, fill_s: float, local: dict, rest: dict) -> None:
-    print(f"\n== {rows:,} memories in one scope (store filled in {fill_s:.0f} s) ==")
-    print(f"{'':28s} {'p50 ms':>8s} {'p95 ms':>8s} {'mean ms':>8s} {'n':>5s}")
-    for name, xs in (
-        ("search in-process", local["search"]),
-        ("search REST", rest["search"]),
-        ("add in-process", local["add"]),
-        ("add REST", rest["add"]),
-    ):
-        print(f"{name:28s} {pct(xs, 50):8.2f} {pct(xs, 95):8.2f} {1e3 * np.mean(xs):8.2f} {len(xs):5d}")
-    for what in ("search", "add"):
-        r50 = pct(rest[what], 50) / pct(local[what], 50)
-        r95 = pct(rest[what], 95) / pct(local[what], 95)
-        extra = pct(rest[what], 50) - pct(local[what], 50)
-        print(f"{what} REST / in-process: p50 x{r50:.2f}, p95 x{r95:.2f} (p50 +{extra:.2f} ms per call)")
-    for what in ("search", "add"):
-        timed_ms = local[f"{what}_phases_ms"]
-        rest_ms = 1e3 * float(np.mean(local[what])) - sum(timed_ms.values())
-        phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(timed_ms.items()))
-        print(
-            f"{what} in-process, mean ms per call by phase: {phases}, untimed {rest_ms:.2f}"
-            + (" (embedding the query)" if what == "search" else "")
-        )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -277,9 +287,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--adds", type=int, default=100)
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--hybrid", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.serve:
-        return serve(args.serve, args.port)
+        return serve(args.serve, args.port, args.hybrid)
     print(
         f"python {platform.python_version()}, {os.cpu_count()} cpus, load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"

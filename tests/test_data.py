@@ -147,7 +147,7 @@ def test_quirk_category5_without_answer(quirks):
 
 def test_quirk_bad_category_skipped_with_fix(quirks):
     assert _question(quirks, "quirks-1:q8") is None
-    assert _has(quirks, "quirks-1:q8", D.SKIPPED, "unknown category 7 (fix: use an int 1-5")
+    assert _has(quirks, "quirks-1:q8", D.SKIPPED, "unknown category 7 (fix: use one of the ints 1 multi-hop")
 
 
 def test_quirk_missing_question_skipped_with_fix(quirks):
@@ -346,7 +346,17 @@ def test_full_upstream_file():
 
 
 def test_category_names():
-    assert CATEGORY_NAMES == {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+    # LOCOMO's numbers keep their meaning; other benchmarks get their own ranges (types.py), never 1-5 reused
+    assert {k: CATEGORY_NAMES[k] for k in range(1, 6)} == {
+        1: "multi-hop",
+        2: "temporal",
+        3: "open-domain",
+        4: "single-hop",
+        5: "adversarial",
+    }
+    assert {k: CATEGORY_NAMES[k] for k in (11, 12, 13)} == {11: "current", 12: "history", 13: "stable"}
+    assert sorted(CATEGORY_NAMES) == [1, 2, 3, 4, 5, 11, 12, 13, 21, 22, 23, 24, 25, 26]
+    assert 7 not in CATEGORY_NAMES  # data/fixture/quirks.json's unknown category
 
 
 def test_paths_point_into_repo():

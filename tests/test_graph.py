@@ -19,7 +19,6 @@ from memtune.policies.graph.retrieve import is_graph_record
 from memtune.policies.graph.store import GraphStore
 from memtune.policies.graph.types import Entity, Triplet
 from memtune.policies.graph.update import LLMConflictResolver, RuleConflictResolver
-from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.stages.answer import ExtractiveAnswerer, memory_context
 from memtune.policies.stages.decide import ThresholdDecider
@@ -38,10 +37,10 @@ class Scripted:
         self.entities: dict[str, list[Entity]] = {}
         self.triplets: dict[str, list[Triplet]] = {}
 
-    def extract(self, messages, meter):
+    def extract(self, messages):
         return [e for m in messages for e in self.entities.get(m.text, [])]
 
-    def generate(self, messages, entities, meter):
+    def generate(self, messages, entities):
         return [t for m in messages for t in self.triplets.get(m.text, [])]
 
 
@@ -70,17 +69,9 @@ def graph(tmp_path, embedder, script=None, resolver=None, **kw) -> GraphMemory:
 def test_node_merge_by_key_and_by_embedding_within_threshold_and_type(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s, nodes={"merge_threshold": 0.8})
-    g.add(
-        [say(s, "m1", "8 May 2023", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "THING"))],
-        ALICE,
-        CostMeter(),
-    )
+    g.add([say(s, "m1", "8 May 2023", "D1:1", ("Caroline", "go_to", "LGBTQ support group", "PERSON", "THING"))], ALICE)
     # same key (case and determiner differ) -> the same node; "support group" is 0.95 cosine from it -> merged
-    g.add(
-        [say(s, "m2", "9 May 2023", "D1:2", ("caroline", "like", "the support group", "PERSON", "THING"))],
-        ALICE,
-        CostMeter(),
-    )
+    g.add([say(s, "m2", "9 May 2023", "D1:2", ("caroline", "like", "the support group", "PERSON", "THING"))], ALICE)
     assert g.store.counts(ALICE)["nodes"] == 2
     assert g.counts["nodes_merged"] == 1
     node = next(n for n in g.store.scope_nodes(ALICE) if n["key"] == "caroline")
@@ -94,7 +85,6 @@ def test_node_merge_by_key_and_by_embedding_within_threshold_and_type(tmp_path, 
             say(s2, "m2", "", "D1:2", ("Caroline", "like", "support group")),
         ],
         ALICE,
-        CostMeter(),
     )
     assert strict.store.counts(ALICE)["nodes"] == 3
     s3 = Scripted()
@@ -105,7 +95,6 @@ def test_node_merge_by_key_and_by_embedding_within_threshold_and_type(tmp_path, 
             say(s3, "m2", "", "D1:2", ("Caroline", "meet", "support group", "PERSON", "PERSON")),
         ],
         ALICE,
-        CostMeter(),
     )
     assert typed.store.counts(ALICE)["nodes"] == 3
 
@@ -123,7 +112,7 @@ def test_conflict_soft_invalidation_keeps_the_edge_marked_and_persists(tmp_path,
     s = Scripted()
     g = graph(tmp_path, embedder, s)
     for m in _moves(s):
-        g.add([m], ALICE, CostMeter())
+        g.add([m], ALICE)
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
     assert edges["Boston"]["invalidated_at"] == "1:00 pm on 1 June, 2023"
     assert edges["Boston"]["invalidated_by"] == edges["Denver"]["id"]
@@ -143,7 +132,7 @@ def test_hard_invalidation_deletes_and_repeats_only_add_provenance(tmp_path, emb
     for m in _moves(s) + [
         say(s, "Still in Denver", "1:00 pm on 4 June, 2023", "D2:4", ("Caroline", "live_in", "Denver"))
     ]:
-        g.add([m], ALICE, CostMeter())
+        g.add([m], ALICE)
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
     assert "Boston" not in edges and g.store.counts(ALICE)["invalid_edges"] == 0
     assert edges["Denver"]["provenance"] == ["D2:1", "D2:4"] and edges["Denver"]["mentions"] == 2
@@ -155,17 +144,17 @@ def test_retrieval_returns_only_valid_edges_unless_asked(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s)
     for m in _moves(s):
-        g.add([m], ALICE, CostMeter())
+        g.add([m], ALICE)
     q = "Where does Caroline live?"
     vec = embedder.embed([q])[0]
-    hits = g.search(q, vec, ALICE, CostMeter())
+    hits = g.search(q, vec, ALICE)
     assert {h.metadata["destination"] for h in hits} == {"Denver", "tea", "chess"}
     assert all(is_graph_record(h) and not h.metadata["invalidated_at"] for h in hits)
     top = hits[0]
     assert top.text == "Caroline live in Denver" and top.provenance == ("D2:1",)
     assert top.timestamp == "1:00 pm on 1 June, 2023"
     g.retriever.knobs.include_invalid = True
-    old = [h for h in g.search(q, vec, ALICE, CostMeter()) if h.metadata["destination"] == "Boston"]
+    old = [h for h in g.search(q, vec, ALICE) if h.metadata["destination"] == "Boston"]
     assert old and old[0].metadata["invalidated_at"] == "1:00 pm on 1 June, 2023"
     # the answerer sees each triplet with when it held
     shown = memory_context(old)[0]
@@ -186,14 +175,13 @@ def test_entity_walk_follows_hops(tmp_path, embedder):
             say(s, "b", "", "D1:2", ("Anna", "work_at", "Zeta Corp")),
         ],
         ALICE,
-        CostMeter(),
     )
     q = "What about Caroline?"
     vec = embedder.embed([q])[0]
-    assert [h.metadata["relation"] for h in g.search(q, vec, ALICE, CostMeter())] == ["has_sister"]
+    assert [h.metadata["relation"] for h in g.search(q, vec, ALICE)] == ["has_sister"]
     g.retriever.knobs.hops = 2
-    assert {h.metadata["relation"] for h in g.search(q, vec, ALICE, CostMeter())} == {"has_sister", "work_at"}
-    assert all(h.metadata["path"] == "entity" for h in g.search(q, vec, ALICE, CostMeter()))
+    assert {h.metadata["relation"] for h in g.search(q, vec, ALICE)} == {"has_sister", "work_at"}
+    assert all(h.metadata["path"] == "entity" for h in g.search(q, vec, ALICE))
 
 
 def _flip_flop(s: Scripted) -> list[Message]:
@@ -217,7 +205,7 @@ def test_compaction(tmp_path, embedder, edges, kept_invalid):
     s = Scripted()
     g = graph(tmp_path, embedder, s, edges=edges)
     for m in _flip_flop(s):
-        g.add([m], ALICE, CostMeter())
+        g.add([m], ALICE)
     edges = g.store.scope_edges(ALICE, include_invalid=True)
     assert sorted(e["destination"] for e in edges if e["invalidated_at"]) == sorted(kept_invalid)
     valid = [e for e in edges if not e["invalidated_at"]]
@@ -228,15 +216,15 @@ def test_compaction(tmp_path, embedder, edges, kept_invalid):
 def test_scope_isolation(tmp_path, embedder):
     s = Scripted()
     g = graph(tmp_path, embedder, s)
-    g.add([say(s, "x", "", "D1:1", ("Caroline", "live_in", "Boston"))], ALICE, CostMeter())
-    g.add([say(s, "y", "", "D9:1", ("Caroline", "live_in", "Paris"))], BOB, CostMeter())
+    g.add([say(s, "x", "", "D1:1", ("Caroline", "live_in", "Boston"))], ALICE)
+    g.add([say(s, "y", "", "D9:1", ("Caroline", "live_in", "Paris"))], BOB)
     # the same name in two scopes is two nodes, and Bob's move does not invalidate Alice's edge
     assert (
         g.store.counts(ALICE) == g.store.counts(BOB) == {"nodes": 2, "edges": 1, "valid_edges": 1, "invalid_edges": 0}
     )
     q = "Where does Caroline live?"
     vec = embedder.embed([q])[0]
-    assert [h.metadata["destination"] for h in g.search(q, vec, BOB, CostMeter())] == ["Paris"]
+    assert [h.metadata["destination"] for h in g.search(q, vec, BOB)] == ["Paris"]
     assert g.delete_all(BOB) == 2
     assert g.store.counts(BOB)["nodes"] == 0 and g.store.counts(ALICE)["edges"] == 1
     g.close()
@@ -249,7 +237,6 @@ def test_scope_isolation(tmp_path, embedder):
 
 
 def test_spacy_extraction_resolves_first_person_to_the_speaker():
-    meter = CostMeter()
     msgs = [
         Message(
             "Caroline",
@@ -259,7 +246,7 @@ def test_spacy_extraction_resolves_first_person_to_the_speaker():
         ),
         Message("Melanie", "I am keen on pottery.", "D1:4", "1:56 pm on 8 May, 2023"),
     ]
-    entities = SpacyEntityExtractor().extract(msgs, meter)
+    entities = SpacyEntityExtractor().extract(msgs)
     names = {(e.name, e.type) for e in entities}
     assert {
         ("Caroline", "PERSON"),
@@ -268,9 +255,7 @@ def test_spacy_extraction_resolves_first_person_to_the_speaker():
         ("LGBTQ support group", "THING"),
     } <= names
     assert not any(e.name.lower() in ("i", "yesterday") for e in entities)
-    triplets = {
-        (t.source, t.relation, t.destination): t for t in SpacyRelationGenerator().generate(msgs, entities, meter)
-    }
+    triplets = {(t.source, t.relation, t.destination): t for t in SpacyRelationGenerator().generate(msgs, entities)}
     assert ("Caroline", "go_to", "LGBTQ support group") in triplets
     assert ("Caroline", "has_sister", "Anna") in triplets
     assert ("Melanie", "is_keen_on", "pottery") in triplets
@@ -490,10 +475,9 @@ def test_triplets_stated_together_do_not_invalidate_each_other(tmp_path, embedde
             )
         ],
         ALICE,
-        CostMeter(),
     )
     assert g.store.counts(ALICE)["invalid_edges"] == 0
-    g.add([say(s, "I'm tired", "9 May 2023", "D1:2", ("Caroline", "is", "tired"))], ALICE, CostMeter())
+    g.add([say(s, "I'm tired", "9 May 2023", "D1:2", ("Caroline", "is", "tired"))], ALICE)
     edges = {e["destination"]: e for e in g.store.scope_edges(ALICE, include_invalid=True)}
     assert edges["happy"]["invalidated_at"] == edges["thankful"]["invalidated_at"] == "9 May 2023"
     assert not edges["tired"]["invalidated_at"]

@@ -5,8 +5,10 @@ relative imports; and every stage variant in conf/policy/ has the members its in
 from __future__ import annotations
 
 import ast
+import inspect
 from pathlib import Path
 
+import dspy
 import pytest
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
@@ -118,3 +120,48 @@ def test_every_stage_variant_has_the_members_its_interface_names(stage):
     for path in variants:
         built = instantiate(OmegaConf.load(path))
         assert isinstance(built, STAGES[stage]), f"{path.relative_to(ROOT)}: {type(built).__name__}"
+
+
+def parameters(function) -> list[str]:
+    names = list(inspect.signature(function).parameters)
+    return names[1:] if names and names[0] == "self" else names
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_every_stage_variant_takes_the_arguments_its_interface_names(stage):
+    """Not only the member names: the policy calls each method with the Protocol's parameters (and no meter)."""
+    protocol = STAGES[stage]
+    methods = [n for n, v in vars(protocol).items() if inspect.isfunction(v) and not n.startswith("_")]
+    assert methods and all("meter" not in parameters(getattr(protocol, m)) for m in methods)
+    for path in sorted((ROOT / "memtune" / "conf" / "policy" / stage).glob("*.yaml")):
+        built = instantiate(OmegaConf.load(path))
+        for method in methods:
+            assert parameters(getattr(built, method)) == parameters(getattr(protocol, method)), (
+                f"{path.relative_to(ROOT)}: {type(built).__name__}.{method}"
+            )
+
+
+def test_every_llm_stage_variant_is_a_program_with_a_phase():
+    """Every conf'd stage that is a dspy.Module (the graph's too) is an `LLMStage`: a phase name for the cost meter
+    and a forward() on plain data, with no meter among its parameters."""
+    llm = []
+    for path in sorted((ROOT / "memtune" / "conf" / "policy").rglob("*.yaml")):
+        node = OmegaConf.load(path)
+        if "_target_" not in node or not str(node._target_).startswith("memtune.policies.") or "mode" in node:
+            continue
+        built = instantiate(node)
+        if isinstance(built, dspy.Module):
+            llm.append(type(built).__name__)
+            assert isinstance(built, protocols.LLMStage) and isinstance(built.phase, str), path
+            assert "meter" not in parameters(built.forward), path
+    assert sorted(llm) == sorted(
+        {
+            "LLMExtractor",
+            "LLMSummarizer",
+            "LLMDecider",
+            "LLMAnswerer",
+            "LLMEntityExtractor",
+            "LLMRelationGenerator",
+            "LLMConflictResolver",
+        }
+    )

@@ -17,7 +17,6 @@ from memtune.policies.graph.extract import LLMRelationGenerator
 from memtune.policies.graph.memory import GraphMemory
 from memtune.policies.graph.store import GraphStore
 from memtune.policies.graph.update import RuleConflictResolver
-from memtune.policies.lm import CostMeter
 from memtune.policies.policy import MemoryPolicy
 from memtune.policies.provenance import PROVENANCE_KEYS, SourceStats, cite, content_words, keeps_content
 from memtune.policies.stages.answer import ExtractiveAnswerer
@@ -167,7 +166,7 @@ def test_llm_relations_cite_the_message_that_states_them(tmp_path, embedder):
     """A triplet stated by turn 2 of a pair cites turn 2 only; one citing nothing valid cites the pair, counted."""
 
     class Entities:
-        def extract(self, messages, meter):
+        def extract(self, messages):
             return []
 
     lm = DummyLM(
@@ -196,7 +195,7 @@ def test_llm_relations_cite_the_message_that_states_them(tmp_path, embedder):
 
     pair = [Message("Melanie", "I ran a race.", "D1:1"), Message("Caroline", "I live in Boston now.", "D1:2")]
     with dspy.context(lm=lm):
-        g.add(pair, MEL, CostMeter())
+        g.add(pair, MEL)
     cited = {e["text"]: e["provenance"] for e in g.store.scope_edges(MEL)}
     assert cited == {"Caroline lives in Boston": ["D1:2"], "Melanie ran race": ["D1:1", "D1:2"]}
     assert "1. Melanie: I ran a race." in json.dumps(lm.history[0]["messages"])

@@ -183,6 +183,7 @@ def tiny(tmp_path_factory):
     def edit(cfg):
         cfg.search_space = space
         cfg.sweep.enqueue = [INVALID]
+        cfg.sweep.enqueue_defaults = False  # trial 0 is the invalid one (top_k 30 is outside this space anyway)
 
     result = sweep(
         tmp,

@@ -1,19 +1,23 @@
-"""Language models for the LLM stages: any OpenAI-compatible endpoint through `dspy.LM`, plus cost metering.
+"""Language models for the LLM stages: any OpenAI-compatible endpoint through `dspy.LM`; the cost store; retries.
 
-Every LLM call of a policy goes through `call_predictor`, which
-- counts calls, prompt/completion tokens and wall time per phase (extract, summarize, decide, answer, judge),
-- retries malformed output (DSPy's AdapterParseError and friends) with a fresh rollout that bypasses the cache,
-- and, when every attempt failed, records the failure and returns None so the caller skips that item.
+- `CostMeter` holds per-phase LM calls, billed tokens, wall time per step and failures (thread-safe). Stages never
+  receive it: policies/metering.py fills it (a DSPy callback attributes each LM call to the LLM stage running it).
+- `predict_with_retries` is how an LLM stage's forward() runs its predictor: malformed output (DSPy's
+  AdapterParseError and friends) is retried with a fresh rollout that bypasses the cache, and after the last
+  attempt `LMStageError` is raised; the stage's policy-facing method records it and skips the item
+  (metering.run_stage).
 """
 
 from __future__ import annotations
 
 import os
 import re
+import threading
 import time
 from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import dspy
 
@@ -88,15 +92,26 @@ class Failure:
 
 
 class CostMeter:
-    """Per-phase LM usage and latency. Token counts come from the LM's own usage reports (DSPy history).
-    A call answered from DSPy's cache counts in `calls` and `cached_calls` but reports 0 tokens (measured with
-    dspy 3.4.1): tokens are what this run billed; report the cost of a config from a run with a cold cache."""
+    """Per-phase LM usage and latency, and the failures of LLM stages. Safe to share between threads.
+
+    A step is one metered call: of an LLM-free stage (`timed`), or of an LLM stage module, its retries included
+    (`record_lm_step`, called by metering.PhaseMeter). Token counts are the LM's own usage reports for the calls
+    DSPy did not answer from its cache: a cached call counts in `calls` and `cached_calls` and bills 0 tokens, so
+    tokens are what this run billed; report the cost of a config from a run with a cold cache."""
 
     def __init__(self, max_consecutive_failures: int = 20):
         self.phases: dict[str, PhaseCost] = defaultdict(PhaseCost)
         self.failures: list[Failure] = []
         self.max_consecutive_failures = max_consecutive_failures
         self._consecutive = 0
+        self._lock = threading.Lock()
+
+    def __getstate__(self) -> dict:  # copy.deepcopy (e.g. of a dspy.Module holding a meter) and pickle: no lock
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     @contextmanager
     def timed(self, phase: str):
@@ -105,54 +120,63 @@ class CostMeter:
         try:
             yield
         finally:
-            self.phases[phase].record(time.perf_counter() - t0)
-
-    @contextmanager
-    def lm_calls(self, phase: str, lm):
-        """Count the LM calls made inside the block (read from the LM's history)."""
-        history = getattr(lm, "history", [])
-        marker = history[-1]["uuid"] if history else None
-        t0 = time.perf_counter()
-        try:
-            yield
-        finally:
             elapsed = time.perf_counter() - t0
-            new = _entries_after(history, marker)
+            with self._lock:
+                self.phases[phase].record(elapsed)
+
+    def record_lm_step(
+        self, phase: str, elapsed: float, calls: int, cached_calls: int, prompt_tokens: int, completion_tokens: int
+    ) -> None:
+        """One call of an LLM stage: its wall time and the LM calls made inside it."""
+        with self._lock:
             cost = self.phases[phase]
             cost.record(elapsed)
-            for entry in new:
-                usage = entry.get("usage") or {}
-                cost.calls += 1
-                cost.cached_calls += int(bool(getattr(entry.get("response"), "cache_hit", False)))
-                cost.prompt_tokens += int(usage.get("prompt_tokens") or 0)
-                cost.completion_tokens += int(usage.get("completion_tokens") or 0)
+            cost.calls += calls
+            cost.cached_calls += cached_calls
+            cost.prompt_tokens += prompt_tokens
+            cost.completion_tokens += completion_tokens
 
-    def record_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+    def count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+        """Record a failure that falls back to a safe result and never stops a run (a reranker's)."""
+        with self._lock:
+            self._count_failure(phase, item, error, attempts)
+
+    def _count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
         self.phases[phase].failures += 1
         self.failures.append(Failure(phase, item, f"{type(error).__name__}: {error}"[:500], attempts))
         if len(self.failures) > MAX_SAMPLES:
             del self.failures[: len(self.failures) - MAX_SAMPLES // 2]  # the per-phase count keeps the total
-        self._consecutive += 1
-        if self._consecutive >= self.max_consecutive_failures:
+
+    def record_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
+        """Record an LM stage's failure; too many in a row stop the run (the endpoint is likely broken)."""
+        with self._lock:
+            self._count_failure(phase, item, error, attempts)
+            self._consecutive += 1
+            stop = self._consecutive >= self.max_consecutive_failures
+            consecutive = self._consecutive
+        if stop:
             raise RuntimeError(
-                f"{self._consecutive} LM calls in a row failed (last: {phase} on {item}: {error}). "
+                f"{consecutive} LM calls in a row failed (last: {phase} on {item}: {error}). "
                 "Check the LM endpoint, model name and key (lm.api_base, OPENAI_BASE_URL, OPENAI_API_KEY)."
             ) from error
 
     def record_success(self) -> None:
-        self._consecutive = 0
+        with self._lock:
+            self._consecutive = 0
 
     def as_dict(self) -> dict:
         """Per phase: LM calls (cached ones included, and counted apart in `cached_calls`), billed tokens,
         failures, and wall time per step (p50/p95/total seconds)."""
         phases = {}
-        for name, c in sorted(self.phases.items()):
-            phases[name] = {k: v for k, v in asdict(c).items() if k != "seconds"} | {
-                "seconds_total": round(c.seconds_total, 4),
-                "seconds_p50": round(percentile(c.seconds, 50), 5) if c.seconds else None,
-                "seconds_p95": round(percentile(c.seconds, 95), 5) if c.seconds else None,
-            }
-        return {"phases": phases, "failures": [asdict(f) for f in self.failures]}
+        with self._lock:
+            for name, c in sorted(self.phases.items()):
+                phases[name] = {k: v for k, v in asdict(c).items() if k != "seconds"} | {
+                    "seconds_total": round(c.seconds_total, 4),
+                    "seconds_p50": round(percentile(c.seconds, 50), 5) if c.seconds else None,
+                    "seconds_p95": round(percentile(c.seconds, 95), 5) if c.seconds else None,
+                }
+            failures = [asdict(f) for f in self.failures]
+        return {"phases": phases, "failures": failures}
 
 
 def percentile(values, q: float) -> float:
@@ -171,15 +195,6 @@ def percentile(values, q: float) -> float:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def _entries_after(history: list, marker) -> list:
-    if marker is None:
-        return list(history)
-    for i in range(len(history) - 1, -1, -1):
-        if history[i].get("uuid") == marker:
-            return history[i + 1 :]
-    return list(history)  # the marker was evicted: everything now in history is new
-
-
 # DSPy's ChatAdapter finds field headers only on a line of their own; a small model that writes the closing
 # marker on the answer's line ("Pixel [[ ## completed ## ]]", seen with Qwen2.5-1.5B) leaks it into the field.
 _END_MARKER = re.compile(r"\s*\[\[\s*##\s*completed\s*##\s*\]\]\s*$")
@@ -193,23 +208,31 @@ def _strip_end_marker(result):
     return result
 
 
-def call_predictor(predictor, meter: CostMeter, phase: str, item: str, retries: int = 2, **inputs):
-    """Run a DSPy predictor; retry malformed output; on final failure record it and return None."""
-    lm = dspy.settings.lm
-    if lm is None:
+class LMStageError(RuntimeError):
+    """An LLM stage got no usable answer from its LM after every attempt (`__cause__`: the last error)."""
+
+    def __init__(self, phase: str, attempts: int, error: BaseException):
+        super().__init__(
+            f"{phase}: no usable LM answer after {attempts} attempt(s); last error {type(error).__name__}: "
+            f"{str(error)[:300]}"
+        )
+        self.phase, self.attempts, self.error = phase, attempts, error
+
+
+def predict_with_retries(predictor: Any, phase: str, retries: int = 2, **inputs: Any) -> dspy.Prediction:
+    """Run a DSPy predictor; retry malformed output (and failed requests) `retries` times, each with a fresh rollout
+    at temperature 1.0 so DSPy's cache does not return the bad answer again; raise `LMStageError` after the last."""
+    if dspy.settings.lm is None and getattr(predictor, "lm", None) is None:
         raise ValueError(f"The {phase} stage is an LLM stage but no LM is configured: set lm=openai (see conf/lm/).")
     error: BaseException | None = None
     for attempt in range(retries + 1):
         # A retry must not hit DSPy's cache of the bad answer: a new rollout_id bypasses it.
         config = {} if attempt == 0 else {"rollout_id": attempt, "temperature": 1.0}
         try:
-            with meter.lm_calls(phase, lm):
-                result = predictor(**inputs, config=config)
-            meter.record_success()
-            return _strip_end_marker(result)
+            return _strip_end_marker(predictor(**inputs, config=config))
         except (KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:  # malformed output, schema violations, transient endpoint errors
             error = exc
-    meter.record_failure(phase, item, error, retries + 1)
-    return None
+    assert error is not None
+    raise LMStageError(phase, retries + 1, error) from error

@@ -11,13 +11,15 @@ The optional `graph` stage (policies/graph/memory.py, Mem0g) is fed every messag
 
 from __future__ import annotations
 
-from contextlib import nullcontext
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import dspy
 
 from .embed.base import Embedder
 from .lm import CostMeter
+from .metering import metering
 from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarizer
 from .store.changes import Change
 from .store.sql import in_scope
@@ -57,6 +59,8 @@ class MemoryPolicy:
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
+        if isinstance(getattr(retriever, "scorer", None), dspy.Module):  # an LLM reranker (stages/rerank_llm.py)
+            missing.append("retriever.scorer")
         if missing and lm is None:
             raise ValueError(
                 f"LLM stage(s) {missing} need an LM: run with lm=openai (reads OPENAI_API_KEY / OPENAI_BASE_URL), "
@@ -72,8 +76,15 @@ class MemoryPolicy:
             "answerer": self.answerer,
         }
 
-    def _lm(self):
-        return dspy.context(lm=self.lm) if self.lm is not None else nullcontext()
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """The stage calls of this block run with the policy's LM and are metered into `self.meter`."""
+        with metering(self.meter):
+            if self.lm is None:
+                yield
+            else:
+                with dspy.context(lm=self.lm):
+                    yield
 
     # ---- ingest -------------------------------------------------------------------------------------------
     def add(self, messages: list[Message], scope: Scope, metadata: dict | None = None) -> list[Event]:
@@ -81,21 +92,21 @@ class MemoryPolicy:
         if not messages:
             raise ValueError("add() got no messages: pass at least one Message")
         state = self._state.setdefault(scope, _ScopeState())
-        with self._lm():
+        with self._running():
             if self.graph is not None:
-                self.graph.add(list(messages), scope, self.meter)
-            facts = self.extractor.extract(messages, state.recent, state.summary, self.meter)
+                self.graph.add(list(messages), scope)
+            facts = self.extractor.extract(messages, state.recent, state.summary)
             state.recent = (state.recent + list(messages))[-RECENT_KEPT:]
             state.pending += messages
             if self.summarizer.enabled and len(state.pending) >= self.summarizer.knobs.window:
-                state.summary = self.summarizer.refresh(state.summary, state.pending, self.meter)
+                state.summary = self.summarizer.refresh(state.summary, state.pending)
                 state.pending = []
             if not facts:
                 return []
             vectors = self._embed([f.text for f in facts])
             with self.meter.timed("search_similar"):
                 similar = self.store.search_many(vectors, scope, self.decider.knobs.similar_k)
-            decisions = self.decider.decide(facts, similar, self.meter)
+            decisions = self.decider.decide(facts, similar)
         return self._apply(decisions, dict(zip((f.text for f in facts), vectors)), scope, metadata)
 
     def _apply(self, decisions: list[Decision], known: dict, scope: Scope, metadata: dict | None) -> list[Event]:
@@ -137,18 +148,20 @@ class MemoryPolicy:
         """The retriever's memories for `query` (and the graph's triplets under Mem0g). `vector`: the query already
         embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold)."""
         vector = self._embed([query])[0] if vector is None else vector
-        if self.graph is not None and self.graph.mode == "only":
-            return self.graph.search(query, vector, scope, self.meter)
-        memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope, self.meter)
-        if self.graph is not None:
-            memories = self.graph.merge(memories, self.graph.search(query, vector, scope, self.meter))
+        with self._running():
+            if self.graph is not None and self.graph.mode == "only":
+                return self.graph.search(query, vector, scope)
+            # an LLM reranker inside the retriever runs with the policy's LM (set by _running)
+            memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope)
+            if self.graph is not None:
+                memories = self.graph.merge(memories, self.graph.search(query, vector, scope))
         return memories
 
     def answer(self, question: str, scope: Scope) -> tuple[str | None, list[MemoryRecord]]:
         """(answer, the memories it was given); the answer is None when an LLM answerer failed after retries."""
         memories = self.search(question, scope)
-        with self._lm():
-            return self.answerer.answer(question, memories, self.meter), memories
+        with self._running():
+            return self.answerer.answer(question, memories), memories
 
     def _embed(self, texts: list[str]):
         with self.meter.timed("embed"):

@@ -34,7 +34,7 @@ def parse_question(cid: str, position: int, entry: Any, valid_ids: set[str], rep
         category = int(category)
     if isinstance(category, bool) or not isinstance(category, int) or category not in CATEGORY_NAMES:
         names = ", ".join(f"{k} {v}" for k, v in CATEGORY_NAMES.items())
-        report.add(qid, f"unknown category {category!r} (fix: use an int 1-5: {names})", SKIPPED)
+        report.add(qid, f"unknown category {category!r} (fix: use one of the ints {names})", SKIPPED)
         return None
 
     if "evidence" not in entry:

@@ -9,13 +9,24 @@ from typing import NamedTuple
 
 from ...policies.types import Message
 
-CATEGORY_NAMES: dict[int, str] = {
-    1: "multi-hop",
-    2: "temporal",
-    3: "open-domain",
-    4: "single-hop",
-    5: "adversarial",
+# Question categories, one number range per benchmark (a number never changes meaning):
+#   1-5   LOCOMO's own (the numbers in its files; see data/locomo/SOURCE.md). 5 = unanswerable: the right answer is
+#         to abstain; LongMemEval's abstention questions (`_abs`) are category 5 too.
+#   11-13 the generated knowledge-update set (data/updates, `memtune-gen`): what a value is now, what it was
+#         before, a value that never changed.
+#   21-26 LongMemEval's question types (optimize/data/longmemeval.py).
+# 6-10 stay free (data/fixture/quirks.json uses 7 as an unknown category).
+LOCOMO_CATEGORIES = {1: "multi-hop", 2: "temporal", 3: "open-domain", 4: "single-hop", 5: "adversarial"}
+UPDATES_CATEGORIES = {11: "current", 12: "history", 13: "stable"}
+LONGMEMEVAL_CATEGORIES = {
+    21: "single-session-user",
+    22: "single-session-assistant",
+    23: "single-session-preference",
+    24: "temporal-reasoning",
+    25: "knowledge-update",
+    26: "multi-session",
 }
+CATEGORY_NAMES: dict[int, str] = LOCOMO_CATEGORIES | UPDATES_CATEGORIES | LONGMEMEVAL_CATEGORIES
 
 # Report actions. Fixed strings so that `LoadReport.counts` groups like with like.
 SKIPPED = "skipped"

@@ -25,9 +25,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from ...policies.provenance import PROVENANCE_KEYS
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
 from .ingest_cache import prepare_policy
+from .judge_checks import attach, build_judges, judge_checks, judge_checks_line
 from .oracle import oracle_stages
 
 
@@ -114,17 +115,14 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
     t_start = time.perf_counter()
     configure_dspy_cache(cfg.cache_dir)
     ds = cfg.dataset
-    dataset = load_locomo(
-        resolve_path(ds.path),
-        conversations=ds.conversations,
-        max_sessions=ds.max_sessions,
-        max_questions=ds.max_questions,
-    )
+    dataset = load_from_config(ds)
     if dataset.report.entries:
         print(dataset.report.summary())
     policy, ingested = prepare_policy(cfg, dataset, out_dir, progress=cfg.progress, use_cache=cfg.ingest_cache)
     judge = instantiate(cfg.judge) if cfg.get("judge") else None
+    extra_judges = build_judges(cfg, judge)
     frame = answer_all(policy, dataset, judge=judge, progress=cfg.progress)
+    checks, canary_rows = judge_checks(frame, dataset, judge, extra_judges, cfg)
     table = score_table(frame, tuple(cfg.overall_categories))
     frame.write_parquet(out_dir / "questions.parquet")
     summary = build_summary(
@@ -138,6 +136,9 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         policy.embedder.id,
         time.perf_counter() - t_start,
     )
+    attach(summary, checks)
+    if canary_rows:
+        pl.DataFrame(canary_rows).write_parquet(out_dir / "canaries.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     shown = table.select(
         pl.concat_str("category", "category_name", separator=" ").alias("category"),
@@ -169,6 +170,8 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
             else "J not scored (no judge LM)"
         )
     )
+    if checks is not None:
+        print(judge_checks_line(checks))
     if summary["oracle"]:
         print(f"ORACLE run ({summary['oracle_stages']}): reads the benchmark's annotations; not a policy")
     cached = " (reused from the ingestion cache)" if ingested["cache_hit"] else ""

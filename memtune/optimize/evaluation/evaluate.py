@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from ...policies.graph.retrieve import is_graph_record
 from ...policies.policy import MemoryPolicy
 from ...policies.provenance import provenance_facts
-from ...policies.stages.answer import render_context
+from ...policies.stages.answer import question_type, render_context
 from ...policies.types import Scope
 from ..data.types import CATEGORY_NAMES, Conversation, Dataset
 from .judge import judge_question
@@ -105,6 +105,7 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
                 "category": q.category,
                 "category_name": q.category_name,
                 "question": q.question,
+                "question_type": question_type(q.question),  # when/where/who/quantity/yes_no/...: group by it
                 "answer": gold,
                 "adversarial_answer": q.adversarial_answer,
                 "prediction": prediction,

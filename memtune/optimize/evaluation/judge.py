@@ -1,6 +1,8 @@
-"""LLM-as-judge metric J: CORRECT / WRONG, generous on paraphrase and date format (mem0's evaluation judge,
-mem0ai/mem0 evaluation/metrics/llm_judge.py, ACCURACY_PROMPT). The judge has its own LM, configured apart
-from the policy's (conf/judge/), and its tokens are reported apart from the policy's cost."""
+"""LLM-as-judge metric J: CORRECT / WRONG. Two prompts, both in this project's words: `lenient` (the default), generous
+on paraphrase and date format like mem0's evaluation judge (mem0ai/mem0 evaluation/metrics/llm_judge.py,
+ACCURACY_PROMPT), and `strict`, which wants the gold answer's specific content (`judge.prompt=strict`). The judge
+has its own LM, configured apart from the policy's (conf/judge/), and its tokens are reported apart from the
+policy's cost. How lenient a judge is, and how far judges agree: optimize/evaluation/judge_checks.py."""
 
 from __future__ import annotations
 
@@ -8,7 +10,8 @@ from typing import Literal
 
 import dspy
 
-from ...policies.lm import CostMeter, call_predictor
+from ...policies.lm import CostMeter, predict_with_retries
+from ...policies.metering import metering, run_stage
 
 
 class JudgeAnswer(dspy.Signature):
@@ -25,28 +28,59 @@ class JudgeAnswer(dspy.Signature):
     label: Literal["CORRECT", "WRONG"] = dspy.OutputField()
 
 
-class Judge(dspy.Module):
-    """J for one question: 1.0 CORRECT, 0.0 WRONG, None when the judge failed (recorded in the meter)."""
+class JudgeAnswerStrict(dspy.Signature):
+    """Label a generated answer to a question about a conversation between two people as CORRECT or WRONG
+    against the gold answer. It is CORRECT only when it gives the same specific information as the gold answer:
+    the same person, place, thing, number or date, at least as precise as the gold answer (another date format or
+    other words for the same thing are fine). It is WRONG when it is vaguer than the gold answer ("a city",
+    "sometime last year", "someone", "several"), names another person, place, thing, number or date, hedges
+    between answers, leaves out part of a gold answer that lists several things, contradicts the gold answer, or
+    is missing."""
 
-    def __init__(self, lm: dspy.LM, retries: int = 2):
+    question: str = dspy.InputField()
+    gold_answer: str = dspy.InputField()
+    generated_answer: str = dspy.InputField()
+    reasoning: str = dspy.OutputField(desc="one short sentence")
+    label: Literal["CORRECT", "WRONG"] = dspy.OutputField()
+
+
+PROMPTS = {"lenient": JudgeAnswer, "strict": JudgeAnswerStrict}
+
+
+class Judge(dspy.Module):
+    """J for one question: 1.0 CORRECT, 0.0 WRONG, None when the judge failed (recorded in `self.meter`).
+
+    forward(question, gold_answer, generated_answer) -> Prediction(label: "CORRECT" | "WRONG", reasoning): plain
+    data, a DSPy program like the policy's LLM stages (a judge can be evaluated and compiled on its own). `score`
+    runs it with the judge's own LM and meters it into the judge's own meter, apart from the policy's cost."""
+
+    phase = "judge"
+
+    def __init__(self, lm: dspy.LM, retries: int = 2, prompt: str = "lenient", name: str | None = None):
         super().__init__()
+        if prompt not in PROMPTS:
+            raise ValueError(f"judge.prompt={prompt!r}: choose one of {sorted(PROMPTS)}")
         self.lm = lm
         self.retries = retries
+        self.prompt = prompt
+        self.name = name or prompt  # how summary.json judge_checks and the reports name this judge
         self.meter = CostMeter()
-        self.predict = dspy.Predict(JudgeAnswer)
+        self.predict = dspy.Predict(PROMPTS[prompt])
+
+    def forward(self, question: str, gold_answer: str, generated_answer: str) -> dspy.Prediction:
+        result = predict_with_retries(
+            self.predict,
+            self.phase,
+            self.retries,
+            question=question,
+            gold_answer=gold_answer,
+            generated_answer=generated_answer,
+        )
+        return dspy.Prediction(label=str(result.label), reasoning=str(result.reasoning or "").strip())
 
     def score(self, qid: str, question: str, gold: str, prediction: str) -> float | None:
-        with dspy.context(lm=self.lm):
-            result = call_predictor(
-                self.predict,
-                self.meter,
-                "judge",
-                item=qid,
-                retries=self.retries,
-                question=question,
-                gold_answer=gold,
-                generated_answer=prediction,
-            )
+        with metering(self.meter), dspy.context(lm=self.lm):
+            result = run_stage(self, qid, question=question, gold_answer=gold, generated_answer=prediction)
         return None if result is None else float(result.label == "CORRECT")
 
 

@@ -24,6 +24,7 @@ report.md is also printed, and its path is printed last.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -47,15 +48,33 @@ from .stats import bootstrap_ci, paired_bootstrap
 # tables
 
 
-def category_groups(include_adversarial: bool) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
-    """(category, category_name, categories covered, metrics reported) for the per-category rows + overall."""
+def category_groups(
+    include_adversarial: bool, overall: Sequence[int] = (1, 2, 3, 4)
+) -> list[tuple[str, str, tuple[int, ...], tuple[str, ...]]]:
+    """(category, category_name, categories covered, metrics reported) for the per-category rows + overall.
+    `overall`: the runs' overall categories (`overall_categories`); include_adversarial adds 5."""
     groups: list[tuple[str, str, tuple[int, ...], tuple[str, ...]]] = [
         (str(c), CATEGORY_NAMES[c], (c,), ADVERSARIAL_METRICS if c == 5 else ANSWER_METRICS)
         for c in sorted(CATEGORY_NAMES)
     ]
-    overall = (1, 2, 3, 4, 5) if include_adversarial else (1, 2, 3, 4)
-    groups.append(("overall", "+".join(map(str, overall)), overall, ANSWER_METRICS))
+    cats = tuple(sorted(set(overall) | ({5} if include_adversarial else set())))
+    groups.append(("overall", "+".join(map(str, cats)), cats, ANSWER_METRICS))
     return groups
+
+
+def run_overall(runs: Sequence[Run]) -> tuple[int, ...]:
+    """The categories of the runs' overall row (summary.json config.overall_categories; LOCOMO's 1-4 when absent).
+    Runs on datasets with different overall categories are not compared: ValueError."""
+    found = {
+        tuple(sorted(int(c) for c in ((r.summary.get("config") or {}).get("overall_categories") or (1, 2, 3, 4))))
+        for r in runs
+    }
+    if len(found) > 1:
+        raise ValueError(
+            f"the runs' overall rows cover different categories {sorted(found)}: they were made on different "
+            "datasets. Fix: report runs of one dataset together (or runs made with the same overall_categories)."
+        )
+    return found.pop() if found else (1, 2, 3, 4)
 
 
 def metric_values(frame: pl.DataFrame, metric: str) -> np.ndarray:
@@ -70,12 +89,17 @@ def metric_sample(frame: pl.DataFrame, metric: str) -> tuple[np.ndarray, np.ndar
 
 
 def summary_table(
-    runs: list[Run], resamples: int = 2000, seed: int = 0, include_adversarial: bool = False, alpha: float = 0.05
+    runs: list[Run],
+    resamples: int = 2000,
+    seed: int = 0,
+    include_adversarial: bool = False,
+    alpha: float = 0.05,
+    overall: Sequence[int] = (1, 2, 3, 4),
 ) -> pl.DataFrame:
     """Long form: one row per (run, category, metric) with mean, CI and n (n = questions the mean is over)."""
     rows = []
     for run in runs:
-        for category, name, cats, metrics in category_groups(include_adversarial):
+        for category, name, cats, metrics in category_groups(include_adversarial, overall):
             sub = run.questions.filter(pl.col("category").is_in(list(cats)))
             for metric in metrics:
                 values, clusters = metric_sample(sub, metric)
@@ -126,14 +150,20 @@ def check_same_questions(base: Run, other: Run) -> None:
 
 
 def paired_table(
-    base: Run, other: Run, resamples: int = 2000, seed: int = 0, include_adversarial: bool = False, alpha: float = 0.05
+    base: Run,
+    other: Run,
+    resamples: int = 2000,
+    seed: int = 0,
+    include_adversarial: bool = False,
+    alpha: float = 0.05,
+    overall: Sequence[int] = (1, 2, 3, 4),
 ) -> pl.DataFrame:
     """Paired differences other - base per (category, metric), joined on qid."""
     check_same_questions(base, other)
     cols = ["qid", "conversation_id", "category", *QUALITY_METRICS, *COST_METRICS]
     joined = base.questions.select(cols).join(other.questions.select(cols), on="qid", suffix="__other")
     rows = []
-    for category, _, cats, metrics in category_groups(include_adversarial):
+    for category, _, cats, metrics in category_groups(include_adversarial, overall):
         sub = joined.filter(pl.col("category").is_in(list(cats)))
         for metric in metrics:
             pair = sub.select(metric, f"{metric}__other", "conversation_id").drop_nulls()
@@ -199,12 +229,13 @@ def build_report(
             dirs.insert(0, b)
     runs = load_runs(dirs)
     base = runs[0]
-    table = summary_table(runs, resamples, seed, include_adversarial)
-    paired = [paired_table(base, r, resamples, seed, include_adversarial) for r in runs[1:]]
+    overall = run_overall(runs)
+    table = summary_table(runs, resamples, seed, include_adversarial, overall=overall)
+    paired = [paired_table(base, r, resamples, seed, include_adversarial, overall=overall) for r in runs[1:]]
     costs = cost_table(runs)
     out_dir = Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    overall_name = "1-5" if include_adversarial else "1-4"
+    overall_name = category_groups(include_adversarial, overall)[-1][1]
     table.write_parquet(out_dir / "report.parquet")
     if paired:
         pl.concat(paired).write_parquet(out_dir / "paired.parquet")
@@ -212,7 +243,7 @@ def build_report(
         (out_dir / "paired.parquet").unlink(missing_ok=True)  # never leave a stale comparison behind
     plot_quality_vs_tokens(runs, table, out_dir / "quality_vs_tokens.png", overall_name)
     plot_per_category(runs, table, out_dir / "per_category.png", overall_name)
-    md = render_markdown(runs, table, paired, costs, base, resamples, seed, include_adversarial)
+    md = render_markdown(runs, table, paired, costs, base, resamples, seed, include_adversarial, overall_name)
     (out_dir / "report.md").write_text(md)
     return out_dir / "report.md"
 

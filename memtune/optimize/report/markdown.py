@@ -8,6 +8,7 @@ from ..data.types import CATEGORY_NAMES
 from .cost import cost_sections
 from .format import fmt_cell as _cell
 from .format import md_table as _md_table
+from .judges import judge_sections
 from .runs import ANSWER_METRICS, LABELS, Run
 
 
@@ -20,10 +21,13 @@ def render_markdown(
     resamples: int,
     seed: int,
     include_adversarial: bool,
+    overall_name: str | None = None,
 ) -> str:
     lookup = {(r["run"], r["category"], r["metric"]): r for r in table.iter_rows(named=True)}
     judged = [r for r in runs if r.has_judge()]
-    overall_name = "1+2+3+4+5" if include_adversarial else "1+2+3+4"
+    overall_name = overall_name or ("1+2+3+4+5" if include_adversarial else "1+2+3+4")
+    # the per-category rows: every category the runs have (LOCOMO 1-4, the generated set's 11-13, ...), 5 apart
+    categories = sorted({r["category"] for r in table.iter_rows(named=True)} - {"overall", "5"}, key=int)
     answer_metrics = [m for m in ANSWER_METRICS if m not in ("context_tokens",) and (m != "judge" or judged)]
     digits = {"context_tokens": 1}
 
@@ -62,7 +66,7 @@ def render_markdown(
         "drawn conversation with replacement, because questions about one conversation succeed or fail together; "
         "resampling questions alone would give CIs that are too narrow). Evidence recall is over the questions "
         f"that have evidence; n is the number of questions a mean is over. **overall** = categories {overall_name}"
-        + ("" if include_adversarial else " (mem0's convention)")
+        + (" (mem0's convention)" if overall_name == "1+2+3+4" else "")
         + ". Category 5 (adversarial) is reported apart: "
         "its gold answer is empty and the right answer is to abstain, so F1/BLEU-1/J are not defined there.",
     ]
@@ -98,10 +102,10 @@ def render_markdown(
         )
     lines += _md_table(header, rows)
 
-    lines += ["", "## Per category (1-4)", ""]
+    lines += ["", f"## Per category ({', '.join(categories)})", ""]
     header = ["category", "run", "n", *(LABELS[m] for m in answer_metrics), "context tokens/query"]
     rows = []
-    for cat in ("1", "2", "3", "4"):
+    for cat in categories:
         for r in runs:
             n = lookup.get((r.label, cat, "f1"))
             if n is None:
@@ -168,9 +172,12 @@ def render_markdown(
             "",
         ]
         rows = []
-        order = {c: i for i, c in enumerate(["overall", "1", "2", "3", "4", "5"])}
+
+        def order(cat: str) -> int:
+            return -1 if cat == "overall" else int(cat)
+
         for row in sorted(
-            frame.iter_rows(named=True), key=lambda r: (order[r["category"]], ANSWER_METRICS.index(r["metric"]))
+            frame.iter_rows(named=True), key=lambda r: (order(r["category"]), ANSWER_METRICS.index(r["metric"]))
         ):
             d = digits.get(row["metric"], 3)
             cat = (
@@ -214,7 +221,9 @@ def render_markdown(
                 lines += [
                     "",
                     "Per category, the CI excludes 0 for: "
-                    + " | ".join(f"cat {c}: " + ", ".join(v) for c, v in sorted(by_cat.items()))
+                    + " | ".join(
+                        f"cat {c}: " + ", ".join(v) for c, v in sorted(by_cat.items(), key=lambda cv: int(cv[0]))
+                    )
                     + ".",
                 ]
         else:
@@ -225,6 +234,7 @@ def render_markdown(
         lines += [""]
 
     lines += cost_sections(costs)
+    lines += judge_sections(runs)
     lines += [
         "## Figures",
         "",

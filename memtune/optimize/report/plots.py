@@ -70,10 +70,14 @@ def plot_per_category(runs: list[Run], table: pl.DataFrame, path: Path, overall_
     plt = _plt()
     lookup = {(r["run"], r["category"], r["metric"]): r for r in table.iter_rows(named=True)}
     colours = plt.get_cmap("tab10")
-    panels = [("f1", ["1", "2", "3", "4", "overall"])]
+    present = {r["category"] for r in table.iter_rows(named=True)} - {"overall"}
+    answered = sorted(present - {"5"}, key=int) + ["overall"]  # LOCOMO 1-4, the generated set's 11-13, ...
+    panels = [("f1", answered)]
     if any(r.has_judge() for r in runs):
-        panels.append(("judge", ["1", "2", "3", "4", "overall"]))
-    panels += [("evidence_recall", ["1", "2", "3", "4", "5", "overall"]), ("abstained", ["5"])]
+        panels.append(("judge", answered))
+    panels += [("evidence_recall", sorted(present, key=int) + ["overall"])]
+    if "5" in present:
+        panels.append(("abstained", ["5"]))
     widths = [max(len(c), 1.8) for _, c in panels]
     fig_width = min(26.0, 2.0 + sum(widths) * (0.45 + 0.3 * len(runs)))
     fig, axes = plt.subplots(

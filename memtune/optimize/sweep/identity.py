@@ -7,9 +7,10 @@ later), resolved. So `memtune-sweep embedder=openai` is another study than the o
 of conf/policy/... between two runs, while writing out a default (`embedder=minilm`) is the same study.
 
 Free to change on resume, because they do not change what a trial scores:
-  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue (read at creation only),
+  sweep.n_trials, study_name, storage, sampler, pruner, heartbeat, enqueue, enqueue_defaults (read at creation only),
   max_consecutive_failures, wait_for_workers, poll_seconds, heldout.* (the held-out re-scoring and baselines
-  of the report); tracking, cache_dir, progress, ingest_cache, hydra;
+  of the report); tracking, cache_dir, progress, ingest_cache, hydra; judges and judge_checks (the extra judges and
+  canaries that check the main judge: reported beside J, never an objective);
   an LM's timeout, num_retries and cache (how a call is made); the embedder's batch_size and threads;
   an api_base / base_url read from the environment (`${oc.env:...}`): each worker's deployment decides it.
 """
@@ -30,7 +31,17 @@ if TYPE_CHECKING:
     from .scoring import Objective
     from .search_space import SearchSpace
 
-FREE_GROUPS = ("sweep", "search_space", "tracking", "cache_dir", "progress", "ingest_cache", "hydra")
+FREE_GROUPS = (
+    "sweep",
+    "search_space",
+    "tracking",
+    "cache_dir",
+    "progress",
+    "ingest_cache",
+    "hydra",
+    "judges",
+    "judge_checks",  # checks of the judges (canaries, agreement): reported, never an objective's input
+)
 RUNTIME_KEYS = ("api_base", "base_url")  # kept as written when read from the environment
 FREE_KEYS = {"lm": ("timeout", "num_retries", "cache"), "embedder": ("batch_size", "threads")}  # at any depth
 
@@ -54,6 +65,8 @@ def base_identity(cfg: DictConfig) -> dict[str, Any]:
             value = _keep_env(OmegaConf.to_container(node, resolve=True), OmegaConf.to_container(node))
         else:
             value = cfg.get(key)
+            if isinstance(value, (DictConfig, ListConfig)):  # an interpolation (overall_categories) resolved
+                value = OmegaConf.to_container(value, resolve=True)
         out[str(key)] = _drop_free(value, str(key))
     return _redact(out)
 

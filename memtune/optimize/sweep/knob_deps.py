@@ -15,7 +15,8 @@ downstream, nothing upstream. The map is declared, not measured (one place to ch
       scores.<category>.{f1, f1_squad, bleu1, abstained}                         ingest, retrieve, answer
       cost.{memories_stored, ops, rejected_ops, ingest}, ingest.*, graph*,
       lm_requests.per_message_pair                                               ingest
-      cost.answer, lm_requests.per_query                                         ingest, retrieve, answer
+      cost.{tokens,usd}.{extract,summarize,decide,graph_*}                       ingest
+      cost.answer, lm_requests.per_query, cost.{tokens,usd}.answer               ingest, retrieve, answer
       anything else (scores.*.judge, cost.judge, wall_seconds, a metric added later)   every stage
 
 So a recall-vs-tokens study does not sample answerer knobs (the extractive answerer's max_words cannot change
@@ -48,9 +49,9 @@ _RETRIEVAL = re.compile(  # evidence_recall, recall_at_<budget> (any naming), gr
 _ANSWER = re.compile(r"^scores\.[^.]+\.(f1|f1_squad|bleu1|abstained)$")
 _INGEST = re.compile(
     r"^(cost\.(memories_stored|ops|rejected_ops|ingest)(\..*)?|ingest\..*|graph(_growth)?(\..*)?"
-    r"|lm_requests\.per_message_pair(\..*)?)$"
+    r"|lm_requests\.per_message_pair(\..*)?|cost\.(tokens|usd)\.(extract|summarize|decide|graph_[a-z_]+))$"
 )
-_ANSWER_COST = re.compile(r"^(cost\.answer|lm_requests\.per_query)(\..*)?$")
+_ANSWER_COST = re.compile(r"^(cost\.answer|lm_requests\.per_query|cost\.(tokens|usd)\.answer)(\..*)?$")
 
 
 class KnobNotSampledWarning(UserWarning):

@@ -20,6 +20,7 @@ from ..data.types import Dataset
 from ..evaluation.app import build_summary
 from ..evaluation.evaluate import METRICS, answer_questions, score_table
 from ..evaluation.ingest_cache import prepare_policy
+from ..evaluation.judge_checks import attach, build_judges, judge_checks
 from .run_record import COST_FIELDS
 
 
@@ -56,6 +57,11 @@ def objectives_from(cfg: DictConfig) -> list[Objective]:
     if not objectives:
         raise ValueError("sweep.objectives is empty: name at least one metric path into summary.json")
     for o in objectives:
+        if o.metric.startswith("judge_checks"):
+            raise ValueError(
+                f"objective {o.name!r}: {o.metric} reports on the judges (canaries, agreement), not on the policy; "
+                "to optimise another judge's J make it the main one (e.g. judge.prompt=strict, scores.overall.judge)"
+            )
         if o.direction not in ("maximize", "minimize"):
             raise ValueError(f"objective {o.name!r}: direction must be maximize or minimize, got {o.direction!r}")
     return objectives
@@ -214,6 +220,8 @@ def evaluate_conversations(
         summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
         if on_step is not None:
             on_step(i, summary)
+    # the judges' checks (canaries, agreement) once over every conversation: they report on the judges, not the policy
+    attach(summary, judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0])
     return summary, frame
 
 

@@ -10,6 +10,7 @@
         high: 0.90
         step: 0.05                               # or log: true (not both)
         when: {policy/decider: threshold}        # only when an earlier knob took this value (or one of a list)
+        null_as: 0.0                             # optional: the value the defaults trial uses for a null base value
 
 `SearchSpace.suggest(trial)` asks the trial for every active knob, in order, and returns Hydra overrides
 (`policy/decider=threshold`, `policy.decider.update_threshold=0.8`). Pure: no Hydra, no I/O; an
@@ -26,7 +27,7 @@ from typing import Any, cast
 import optuna
 
 TYPES = ("categorical", "int", "float")
-_FIELDS = {"target", "name", "type", "choices", "low", "high", "step", "log", "when"}
+_FIELDS = {"target", "name", "type", "choices", "low", "high", "step", "log", "when", "null_as"}
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,7 @@ class Knob:
     log: bool = False
     when: Mapping[str, tuple] = field(default_factory=dict)  # earlier target -> the values that activate this knob
     name: str = ""  # Optuna parameter name (default: the target)
+    null_as: Any = None  # the defaults trial's stand-in for a null base value (optimize/sweep/defaults_trial.py)
 
     @property
     def param(self) -> str:
@@ -93,6 +95,7 @@ def _knob(spec: Mapping[str, Any], earlier: Sequence[Knob]) -> Knob:
         when=when,
         name=str(spec.get("name") or ""),
         log=bool(spec.get("log", False)),
+        null_as=spec.get("null_as"),
     )
     if kind == "categorical":
         choices = spec.get("choices")
@@ -100,6 +103,8 @@ def _knob(spec: Mapping[str, Any], earlier: Sequence[Knob]) -> Knob:
             raise ValueError(f"{where}: categorical needs a non-empty list of `choices`")
         if any(k in spec for k in ("low", "high", "step", "log")):
             raise ValueError(f"{where}: categorical takes `choices`, not low/high/step/log")
+        if knob.null_as is not None and knob.null_as not in choices:
+            raise ValueError(f"{where}: null_as must be one of the choices {list(choices)}, got {knob.null_as!r}")
         return Knob(**{**knob.__dict__, "choices": tuple(choices)})
     if spec.get("low") is None or spec.get("high") is None:
         raise ValueError(f"{where}: {kind} needs `low` and `high`")
@@ -116,6 +121,8 @@ def _knob(spec: Mapping[str, Any], earlier: Sequence[Knob]) -> Knob:
         raise ValueError(f"{where}: step must be > 0, got {step}")
     if kind == "int" and any(v is not None and float(v) != int(v) for v in (low, high, step)):
         raise ValueError(f"{where}: int knob needs integer low/high/step, got {low}/{high}/{step}")
+    if knob.null_as is not None and not low <= knob.null_as <= high:
+        raise ValueError(f"{where}: null_as must lie in [low, high] = [{low}, {high}], got {knob.null_as!r}")
     return Knob(**{**knob.__dict__, "low": low, "high": high, "step": step})
 
 

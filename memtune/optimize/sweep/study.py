@@ -20,7 +20,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
-from ..data.locomo import load_locomo, resolve_path
+from ..data.load import load_from_config
+from .defaults_trial import base_choices, defaults_trial
 from .identity import claim_study, signature
 from .joining import create_or_join, wait_for_signature
 from .knob_deps import KnobNotSampledWarning, restrict
@@ -52,12 +53,7 @@ class Sweep:
         self.tracker: NullTracker = NullTracker()
         self.ran: list[int] = []  # trial numbers this process ran
         ds = cfg.dataset
-        self.dataset = load_locomo(
-            resolve_path(ds.path),
-            conversations=ds.conversations,
-            max_sessions=ds.max_sessions,
-            max_questions=ds.max_questions,
-        )
+        self.dataset = load_from_config(ds)
         self.tune, self.holdout = split_ids(cfg, self.dataset)
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry
@@ -79,11 +75,23 @@ class Sweep:
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
         if claim_study(self.study, sig, directions, storage_label(cfg), self.base_overrides) and not self.study.trials:
-            known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
-            for params in cfg.sweep.get("enqueue") or []:
-                self.study.enqueue_trial({k: v for k, v in dict(params).items() if k in known})
+            for params in self.first_trials():
+                self.study.enqueue_trial(params)
 
     # ---- helpers ------------------------------------------------------------------------------------------
+    def first_trials(self) -> list[dict]:
+        """What a new study runs first: the base config's own knob values (defaults_trial.py), then sweep.enqueue's."""
+        known = {k.param for k in self.space.knobs}  # a knob not sampled is not enqueued either
+        trials = [
+            {k: v for k, v in dict(params).items() if k in known} for params in self.cfg.sweep.get("enqueue") or []
+        ]
+        if not self.cfg.sweep.get("enqueue_defaults", True):
+            return trials
+        params, left = defaults_trial(self.space, self.cfg, base_choices(self.config_name, self.base_overrides))
+        for target, why in left.items():
+            print(f"[sweep] defaults trial: {target} is left to the sampler ({why})", file=sys.stderr, flush=True)
+        return [params, *trials]
+
     def _sampler(self, offset: int):
         """The configured sampler, its seed shifted by the trial's number (seeding.py): a resumed or parallel
         worker does not replay the random start-up proposals of another one; one process stays reproducible."""

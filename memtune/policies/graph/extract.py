@@ -14,9 +14,10 @@ from typing import Any
 
 import dspy
 
-from ..lm import CostMeter, call_predictor
+from ..lm import predict_with_retries
+from ..metering import run_stage, timed
 from ..provenance import SourceStats, cite
-from ..stages.extract import numbered, render
+from ..stages.extract import number, render
 from ..types import Message
 from .signatures import ExtractEntities, ExtractRelations
 from .types import THING, Entity, Triplet, display_name, node_key, normalise_relation
@@ -94,8 +95,8 @@ class SpacyEntityExtractor:
     def __init__(self, **knobs):
         self.knobs = GraphExtractionKnobs(**knobs)
 
-    def extract(self, messages: list[Message], meter: CostMeter) -> list[Entity]:
-        with meter.timed("graph_entities"):
+    def extract(self, messages: list[Message]) -> list[Entity]:
+        with timed("graph_entities"):
             docs = _PARSES.parse(self.knobs.model, [m.text for m in messages], self.knobs.batch_size)
             found: dict[str, Entity] = {}
             for message, doc in zip(messages, docs):
@@ -124,8 +125,8 @@ class SpacyRelationGenerator:
     def __init__(self, **knobs):
         self.knobs = GraphExtractionKnobs(**knobs)
 
-    def generate(self, messages: list[Message], entities: list[Entity], meter: CostMeter) -> list[Triplet]:
-        with meter.timed("graph_relations"):
+    def generate(self, messages: list[Message], entities: list[Entity]) -> list[Triplet]:
+        with timed("graph_relations"):
             docs = _PARSES.parse(self.knobs.model, [m.text for m in messages], self.knobs.batch_size)
             out: dict[tuple[str, str, str], Triplet] = {}
             for message, doc in zip(messages, docs):
@@ -214,37 +215,44 @@ def _objects(verb, lemma: str):
 
 # ---- LLM variants --------------------------------------------------------------------------------------------------
 class LLMEntityExtractor(dspy.Module):
-    """Mem0g's entity extraction call: the new messages -> typed entities (speakers resolved for "I")."""
+    """Mem0g's entity extraction call: the new messages -> typed entities (speakers resolved for "I").
+
+    forward(new_messages) -> Prediction(entities=[{"name", "type"}]): plain data, messages rendered
+    '[timestamp] speaker: text'; names cleaned and de-duplicated by node key, types upper case (THING if none)."""
+
+    phase = "graph_entities"
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = GraphExtractionKnobs(**knobs)
         self.predict = dspy.Predict(ExtractEntities)
 
-    def extract(self, messages: list[Message], meter: CostMeter) -> list[Entity]:
-        result = call_predictor(
-            self.predict,
-            meter,
-            "graph_entities",
-            item=",".join(m.dia_id for m in messages),
-            retries=self.knobs.retries,
-            new_messages=[render(m) for m in messages],
-        )
-        if result is None:
-            return []
-        prov = tuple(m.dia_id for m in messages if m.dia_id)
-        stamp = messages[-1].timestamp if messages else ""
-        found: dict[str, Entity] = {}
+    def forward(self, new_messages: list[str]) -> dspy.Prediction:
+        result = predict_with_retries(self.predict, self.phase, self.knobs.retries, new_messages=list(new_messages))
+        found: dict[str, dict] = {}
         for e in result.entities or []:
             name = display_name(str(getattr(e, "name", "") or ""))
             if node_key(name) and node_key(name) not in found:
-                found[node_key(name)] = Entity(name, str(getattr(e, "type", "") or THING).upper(), prov, stamp)
-        return list(found.values())
+                found[node_key(name)] = {"name": name, "type": str(getattr(e, "type", "") or THING).upper()}
+        return dspy.Prediction(entities=list(found.values()))
+
+    def extract(self, messages: list[Message]) -> list[Entity]:
+        item = ",".join(m.dia_id for m in messages)
+        result = run_stage(self, item, new_messages=[render(m) for m in messages])
+        prov = tuple(m.dia_id for m in messages if m.dia_id)
+        stamp = messages[-1].timestamp if messages else ""
+        return [Entity(e["name"], e["type"], prov, stamp) for e in result.entities] if result is not None else []
 
 
 class LLMRelationGenerator(dspy.Module):
     """Mem0g's relation call: the new messages and their entities -> (source, relation, destination), each citing
-    the new message(s) that state it (provenance.cite: none valid -> the whole pair, counted in `sources`)."""
+    the new message(s) that state it (provenance.cite: none valid -> the whole pair, counted in `sources`).
+
+    forward(new_messages, entities) -> Prediction(relations=[{"source", "relation", "destination", "sources"}]):
+    plain data, messages rendered '[timestamp] speaker: text' (numbered here), entities by name; names cleaned,
+    relations snake_case, empty ones and self-loops dropped; `sources` as the LM gave them."""
+
+    phase = "graph_relations"
 
     def __init__(self, **knobs):
         super().__init__()
@@ -252,29 +260,38 @@ class LLMRelationGenerator(dspy.Module):
         self.predict = dspy.Predict(ExtractRelations)
         self.sources = SourceStats()
 
-    def generate(self, messages: list[Message], entities: list[Entity], meter: CostMeter) -> list[Triplet]:
-        result = call_predictor(
+    def forward(self, new_messages: list[str], entities: list[str]) -> dspy.Prediction:
+        result = predict_with_retries(
             self.predict,
-            meter,
-            "graph_relations",
-            item=",".join(m.dia_id for m in messages),
-            retries=self.knobs.retries,
-            new_messages=numbered(messages),
-            entities=[e.name for e in entities],
+            self.phase,
+            self.knobs.retries,
+            new_messages=number(list(new_messages)),
+            entities=list(entities),
         )
-        if result is None:
-            return []
-        types = {node_key(e.name): e.type for e in entities}
-        stamp = messages[-1].timestamp if messages else ""
         out = []
         for r in result.relations or []:
             src, dst = display_name(str(r.source or "")), display_name(str(r.destination or ""))
             rel = normalise_relation(str(r.relation or ""))
             if node_key(src) and node_key(dst) and rel and node_key(src) != node_key(dst):
-                prov = cite(r.sources, messages, self.sources)
-                out.append(
-                    Triplet(
-                        src, rel, dst, stamp, prov, types.get(node_key(src), THING), types.get(node_key(dst), THING)
-                    )
-                )
-        return out
+                out.append({"source": src, "relation": rel, "destination": dst, "sources": list(r.sources or [])})
+        return dspy.Prediction(relations=out)
+
+    def generate(self, messages: list[Message], entities: list[Entity]) -> list[Triplet]:
+        item = ",".join(m.dia_id for m in messages)
+        result = run_stage(self, item, new_messages=[render(m) for m in messages], entities=[e.name for e in entities])
+        if result is None:
+            return []
+        types = {node_key(e.name): e.type for e in entities}
+        stamp = messages[-1].timestamp if messages else ""
+        return [
+            Triplet(
+                r["source"],
+                r["relation"],
+                r["destination"],
+                stamp,
+                cite(r["sources"], messages, self.sources),
+                types.get(node_key(r["source"]), THING),
+                types.get(node_key(r["destination"]), THING),
+            )
+            for r in result.relations
+        ]

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import dspy
 
-from ..lm import CostMeter
+from ..metering import timed
 from ..types import MemoryRecord, Message, Scope
-from .retrieve import GraphRetriever, merge
+from .retrieve import GraphRetrievalKnobs, GraphRetriever, merge
 from .store import GraphStore, scope_key
 from .types import THING, Entity, display_name, node_key, triplet_text
 from .update import UpdateKnobs, apply_conflicts, compact
@@ -53,6 +53,9 @@ def _knobs(cls, value):
 
 class GraphMemory:
     """The graph stage: extraction, node merge, conflict handling, compaction, retrieval (see module docstring)."""
+
+    # the knobs passed as mappings, and the dataclass holding their defaults (policies/knob_defaults.py reads this)
+    knob_groups = {"nodes": NodeKnobs, "edges": UpdateKnobs, "retrieval": GraphRetrievalKnobs, "store": GraphStoreKnobs}
 
     def __init__(
         self,
@@ -121,11 +124,12 @@ class GraphMemory:
         }
 
     # ---- ingest -------------------------------------------------------------------------------------------------
-    def add(self, messages: list[Message], scope: Scope, meter: CostMeter) -> list[dict]:
-        """Feed one message pair to the graph; returns the edges added (rows) this call."""
-        entities = self.entities.extract(messages, meter)
-        triplets = self.relations.generate(messages, entities, meter)
-        with meter.timed("graph_nodes"):
+    def add(self, messages: list[Message], scope: Scope) -> list[dict]:
+        """Feed one message pair to the graph; returns the edges added (rows) this call. Metered into the active
+        meter (policies/metering.py: MemoryPolicy.add meters its stages)."""
+        entities = self.entities.extract(messages)
+        triplets = self.relations.generate(messages, entities)
+        with timed("graph_nodes"):
             wanted: dict[str, Entity] = {}
             for t in triplets:
                 for name, kind in ((t.source, t.source_type), (t.destination, t.destination_type)):
@@ -134,7 +138,7 @@ class GraphMemory:
                 for e in entities:
                     wanted.setdefault(node_key(e.name), Entity(display_name(e.name), e.type, e.provenance, e.timestamp))
             nodes = self._resolve_nodes(list(wanted.values()), scope)
-        with meter.timed("graph_edges"):
+        with timed("graph_edges"):
             new_edges, texts = (
                 [],
                 [
@@ -158,14 +162,14 @@ class GraphMemory:
             self.counts["edges_added"] += len(new_edges)
         invalidated = 0
         if new_edges:
-            conflicts = self.resolver.conflicts(new_edges, self.store, scope, meter)
-            with meter.timed("graph_update"):
+            conflicts = self.resolver.conflicts(new_edges, self.store, scope)
+            with timed("graph_update"):
                 invalidated = apply_conflicts(self.store, new_edges, conflicts, self.update_knobs)
             self.counts["edges_invalidated"] += invalidated
-        self._maybe_compact(scope, messages, invalidated, meter)
+        self._maybe_compact(scope, messages, invalidated)
         self._adds += 1
         if self.store_knobs.flush_every and self._adds % self.store_knobs.flush_every == 0:
-            with meter.timed("graph_write"):
+            with timed("graph_write"):
                 self.store.flush()
         return new_edges
 
@@ -201,7 +205,7 @@ class GraphMemory:
     def _compatible(self, a: str, b: str) -> bool:
         return not self.node_knobs.typed_merge or a == b or THING in (a, b)
 
-    def _maybe_compact(self, scope: Scope, messages: list[Message], invalidated: int, meter: CostMeter) -> None:
+    def _maybe_compact(self, scope: Scope, messages: list[Message], invalidated: int) -> None:
         """Compaction runs only when its outcome can change: keep_last after an invalidation, max_age when the
         time said moves on (once per session in LOCOMO) or after an invalidation."""
         knob = self.update_knobs.compaction
@@ -210,12 +214,12 @@ class GraphMemory:
         self._last_compaction[scope_key(scope)] = stamp
         if knob == "keep_all" or not (invalidated or (knob == "max_age" and moved)):
             return
-        with meter.timed("graph_compact"):
+        with timed("graph_compact"):
             self.counts["edges_compacted"] += compact(self.store, scope, self.update_knobs)
 
     # ---- read ---------------------------------------------------------------------------------------------------
-    def search(self, question: str, vector, scope: Scope, meter: CostMeter) -> list[MemoryRecord]:
-        return self.retriever.retrieve(question, vector, self.store, scope, meter)
+    def search(self, question: str, vector, scope: Scope) -> list[MemoryRecord]:
+        return self.retriever.retrieve(question, vector, self.store, scope)
 
     def merge(self, memories: list[MemoryRecord], triplets: list[MemoryRecord]) -> list[MemoryRecord]:
         """Mode on: the vector memories and the triplets as one context (knob policy.graph.retrieval.merge)."""

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..lm import CostMeter
+from ..metering import timed
 from ..types import MemoryRecord, Scope
 from .store import GraphStore
 
@@ -56,12 +56,10 @@ class GraphRetriever:
     def __init__(self, **knobs):
         self.knobs = GraphRetrievalKnobs(**knobs)
 
-    def retrieve(
-        self, question: str, vector: np.ndarray, store: GraphStore, scope: Scope, meter: CostMeter
-    ) -> list[MemoryRecord]:
+    def retrieve(self, question: str, vector: np.ndarray, store: GraphStore, scope: Scope) -> list[MemoryRecord]:
         k = self.knobs
         q = np.asarray(vector, np.float32).reshape(-1)
-        with meter.timed("graph_retrieve"):
+        with timed("graph_retrieve"):
             picked: dict[str, tuple[dict, float, str]] = {}
             if k.hops and k.entity_top_k:
                 walked = self._walk(question, q, store, scope)

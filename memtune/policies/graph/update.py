@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 
 import dspy
 
-from ..lm import CostMeter, call_predictor
+from ..lm import predict_with_retries
+from ..metering import run_stage, timed
 from ..types import Scope
 from .signatures import ResolveGraphConflicts
 from .store import GraphStore
@@ -57,7 +58,6 @@ SINGLE_VALUED = [
     "work_at",
     "work_as",
     "work_for",
-    "is_a_student_at",
     "study_at",
     "married_to",
     "marry",
@@ -82,11 +82,11 @@ class RuleConflictResolver:
     def __init__(self, **knobs):
         self.knobs = RuleResolverKnobs(**{k: list(v) if k == "single_valued" else v for k, v in knobs.items()})
 
-    def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope, meter: CostMeter) -> list[list[dict]]:
+    def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope) -> list[list[dict]]:
         single = set(self.knobs.single_valued)
         batch = {e["id"] for e in new_edges}  # stated together, they hold together ("I'm happy and thankful")
         out: list[list[dict]] = []
-        with meter.timed("graph_conflicts"):
+        with timed("graph_conflicts"):
             for new in new_edges:
                 if "*" not in single and new["relation"] not in single:
                     out.append([])
@@ -108,15 +108,39 @@ class LLMResolverKnobs:
 
 
 class LLMConflictResolver(dspy.Module):
-    """Mem0g's update resolver: the LM marks the existing relationships a new one makes obsolete."""
+    """Mem0g's update resolver: the LM marks the existing relationships a new one makes obsolete.
+
+    forward(existing_relations=[{"id", "source", "relation", "destination", "valid_from"}], new_relations) ->
+    Prediction(outdated_ids, rejected): plain data with the small ids as shown, new relations as
+    'source -- relation -- destination'; an id that was not shown goes to `rejected` (never applied)."""
+
+    phase = "graph_conflicts"
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = LLMResolverKnobs(**knobs)
         self.predict = dspy.Predict(ResolveGraphConflicts)
-        self.rejected: list[int] = []  # ids the LM named that were never shown (caught, never applied)
+        self.rejected: list = []  # ids the LM named that were never shown (caught, never applied)
 
-    def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope, meter: CostMeter) -> list[list[dict]]:
+    def forward(self, existing_relations: list[dict], new_relations: list[str]) -> dspy.Prediction:
+        result = predict_with_retries(
+            self.predict,
+            self.phase,
+            self.knobs.retries,
+            existing_relations=list(existing_relations),
+            new_relations=list(new_relations),
+        )
+        shown = {str(e["id"]) for e in existing_relations}
+        outdated: list[int] = []
+        rejected: list = []
+        for raw in result.outdated_ids or []:
+            if str(raw).strip() in shown and int(raw) not in outdated:
+                outdated.append(int(raw))
+            elif str(raw).strip() not in shown:
+                rejected.append(raw)
+        return dspy.Prediction(outdated_ids=outdated, rejected=rejected)
+
+    def conflicts(self, new_edges: list[dict], store: GraphStore, scope: Scope) -> list[list[dict]]:
         out: list[list[dict]] = [[] for _ in new_edges]
         new_ids = {e["id"] for e in new_edges}
         shown: dict[str, dict] = {}
@@ -127,12 +151,9 @@ class LLMConflictResolver(dspy.Module):
         existing = list(shown.values())[: self.knobs.max_existing]
         if not existing:
             return out
-        result = call_predictor(
-            self.predict,
-            meter,
-            "graph_conflicts",
-            item=new_edges[0]["text"][:60],
-            retries=self.knobs.retries,
+        result = run_stage(
+            self,
+            new_edges[0]["text"][:60],
             existing_relations=[
                 {
                     "id": i,
@@ -147,14 +168,11 @@ class LLMConflictResolver(dspy.Module):
         )
         if result is None:
             return out
-        for raw in result.outdated_ids or []:
-            try:
-                old = existing[int(raw)]
-            except (ValueError, TypeError, IndexError):
-                self.rejected.append(raw)
-                continue
+        self.rejected += result.rejected
+        for i in result.outdated_ids:
+            old = existing[i]
             # attribute it to the new edge from the same source node (the one that supersedes it), else the first
-            by = next((i for i, n in enumerate(new_edges) if n["source_id"] == old["source_id"]), 0)
+            by = next((j for j, n in enumerate(new_edges) if n["source_id"] == old["source_id"]), 0)
             if old not in out[by]:
                 out[by].append(old)
         return out

@@ -76,13 +76,18 @@ class BundleInfo:
 # ---- building the stages of a bundle config ---------------------------------------------------------------------
 
 
-def build_stages(config: Mapping[str, Any]) -> dict[str, Any]:
-    """Instantiate the five stages from a bundle config's policy group (fresh, un-optimised module states)."""
+def build_stages(config: Mapping[str, Any], programs: bool = True) -> dict[str, Any]:
+    """Instantiate the five stages from a bundle config's policy group. `programs=False` leaves out the compiled
+    program a stage names (`program`): `load_policy` loads the state the bundle carries (modules/<stage>.json)
+    instead, so a bundle never needs the programs directory it was exported from."""
     policy = config["policy"]
     missing = [s for s in STAGES if not isinstance(policy.get(s), Mapping)]
     if missing:
         raise BundleError(f"config.policy has no {missing} stage(s) (needs {list(STAGES)})")
-    return {name: instantiate(OmegaConf.create(dict(policy[name]))) for name in STAGES}
+    nodes = {name: dict(policy[name]) for name in STAGES}
+    if not programs:
+        nodes = {name: {**node, "program": None} if node.get("program") else node for name, node in nodes.items()}
+    return {name: instantiate(OmegaConf.create(node)) for name, node in nodes.items()}
 
 
 def graph_parts(config: Mapping[str, Any]) -> dict[str, Mapping]:
@@ -161,7 +166,7 @@ def load_policy(
     config = info.config
     for stage_name, entry in info.modules.items():  # every file is checked before anything touches the store
         _module_file(root, stage_name, entry)
-    stages = build_stages(config)
+    stages = build_stages(config, programs=False)  # compiled states come from the bundle's module files
     expected = {n for n, s in stages.items() if isinstance(s, dspy.Module)} | {
         n for n, node in graph_parts(config).items() if issubclass(get_class(str(node["_target_"])), dspy.Module)
     }

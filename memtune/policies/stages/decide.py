@@ -16,10 +16,19 @@ from dataclasses import dataclass
 
 import dspy
 
-from ..lm import CostMeter, call_predictor
+from ..lm import predict_with_retries
+from ..metering import run_stage, timed
 from ..provenance import SourceStats, content_words, keeps_content, union
 from ..types import Decision, Fact, MemoryRecord
+from .instructions import use_instruction
+from .programs import DEFAULT_DIR, load_program
 from .signatures import DecideMemoryOperations
+
+ALLOWED_OPS = {
+    "all": ("ADD", "UPDATE", "DELETE", "NOOP"),
+    "add_update": ("ADD", "UPDATE", "NOOP"),
+    "add_only": ("ADD", "NOOP"),
+}
 
 
 @dataclass
@@ -29,6 +38,20 @@ class DecisionKnobs:
     update_threshold: float = 0.85  # threshold: at least this similar -> UPDATE that memory with the new text
     per_fact: bool = False  # llm: one call per fact (paper) or one call per message pair (mem0 v1 code)
     retries: int = 2
+    # the operations the decider may apply (NOOP, no write, always): all = the paper's four; add_update = no DELETE
+    # (a contradiction UPDATEs); add_only = ADD and NOOP (mem0 OSS v3 is add-only). The LLM decider's prompt says
+    # which (prompts/decide/<allowed_ops>.md) and other operations it answers are rejected and counted
+    allowed_ops: str = "all"
+    program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
+    programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/decider/<name>.json)
+
+    def __post_init__(self) -> None:
+        if self.allowed_ops not in ALLOWED_OPS:
+            raise ValueError(f"decider.allowed_ops={self.allowed_ops!r}: choose one of {sorted(ALLOWED_OPS)}")
+
+    @property
+    def allowed(self) -> tuple[str, ...]:
+        return ALLOWED_OPS[self.allowed_ops]
 
 
 class AddOnlyDecider:
@@ -37,7 +60,7 @@ class AddOnlyDecider:
     def __init__(self, **knobs):
         self.knobs = DecisionKnobs(**knobs)
 
-    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
         return [Decision("ADD", f.text, None, f.provenance, f.timestamp) for f in facts]
 
 
@@ -52,15 +75,15 @@ class ThresholdDecider:
                 f"update_threshold={self.knobs.update_threshold}, noop_threshold={self.knobs.noop_threshold}"
             )
 
-    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
         decisions, touched = [], set()
-        with meter.timed("decide"):
+        with timed("decide"):
             for fact, neighbours in zip(facts, similar, strict=True):
                 best = next((m for m in neighbours if m.id not in touched), None)
                 score = best.score if best is not None and best.score is not None else -1.0
                 if best is not None and score >= self.knobs.noop_threshold:
                     decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))
-                elif best is not None and score >= self.knobs.update_threshold:
+                elif best is not None and score >= self.knobs.update_threshold and "UPDATE" in self.knobs.allowed:
                     touched.add(best.id)  # one UPDATE per memory per batch
                     decisions.append(Decision("UPDATE", fact.text, best.id, fact.provenance, fact.timestamp))
                 else:
@@ -69,25 +92,69 @@ class ThresholdDecider:
 
 
 class LLMDecider(dspy.Module):
-    """Mem0's update call. Existing memories are shown with ids 0..n-1; the answer's ids are mapped back."""
+    """Mem0's update call. Existing memories are shown with ids 0..n-1; the answer's ids are mapped back.
+
+    forward(existing_memories=[{"id", "text"}], new_facts) -> Prediction(operations=[{"event", "id", "text"}],
+    rejected=[...]): plain data with the small ids as shown. Only applicable operations are in `operations`
+    (an id that was not shown, or an UPDATE without text, goes to `rejected`; an UPDATE to the same text is a
+    NOOP; an operation on a memory without text keeps the memory's). `decide` maps the ids back to the memories,
+    cites for each operation the facts it restates and decides merge vs replace (policies/provenance.py)."""
+
+    phase = "decide"
 
     def __init__(self, **knobs):
         super().__init__()
         self.knobs = DecisionKnobs(**knobs)
         self.predict = dspy.Predict(DecideMemoryOperations)
-        self.rejected: list[dict] = []  # operations naming ids that were not shown (hallucinated), never applied
+        use_instruction(self.predict, "decide", self.knobs.allowed_ops)  # the prompt names the allowed operations
+        if self.knobs.program:
+            load_program(self, "decider", self.knobs.program, self.knobs.programs_dir, self.knobs)
+        # operations never applied: naming ids that were not shown (hallucinated), UPDATE without text, or an
+        # operation allowed_ops switches off (reason "not allowed")
+        self.rejected: list[dict] = []
         self.sources = SourceStats()  # operations cited, and those matching no fact (they cite every fact's turns)
 
-    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+    def forward(self, existing_memories: list[dict], new_facts: list[str]) -> dspy.Prediction:
+        shown = {int(m["id"]): str(m["text"]) for m in existing_memories}
+        result = predict_with_retries(
+            self.predict,
+            self.phase,
+            self.knobs.retries,
+            existing_memories=[{"id": i, "text": t} for i, t in shown.items()],
+            new_facts=list(new_facts),
+        )
+        operations: list[dict] = []
+        rejected: list[dict] = []
+        for op in result.operations or []:
+            text = op.text.strip()
+            if op.event not in self.knobs.allowed:
+                rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "not allowed"})
+                continue
+            if op.event == "ADD" or (op.event == "NOOP" and op.id is None):
+                if text or op.event == "NOOP":
+                    operations.append({"event": op.event, "id": None, "text": text})
+                continue
+            if op.id not in shown:
+                rejected.append({"event": op.event, "id": op.id, "text": op.text, "shown": len(shown)})
+                continue
+            if op.event == "UPDATE" and not text:
+                rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "empty text"})
+                continue
+            # an "update" to the same text changes nothing (small models often answer this way)
+            event = "NOOP" if op.event == "UPDATE" and text == shown[op.id].strip() else op.event
+            operations.append({"event": event, "id": op.id, "text": text or shown[op.id]})
+        return dspy.Prediction(operations=operations, rejected=rejected)
+
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
         groups = (
             [([f], [s]) for f, s in zip(facts, similar, strict=True)] if self.knobs.per_fact else [(facts, similar)]
         )
         decisions: list[Decision] = []
         for group_facts, group_similar in groups:
-            decisions += self._decide_group(group_facts, group_similar, meter)
+            decisions += self._decide_group(group_facts, group_similar)
         return decisions
 
-    def _decide_group(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]:
+    def _decide_group(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
         shown: dict[int, MemoryRecord] = {}
         for neighbours in similar:
             for memory in neighbours:
@@ -95,42 +162,28 @@ class LLMDecider(dspy.Module):
                     shown[len(shown)] = memory
         provenance = union(*(f.provenance for f in facts))
         timestamp = facts[-1].timestamp if facts else ""
-        result = call_predictor(
-            self.predict,
-            meter,
-            "decide",
-            item=",".join(provenance) or facts[0].text[:40],
-            retries=self.knobs.retries,
+        result = run_stage(
+            self,
+            ",".join(provenance) or facts[0].text[:40],
             existing_memories=[{"id": i, "text": m.text} for i, m in shown.items()],
             new_facts=[f.text for f in facts],
         )
         if result is None:
             return []
+        self.rejected += result.rejected
         decisions = []
-        for op in result.operations or []:
-            if op.event == "ADD":
-                if op.text.strip():
-                    cited = self._attribute(op.text, facts)
-                    decisions.append(Decision("ADD", op.text.strip(), None, cited, timestamp))
+        for op in result.operations:
+            event, text = op["event"], op["text"]
+            if op["id"] is None:  # ADD, or NOOP naming no memory
+                cited = self._attribute(text, facts) if event == "ADD" else provenance
+                decisions.append(Decision(event, text, None, cited, timestamp))
                 continue
-            if op.event == "NOOP" and op.id is None:
-                decisions.append(Decision("NOOP", op.text.strip(), None, provenance, timestamp))
-                continue
-            if op.id not in shown:
-                self.rejected.append({"event": op.event, "id": op.id, "text": op.text, "shown": len(shown)})
-                continue
-            target = shown[op.id]
-            if op.event == "UPDATE" and not op.text.strip():
-                self.rejected.append({"event": op.event, "id": op.id, "text": op.text, "reason": "empty text"})
-                continue
-            event = op.event
-            if event == "UPDATE" and op.text.strip() == target.text.strip():
-                event = "NOOP"  # an "update" to the same text changes nothing (small models often answer this way)
+            target = shown[op["id"]]
             if event == "UPDATE":
-                cited, merge = self._attribute(op.text, facts), keeps_content(target.text, op.text)
+                cited, merge = self._attribute(text, facts), keeps_content(target.text, text)
             else:
                 cited, merge = provenance, False
-            decisions.append(Decision(event, op.text.strip() or target.text, target.id, cited, timestamp, merge))
+            decisions.append(Decision(event, text, target.id, cited, timestamp, merge))
         return decisions
 
     def _attribute(self, text: str, facts: list[Fact]) -> tuple[str, ...]:

@@ -1,9 +1,12 @@
 """What MemoryPolicy needs of each stage: the five stage interfaces in one place, as `typing.Protocol`s.
 
 A stage variant is any class with these members (no base class to inherit); its knobs are a dataclass in its
-family's file (extract.py, summarize.py, ...), built from the Hydra config conf/policy/<stage>/<variant>.yaml. LLM
-variants are also `dspy.Module`s (their module state is what a bundle saves); LLM-free ones are plain classes. Every
-method takes the policy's `CostMeter` and records its own time (and LM calls) under its phase name.
+family's file (extract.py, summarize.py, ...), built from the Hydra config conf/policy/<stage>/<variant>.yaml.
+LLM-free variants are plain classes that time their work with `metering.timed(<phase>)`. LLM variants are also
+DSPy programs (`LLMStage`): a `dspy.Module` with a `phase` name whose `forward()` takes and returns plain data, so
+`dspy.Evaluate` and DSPy's optimisers run on it as it is and a bundle saves its module state; the method named here
+is a thin adapter (records -> plain inputs, `self(...)`, plain outputs -> records) that also validates what the
+stage returns. No method takes a meter: the policy meters its stage calls (policies/metering.py).
 
 Only the knobs the policy and the Memory API read are named here (as protocols, not the family files' dataclasses):
 this module is imported by policy.py, and a stage file it imported would count as ingestion code for the ingest
@@ -14,9 +17,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
+import dspy
 import numpy as np
 
-from ..lm import CostMeter
 from ..types import Decision, Fact, MemoryRecord, Message, Scope
 
 if TYPE_CHECKING:
@@ -44,7 +47,7 @@ class Extractor(Protocol):
     """New messages (+ the last messages and the rolling summary as context) -> candidate facts, each citing the
     dia_ids of the turns it came from."""
 
-    def extract(self, new: list[Message], recent: list[Message], summary: str, meter: CostMeter) -> list[Fact]: ...
+    def extract(self, new: list[Message], recent: list[Message], summary: str) -> list[Fact]: ...
 
 
 @runtime_checkable
@@ -55,7 +58,7 @@ class Summarizer(Protocol):
     enabled: bool
     knobs: SummaryWindow
 
-    def refresh(self, summary: str, pending: list[Message], meter: CostMeter) -> str: ...
+    def refresh(self, summary: str, pending: list[Message]) -> str: ...
 
 
 @runtime_checkable
@@ -64,7 +67,7 @@ class Decider(Protocol):
 
     knobs: SimilarK
 
-    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]], meter: CostMeter) -> list[Decision]: ...
+    def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]: ...
 
 
 @runtime_checkable
@@ -74,13 +77,23 @@ class Retriever(Protocol):
 
     knobs: TopK
 
-    def retrieve(
-        self, query: str, vector: np.ndarray, store: MemoryStore, scope: Scope, meter: CostMeter
-    ) -> list[MemoryRecord]: ...
+    def retrieve(self, query: str, vector: np.ndarray, store: MemoryStore, scope: Scope) -> list[MemoryRecord]: ...
 
 
 @runtime_checkable
 class Answerer(Protocol):
     """A question and the retrieved memories -> a short answer; None when an LLM answerer failed after retries."""
 
-    def answer(self, question: str, memories: list[MemoryRecord], meter: CostMeter) -> str | None: ...
+    def answer(self, question: str, memories: list[MemoryRecord]) -> str | None: ...
+
+
+@runtime_checkable
+class LLMStage(Protocol):
+    """An LLM stage as a DSPy program (also a `dspy.Module`): `stage(**plain inputs)` runs `forward` and returns a
+    `dspy.Prediction` of plain data (the fields each class's docstring lists); it retries malformed LM output and
+    raises `lm.LMStageError` after the last attempt. `phase` names it in the cost meter (extract, summarize,
+    decide, answer, judge, graph_entities, graph_relations, graph_conflicts)."""
+
+    phase: str
+
+    def __call__(self, *args: Any, **kwargs: Any) -> dspy.Prediction: ...

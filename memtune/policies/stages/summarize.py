@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import dspy
 
-from ..lm import CostMeter, call_predictor
+from ..lm import predict_with_retries
+from ..metering import run_stage
 from ..types import Message
 from .extract import render
 from .signatures import SummarizeConversation
@@ -30,14 +31,18 @@ class NoSummarizer:
     def __init__(self, **knobs):
         self.knobs = SummaryKnobs(**knobs)
 
-    def refresh(self, summary: str, pending: list[Message], meter: CostMeter) -> str:
+    def refresh(self, summary: str, pending: list[Message]) -> str:
         return summary
 
 
 class LLMSummarizer(dspy.Module):
-    """Rolling LLM summary, refreshed every `window` messages."""
+    """Rolling LLM summary, refreshed every `window` messages.
+
+    forward(previous_summary, new_messages) -> Prediction(summary): plain data, messages rendered
+    '[timestamp] speaker: text'. `refresh` keeps the previous summary when the LM gave no usable answer."""
 
     enabled = True
+    phase = "summarize"
 
     def __init__(self, **knobs):
         super().__init__()
@@ -46,14 +51,21 @@ class LLMSummarizer(dspy.Module):
             raise ValueError(f"summarizer.window must be >= 1, got {self.knobs.window}")
         self.predict = dspy.Predict(SummarizeConversation)
 
-    def refresh(self, summary: str, pending: list[Message], meter: CostMeter) -> str:
-        result = call_predictor(
+    def forward(self, previous_summary: str, new_messages: list[str]) -> dspy.Prediction:
+        result = predict_with_retries(
             self.predict,
-            meter,
-            "summarize",
-            item=",".join(m.dia_id for m in pending[-2:]),
-            retries=self.knobs.retries,
+            self.phase,
+            self.knobs.retries,
+            previous_summary=previous_summary,
+            new_messages=list(new_messages),
+        )
+        return dspy.Prediction(summary=str(result.summary or "").strip())
+
+    def refresh(self, summary: str, pending: list[Message]) -> str:
+        result = run_stage(
+            self,
+            ",".join(m.dia_id for m in pending[-2:]),
             previous_summary=summary,
             new_messages=[render(m) for m in pending],
         )
-        return summary if result is None else str(result.summary or "").strip()
+        return summary if result is None else result.summary

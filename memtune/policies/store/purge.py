@@ -21,9 +21,10 @@ from typing import Literal, cast
 
 from lancedb.index import BTree, IvfPq
 
+from .fts import fts_config
 from .lance import META_EMBEDDER, _num_sub_vectors, disk_bytes
 
-_INDEX_TYPES = ("IvfPq", "BTree")  # the indices memtune builds (lance.maybe_index)
+_INDEX_TYPES = ("IvfPq", "BTree", "FTS")  # the indices memtune builds (lance.maybe_index, fts.py)
 
 
 def purge_table(tbl) -> dict:
@@ -47,6 +48,8 @@ def purge_table(tbl) -> dict:
                 Literal["l2", "cosine", "dot"], str(details.get("metric_type", "cosine")).lower()
             )  # LanceDB's own
             tbl.create_index(column, config=IvfPq(distance_type=metric, num_sub_vectors=_num_sub_vectors(dim)))
+        elif kind == "FTS":
+            tbl.create_index(column, config=fts_config(), replace=True)
         else:
             tbl.create_index(column, config=BTree(), replace=True)
     if indices:  # index builds make versions of their own

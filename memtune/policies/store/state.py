@@ -36,6 +36,7 @@ class StoreState:
     reindex_growth: float
     nprobes: int
     refine_factor: int
+    fts_index: bool
     # LanceDB
     _db: DBConnection
     _table: Table

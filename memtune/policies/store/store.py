@@ -40,8 +40,8 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   `reindex_growth`-fold since) for wide scopes, by exact prefiltered flat search for scopes of at most
   `index_min_rows` rows. At 100k memories (store_bench.py --scale, 2 busy cores) the mirror searched one scope of
   all 100k in p50 4.5 / p95 6.2 ms (one BLAS pass over the vectors, no copy; quiet machine) and 100 scopes of 1k in < 1 ms; LanceDB took 19-27 ms
-  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. Production (conf/store/lancedb.yaml) keeps
-  the mirror up to 200k rows.
+  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. So the mirror is kept up to 200k rows by
+  default (`index_min_rows`; conf/store/lancedb.yaml says the same).
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
 default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production).
@@ -60,6 +60,7 @@ import numpy as np
 import pyarrow as pa
 
 from .changes import check_vectors
+from .fts import KeywordMixin, ensure_fts_index
 from .lance import (
     add_missing_columns,
     check_compatible,
@@ -77,7 +78,7 @@ from .writes import WritesMixin
 
 
 # ---- the store --------------------------------------------------------------------------------------------------
-class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
+class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
     """Memories of many scopes in one LanceDB table, plus the history of every change.
 
     index_min_rows  build an ANN index (IVF_PQ, cosine) once the table has this many rows; rebuild it when the table
@@ -93,6 +94,11 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
                     delete_all(), close(), and at interpreter exit); a crash loses at most the last N-1 batches'
                     history, never memories. The ingest loop runs about 1.5x faster with N=20 (one LanceDB commit
                     per apply instead of two).
+    fts_index       keep LanceDB's full-text (BM25) index on the memory text for keyword_search() (hybrid
+                    retrieval): created with the table, built by compact() when missing, updated by every compaction
+                    (fts.py). False (the class default; conf/store/lancedb.yaml turns it on): keyword_search() scans
+                    the table with exact, case-sensitive tokens (no stemming: worse hits, and slower). With it, a compaction that keeps no old
+                    versions leaves two (LanceDB's optimize() updates indices after it prunes versions).
     """
 
     def __init__(
@@ -101,7 +107,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         dim: int,
         embedder_id: str,
         table: str = "memories",
-        index_min_rows: int = 50_000,
+        index_min_rows: int = 200_000,  # mirror below, IVF_PQ index past it (module docstring, store_bench.py --scale)
         compact_every: int = 50,
         *,
         cache: bool = True,
@@ -113,6 +119,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         nprobes: int = 20,
         refine_factor: int = 10,
         policy_version: str = "",
+        fts_index: bool = False,
     ):
         if not isinstance(dim, int) or dim <= 0:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
@@ -136,6 +143,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
         self.policy_version = policy_version
+        self.fts_index = bool(fts_index)
         self._db = lancedb.connect(self.uri)
         meta = schema_meta(self.embedder_id, self.dim)
         self._schema, self._history_schema = memory_schema(self.dim, meta), history_schema(meta)
@@ -178,7 +186,10 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin):
         try:
             tbl = self._db.open_table(name)
         except ValueError:  # "Table '...' was not found"
-            return self._db.create_table(name, schema=schema)
+            created = self._db.create_table(name, schema=schema)
+            if check and self.fts_index:  # the memories table: its keyword index starts with it (fts.py)
+                ensure_fts_index(created)
+            return created
         if check:
             check_compatible(tbl, self.uri, self.table_name, self.embedder_id, self.dim)
         try:

@@ -27,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from .changes import _now
+from .fts import ensure_fts_index
 from .lance import add_missing_columns, disk_bytes, maybe_index, present_columns
 from .state import StoreState
 
@@ -178,6 +179,8 @@ class VersionsMixin(StoreState):
                     # history versions are never restored (restore() appends to the history): keep them only
                     # as long as readers of old versions may need them
                     self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
+            if self.fts_index:
+                ensure_fts_index(self._table)  # a table written before the index, or after restore() / reset()
             self._vector_indexed = self._has_vector_index()
             self._version, self._hversion = self._table.version, self._history.version
             if in_sync is not None:

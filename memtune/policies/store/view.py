@@ -30,6 +30,7 @@ _KNOBS = (
     "reindex_growth",
     "nprobes",
     "refine_factor",
+    "fts_index",
     "_policy_version",
     "_schema",
     "_history_schema",

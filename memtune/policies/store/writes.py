@@ -12,6 +12,7 @@ import pyarrow as pa
 
 from ..types import Op, Scope
 from .changes import Change, _Plan, delete_history, plan_changes, validate_change
+from .fts import ensure_fts_index
 from .lance import present_columns, rows_to_arrow
 from .purge import blank_delete_rows, blank_history
 from .sql import _check_scope, ids_where, sql_where
@@ -185,6 +186,8 @@ class WritesMixin(StoreState):
             for name in (self.table_name, self.history_name):
                 self._db.drop_table(name, ignore_missing=True)  # type: ignore[call-arg]  # LanceDBConnection takes it
             self._table = self._db.create_table(self.table_name, schema=self._schema)
+            if self.fts_index:
+                ensure_fts_index(self._table)
             self._history = self._db.create_table(self.history_name, schema=self._history_schema)
             self._mirror, self._too_big_at, self._since_compact = None, None, 0
             self._version, self._hversion = self._table.version, self._history.version

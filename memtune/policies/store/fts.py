@@ -1,0 +1,138 @@
+"""Keyword search over memory text: LanceDB's own full-text (BM25) index on the `text` column, and the store reads
+the retrieval levers need besides cosine top-k (keyword hits, the vectors of given memories, when each memory of a
+scope was said).
+
+The index: LanceDB's native inverted index (`lancedb.index.FTS`: simple tokenizer, lower case, English stemming
+and stop words, ASCII folding; no positions, so no phrase queries). A store with `fts_index=True`
+(conf/store/lancedb.yaml; the class default is off) creates it with the memories table, and compact() builds it on
+a table that lacks one (a store written before it existed, or after restore() / reset()); every compaction's
+optimize() folds the rows written since into it. It stays correct between compactions without any refresh:
+LanceDB scans the rows the index has not seen yet (an add, the new row of an update) and applies deletions (a
+delete, the old row of an update) to every FTS query. Without an index LanceDB scans the whole table with
+exact, case-sensitive tokens (no lower-casing, stemming or stop words: "Theremin" does not find "theremin") and
+other BM25 statistics, and is slower (flat: 4.7 ms at 10k rows, 14 ms at 30k; indexed 2.7 and 5.7 ms), so keep
+`fts_index` on for a store that serves hybrid retrieval.
+
+Cost: one FTS query only when a retriever asks for keyword hits (hybrid retrieval off: none). Keeping the index
+costs ingestion time even then, since every compaction's optimize() folds new rows into it: +55-65 ms a compaction
+at 3k rows, about +1.2 ms an apply with compact_every=50 (1,000 applies of 3 memories: compaction 3.5 s instead of
+2.2-2.5 s; 2 busy cores). `fts_index: false` saves it for a store that never serves hybrid retrieval.
+
+Safety: the query text reaches LanceDB as a `MatchQuery` (no query syntax is parsed: quotes, parentheses, AND/OR
+and colons are plain words), and the scope as `sql_where()`'s quoted prefilter, so keyword hits never leave the
+scope.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from lancedb.index import FTS
+from lancedb.query import FullTextOperator, MatchQuery
+
+from ..types import MemoryRecord, Scope
+from .lance import to_record
+from .sql import _check_scope, _check_text, ids_where, sql_where
+from .state import StoreState
+
+FTS_COLUMN = "text"
+
+
+def fts_config() -> FTS:
+    """The FTS index memtune builds (LanceDB's defaults, written out so a LanceDB upgrade cannot change them)."""
+    return FTS(
+        with_position=False,
+        base_tokenizer="simple",
+        language="English",
+        max_token_length=40,
+        lower_case=True,
+        stem=True,
+        remove_stop_words=True,
+        ascii_folding=True,
+    )
+
+
+def has_fts_index(table) -> bool:
+    return any(idx.index_type == "FTS" and FTS_COLUMN in idx.columns for idx in table.list_indices())
+
+
+def ensure_fts_index(table) -> bool:
+    """Build the FTS index on `text` if the table has none; returns whether it built one."""
+    if has_fts_index(table):
+        return False
+    table.create_index(FTS_COLUMN, config=fts_config())
+    return True
+
+
+def _match(query: str) -> MatchQuery:
+    """Any of the query's words (OR), exact terms, no query syntax (every argument written out: LanceDB's own
+    defaults)."""
+    return MatchQuery(
+        query,
+        FTS_COLUMN,
+        boost=1.0,
+        fuzziness=0,
+        max_expansions=50,
+        operator=FullTextOperator.OR,
+        prefix_length=0,
+        document_granularity=None,
+    )
+
+
+class KeywordMixin(StoreState):
+    """Reads of MemoryStore for the retrieval levers: keyword_search, vectors_of, said_times."""
+
+    def keyword_search(self, query: str, scope: Scope, top_k: int) -> list[MemoryRecord]:
+        """The top_k memories in `scope` by BM25 over their text (LanceDB's FTS index; `.score` is the BM25
+        score, descending). A query with no indexable word (empty, stop words only) finds nothing."""
+        _check_text(query, "query")
+        _check_scope(scope)
+        if top_k <= 0 or not query.strip():
+            return []
+        where = sql_where(scope)
+        with self._lock:
+            view = self._view()
+            columns = ["id", "_score"] if view is not None else [*self._columns, "_score"]
+            search = self._table.search(_match(query), query_type="fts")
+            if where:
+                search = search.where(where, prefilter=True)
+            rows = search.select(columns).limit(top_k).to_arrow().to_pylist()
+            if view is None:
+                return [to_record(r, float(r["_score"])) for r in rows]
+            out = []
+            for r in rows:
+                row = view.get(r["id"])
+                if row is not None:  # the mirror is at the table's version: every hit is in it
+                    out.append(to_record(row, float(r["_score"])))
+            return out
+
+    def vectors_of(self, ids: list[str]) -> np.ndarray:
+        """The stored unit vectors of `ids`, one row each in the given order; an unknown id raises KeyError."""
+        if not ids:
+            return np.zeros((0, self.dim), np.float32)
+        with self._lock:
+            view = self._view()
+            if view is not None:
+                missing = [i for i in ids if i not in view.slot]
+                if not missing:
+                    return view.vectors[[view.slot[i] for i in ids]]
+            else:
+                data = self._table.search().where(ids_where(ids)).select(["id", "vector"]).to_arrow()
+                found = dict(zip(data["id"].to_pylist(), data["vector"].to_pylist()))
+                missing = [i for i in ids if i not in found]
+                if not missing:
+                    return np.asarray([found[i] for i in ids], np.float32)
+        raise KeyError(f"vectors_of(): unknown memory ids {missing[:5]}")
+
+    def said_times(self, scope: Scope) -> list[tuple[str, str]]:
+        """(timestamp, created_at) of every memory in `scope`: when each was said, and when it was written."""
+        _check_scope(scope)
+        with self._lock:
+            view = self._view()
+            if view is not None:
+                return [(r["timestamp"] or "", r["created_at"] or "") for r in view.select(scope)]
+            q = self._table.search()
+            where = sql_where(scope)
+            if where:
+                q = q.where(where)
+            rows = q.select(["timestamp", "created_at"]).to_arrow().to_pylist()
+        return [(r["timestamp"] or "", r["created_at"] or "") for r in rows]
