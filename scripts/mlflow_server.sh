@@ -4,7 +4,9 @@
 #   bash scripts/mlflow_server.sh start     # idempotent; waits until /health answers
 #   bash scripts/mlflow_server.sh stop | status | url
 # Settings: MEMTUNE_MLFLOW_PORT (5055), MEMTUNE_MLFLOW_DIR (.cache/mlflow-server: artifacts/, server.log, pid),
-# MEMTUNE_MLFLOW_BACKEND (default: bash scripts/postgres.sh url mlflow), MEMTUNE_MLFLOW_WORKERS (2).
+# MEMTUNE_MLFLOW_BACKEND (default: bash scripts/postgres.sh url mlflow), MEMTUNE_MLFLOW_WORKERS (2),
+# MEMTUNE_MLFLOW_HEALTHCHECK (60: seconds uvicorn waits for a worker's ping before killing and restarting it; its
+# default, 5, killed a worker of this server under a load average of 20 on 2 cores, and a restart takes a minute).
 set -euo pipefail
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 PORT=${MEMTUNE_MLFLOW_PORT:-5055}
@@ -36,7 +38,8 @@ start() {
   mkdir -p "$DIR/artifacts"
   # its own session (setsid): `stop` ends the server and its uvicorn workers by that process group, nothing else
   setsid "$MLFLOW" server --backend-store-uri "$backend" --artifacts-destination "$DIR/artifacts" \
-    --host 127.0.0.1 --port "$PORT" --workers "${MEMTUNE_MLFLOW_WORKERS:-2}" >>"$LOG" 2>&1 < /dev/null &
+    --host 127.0.0.1 --port "$PORT" --workers "${MEMTUNE_MLFLOW_WORKERS:-2}" \
+    --uvicorn-opts "--timeout-worker-healthcheck ${MEMTUNE_MLFLOW_HEALTHCHECK:-60}" >>"$LOG" 2>&1 < /dev/null &
   echo $! > "$PIDFILE"
   for _ in $(seq 1 240); do
     if healthy; then say "started at $(url) (pid $(pid), backend ${backend%%@*}@..., log $LOG)"; url; return; fi

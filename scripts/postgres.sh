@@ -31,8 +31,9 @@ install_postgres() {
     exit 1
   fi
   say "PostgreSQL not found: apt-get install postgresql (no default cluster: this script makes its own)"
-  mkdir -p /etc/postgresql-common
-  [[ -e /etc/postgresql-common/createcluster.conf ]] || echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.conf
+  # a drop-in (not the package's createcluster.conf, a conffile): the package then makes no `main` cluster
+  mkdir -p /etc/postgresql-common/createcluster.d
+  echo "create_main_cluster = false" > /etc/postgresql-common/createcluster.d/memtune-no-main-cluster.conf
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null
 }
@@ -43,7 +44,7 @@ if [[ -z $BIN && ${1:-} == start ]]; then install_postgres; BIN=$(find_bin); fi
 # who runs the server, and where its files live (a directory that user can write)
 if [[ $(id -u) -eq 0 ]]; then
   RUN_AS=postgres
-  as_server() { runuser -u "$RUN_AS" -- "$@"; }
+  as_server() { (cd / && runuser -u "$RUN_AS" -- "$@"); }  # from /: the checkout may be unreadable to that user
 else
   RUN_AS=$(id -un)
   as_server() { "$@"; }

@@ -31,21 +31,36 @@ def _all() -> dict[int, list[str]]:
 
 
 def server_cpu() -> dict[str, float]:
-    """CPU seconds so far of the PostgreSQL postmaster and its backends, and of the MLflow server's process group."""
+    """CPU seconds so far of the PostgreSQL postmaster and its backends, and of the MLflow server's process group,
+    with their pids under "<name>_pid" (a server restarted in between has a new pid: see cpu_delta)."""
     table = _all()
     out: dict[str, float] = {}
     pg_data = Path(os.environ.get("MEMTUNE_PG_DIR", REPO / ".cache" / "pg")) / "data" / "postmaster.pid"
     try:
         postmaster = int(pg_data.read_text().split()[0])
         out["postgres"] = sum(_cpu(f) for pid, f in table.items() if pid == postmaster or int(f[1]) == postmaster)
+        out["postgres_pid"] = postmaster
     except (OSError, ValueError, IndexError):
         pass
     mlflow_pid = REPO / ".cache" / "mlflow-server" / "server.pid"
     try:
         group = int(mlflow_pid.read_text())
         out["mlflow_server"] = sum(_cpu(f) for f in table.values() if int(f[2]) == group)
+        out["mlflow_server_pid"] = group
     except (OSError, ValueError):
         pass
+    return out
+
+
+def cpu_delta(before: dict[str, float], after: dict[str, float]) -> dict[str, float | str]:
+    """CPU seconds each server used in between; a server restarted in between (the faults) is not measured: the
+    CPU of the process that ended is gone with it."""
+    out: dict[str, float | str] = {}
+    for name in ("postgres", "mlflow_server"):
+        if name not in after:
+            continue
+        same = before.get(f"{name}_pid") == after[f"{name}_pid"]
+        out[name] = round(after[name] - before[name], 1) if same else "restarted: not measured"
     return out
 
 

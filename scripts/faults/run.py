@@ -3,12 +3,17 @@ with or without a fault, then check.py's checks. Transcript on stdout; files in 
 
     python scripts/faults/run.py scale --workers 4            # trials/hour of 4 workers, no fault
     python scripts/faults/run.py kill-worker                  # kill -9 a worker while its trial runs
+    python scripts/faults/run.py kill-worker --separate-hosts # the same, each worker with its own host name
     python scripts/faults/run.py restart-postgres             # pg_ctl restart -m fast while trials run
     python scripts/faults/run.py stop-mlflow [--outage 30]    # stop the MLflow server for 30 s while trials run
 
 Every worker runs the same command (retrieval-only knobs, tune on conv-26 + conv-30, no held-out step, its own
 run dir); they are started together and left to finish on their own: nothing is re-run after a fault. Postgres
 and the MLflow server are started first if needed (scripts/postgres.sh, scripts/mlflow_server.sh).
+
+--separate-hosts starts each worker in its own UTS namespace (unshare --uts, root) named worker-<i>: as on
+separate machines, no worker can tell that another one's pid is gone, so a killed worker's trial is left to the RDB
+heartbeat (sweep.heartbeat.grace_period) instead of being reaped at once by a worker on the same host.
 """
 
 from __future__ import annotations
@@ -73,6 +78,7 @@ def main() -> None:
     p.add_argument("--outage", type=float, default=30.0)
     p.add_argument("--work", default=None)
     p.add_argument("--timeout", type=float, default=3600.0)
+    p.add_argument("--separate-hosts", action="store_true", help="each worker its own host name (unshare --uts)")
     p.add_argument("--extra", nargs="*", default=[], help="more Hydra overrides for every worker")
     a = p.parse_args()
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
@@ -90,7 +96,8 @@ def main() -> None:
         "sweep.heldout.baselines=[]", "sweep/storage=postgres", "tracking=server", f"tracking.experiment={name}",
         *a.extra,
     ]  # fmt: skip
-    log(f"mode {a.mode}: {a.workers} workers, n_trials={a.n_trials}, study/experiment {name}")
+    hosts = " (each worker its own host name)" if a.separate_hosts else ""
+    log(f"mode {a.mode}{hosts}: {a.workers} workers, n_trials={a.n_trials}, study/experiment {name}")
     log(f"storage {storage}; MLflow {mlflow}; work dir {work}")
     log(f"worker command: {' '.join(cmd)} hydra.run.dir={work}/w<i>")
     log(f"load average before: {Path('/proc/loadavg').read_text().split()[:3]}")
@@ -99,10 +106,15 @@ def main() -> None:
     sampler = LoadSampler()
     sampler.start()
     t0 = time.time()
+
+    def host(i: int) -> list[str]:  # the same pid: unshare and sh exec the worker
+        named = ["unshare", "--uts", "sh", "-c", 'hostname "$0" && exec "$@"', f"worker-{i}"]
+        return named if a.separate_hosts else []
+
     workers = [
         subprocess.Popen(
-            [*cmd, f"hydra.run.dir={work}/w{i}"], cwd=REPO, env=env, stdout=open(work / f"w{i}.log", "w"),
-            stderr=subprocess.STDOUT,
+            [*host(i), *cmd, f"hydra.run.dir={work}/w{i}"], cwd=REPO, env=env,
+            stdout=open(work / f"w{i}.log", "w"), stderr=subprocess.STDOUT,
         )
         for i in range(1, a.workers + 1)
     ]  # fmt: skip
@@ -138,9 +150,10 @@ def main() -> None:
     checks["workers exit 0 (the killed one aside)"] = all(c == 0 for pid, c in exits.items() if pid != killed)
     timing = procs.timing(optuna.load_study(study_name=name, storage=storage), a.n_trials)
     cpu_workers = (usage1.ru_utime + usage1.ru_stime) - (usage0.ru_utime + usage0.ru_stime)
-    cpu_servers = {k: round(servers1.get(k, 0) - servers0.get(k, 0), 1) for k in servers1}
+    cpu_servers = procs.cpu_delta(servers0, servers1)
     result = {
-        "mode": a.mode, "workers": a.workers, "n_trials": a.n_trials, "study": name, "wall_seconds": round(wall, 1),
+        "mode": a.mode, "separate_hosts": a.separate_hosts, "workers": a.workers, "n_trials": a.n_trials,
+        "study": name, "wall_seconds": round(wall, 1),
         **timing, "load_average_1min": sampler.summary(), "cpu_seconds": {"workers": round(cpu_workers, 1),
         **cpu_servers}, "fault": fault, "exits": exits, "checks": checks, "facts": facts,
     }  # fmt: skip
@@ -172,14 +185,21 @@ def inject(a, rows, running, workers, done) -> dict:
         log(f"PostgreSQL back after {time.time() - t0:.1f} s")
         return {"running": [r["number"] for r in running], "restart_seconds": round(time.time() - t0, 1)}
     t0 = time.time()
-    log(f"FAULT MLflow server stopped ({what}; running: {[r['number'] for r in running]})")
+    log(f"FAULT stopping the MLflow server ({what}; running: {[r['number'] for r in running]})")
     sh("scripts/mlflow_server.sh", "stop")
+    t1 = time.time()
+    log(f"MLflow server stopped (took {t1 - t0:.1f} s); it stays down {a.outage:.0f} s")
     time.sleep(a.outage)
-    log(f"starting the MLflow server again after {time.time() - t0:.0f} s")
+    t2 = time.time()
+    log("starting the MLflow server again")
     sh("scripts/mlflow_server.sh", "start")
-    down = time.time() - t0
-    log(f"MLflow answers again: down {down:.0f} s in all (its start is slow on this loaded machine)")
-    return {"running": [r["number"] for r in running], "down_seconds": round(down, 1), "down_from": t0}
+    t3 = time.time()
+    log(f"MLflow answers again: process down {t2 - t1:.0f} s, then {t3 - t2:.0f} s for the new server to answer")
+    return {
+        "running": [r["number"] for r in running], "stop_seconds": round(t1 - t0, 1),
+        "down_seconds": round(t2 - t1, 1), "start_seconds": round(t3 - t2, 1),
+        "unreachable_seconds": round(t3 - t0, 1),
+    }  # fmt: skip
 
 
 def grep_worker_lines(logs: list[str]) -> list[str]:

@@ -1,6 +1,6 @@
 """The scaling table of experiments/distributed-sweep/README.md from runs/scale-*.json (scripts/faults/scaling.sh).
 
-python scripts/faults/table.py [--refresh STORAGE_URL]   # --refresh: recompute the timing from the studies
+python scripts/faults/table.py [--dir RUNS_DIR] [--refresh STORAGE_URL]   # --refresh: recompute the timing
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ RUNS = Path(__file__).resolve().parents[2] / "experiments" / "distributed-sweep"
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--refresh", default=None, help="the Optuna storage URL the studies are in")
+    p.add_argument("--dir", type=Path, default=RUNS, help="where the scale-*.json files are")
     a = p.parse_args()
-    files = sorted(RUNS.glob("scale-*.json"), key=lambda f: json.loads(f.read_text())["study"].split("-")[-2:])
+    files = sorted(a.dir.glob("scale-*.json"), key=lambda f: json.loads(f.read_text())["study"].split("-")[-2:])
     if a.refresh:
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
         warnings.filterwarnings("ignore")
