@@ -243,3 +243,21 @@ def test_every_lever_at_once_returns_at_most_top_k_of_the_scope(tmp_path):
     assert len(out) == 4 and len({m.id for m in out}) == 4 and all(m.scope == ALICE for m in out)
     assert out[0].id == ids["far"]  # the scorer puts the theremin first; nothing below reorders it
     assert all(m.score is not None and -1.0 <= m.score <= 1.0 for m in out)  # cosines, not fused scores
+
+
+def test_keyword_hits_skip_superseded_memories_unless_history_is_asked(store):
+    """Soft invalidation binds the keyword side too: hybrid retrieval must not bring back through BM25 a memory that
+    dense search hides (the retriever's include_history decides for both)."""
+    old = add(store, "Caroline lives in Lisbon", unit(1), timestamp="1 May 2023")
+    store.apply([Change("ADD", "Caroline lives in Porto now", unit(1, 0.2), scope=ALICE, supersedes=(old,))])
+    assert kw(store, "Lisbon") == []
+    assert [m.text for m in store.keyword_search("Lisbon", ALICE, 5, include_invalid=True)] == [
+        "Caroline lives in Lisbon"
+    ]
+    now = CosineRetriever(top_k=5, hybrid=True, keyword_depth=5, dense_depth=5)
+    ever = CosineRetriever(top_k=5, hybrid=True, keyword_depth=5, dense_depth=5, include_history="always")
+    with metering(CostMeter()):
+        current = [m.id for m in now.retrieve("Lisbon", unit(0, 0, 1), store, ALICE)]
+        history = [m.id for m in ever.retrieve("Lisbon", unit(0, 0, 1), store, ALICE)]
+    assert old not in current and len(current) == 1  # only the Porto memory
+    assert old in history

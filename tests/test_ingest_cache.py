@@ -86,7 +86,11 @@ def test_a_changed_program_state_misses(fixture_data, monkeypatch):
     cfg = compose("policy=mem0_llm", "lm=openai")
     before, key = ingestion_parts(cfg, fixture_data), ingestion_key(cfg, fixture_data)
     assert "You organise personal memories" in str(before["program_states"]["extractor"])
-    monkeypatch.setattr(extractors, "ExtractFacts", extractors.ExtractFacts.with_instructions("Extract facts."))
+
+    def other_instruction(predict, kind, name):  # as a prompt-library edit or a compiled program would change it
+        predict.signature = predict.signature.with_instructions("Extract facts.")
+
+    monkeypatch.setattr(extractors, "use_instruction", other_instruction)
     after = ingestion_parts(cfg, fixture_data)
     assert after["code"] == before["code"] and after["program_states"] != before["program_states"]
     assert ingestion_key(cfg, fixture_data) != key

@@ -29,6 +29,9 @@ MEMORY_KEYS = {
     "score",
     "policy_version",
     "embedder_id",
+    "valid",  # soft invalidation (tests/test_history_api.py)
+    "invalid_at",
+    "superseded_by",
 }
 EVENT_KEYS = {"event", "id", "memory", "previous_memory"}
 

@@ -17,11 +17,11 @@ from dataclasses import asdict, dataclass, field
 
 import dspy
 
+from .apply import to_changes
 from .embed.base import Embedder
 from .lm import CostMeter
 from .metering import metering
 from .stages.protocols import Answerer, Decider, Extractor, Retriever, Summarizer
-from .store.changes import Change
 from .store.sql import in_scope
 from .store.store import MemoryStore
 from .types import Decision, Event, MemoryRecord, Message, Scope
@@ -55,7 +55,8 @@ class MemoryPolicy:
         self.embedder, self.store, self.lm = embedder, store, lm
         self.graph = graph  # GraphMemory (policy.graph on/only) or None (off: Mem0)
         self.meter = meter or CostMeter()
-        self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}
+        self.op_counts = {"ADD": 0, "UPDATE": 0, "DELETE": 0, "NOOP": 0}  # as decided
+        self.invalidated = 0  # memories soft-invalidated (decider invalidation=soft): kept, marked, not returned
         self._state: dict[Scope, _ScopeState] = {}
         missing = [name for name, stage in self.stages().items() if isinstance(stage, dspy.Module)]
         missing += list(graph.llm_stages()) if graph is not None else []
@@ -112,21 +113,20 @@ class MemoryPolicy:
     def _apply(self, decisions: list[Decision], known: dict, scope: Scope, metadata: dict | None) -> list[Event]:
         texts = [d.text for d in decisions if d.op in ("ADD", "UPDATE") and d.text not in known]
         known.update(zip(texts, self._embed(texts)) if texts else [])
-        changes, events = [], []
+        events = []
         for d in decisions:
             self.op_counts[d.op] += 1
             if d.op == "NOOP" and d.target is None:
                 events.append(Event("NOOP", None, d.text))
-                continue
-            changes.append(
-                Change(d.op, d.text, known.get(d.text), d.target, scope, d.provenance, d.timestamp, metadata, d.merge)
-            )
+        soft = getattr(self.decider.knobs, "invalidation", "hard") == "soft"  # decide.py DecisionKnobs
+        changes = to_changes(decisions, known, scope, metadata, soft)
         with self.meter.timed("store_write"):
             results = self.store.apply(changes) if changes else []
-        events += [
-            Event(op, memory_id, c.text if op != "DELETE" else "", old)
-            for c, (op, memory_id, old) in zip(changes, results)
-        ]
+        for c, (op, memory_id, old) in zip(changes, results):
+            events.append(Event(op, memory_id, c.text if op not in ("DELETE", "INVALIDATE") else "", old))
+            for gone in c.supersedes:  # soft: the memories the new one replaced, kept and marked invalid
+                events.append(Event("INVALIDATE", gone, "", getattr(self.store.get(gone), "text", ""), memory_id))
+        self.invalidated += sum(e.op == "INVALIDATE" for e in events)
         return events
 
     def reset_state(self, scope: Scope | None = None) -> None:

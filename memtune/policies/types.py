@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Op = Literal["ADD", "UPDATE", "DELETE", "NOOP"]
-OPS: tuple[Op, ...] = ("ADD", "UPDATE", "DELETE", "NOOP")
+# INVALIDATE: soft invalidation, the memory stays stored (and in its history) but stops being returned by default:
+# it gets invalid_at (when it stopped holding) and superseded_by (the memory that replaced it, "" if none).
+Op = Literal["ADD", "UPDATE", "DELETE", "NOOP", "INVALIDATE"]
+OPS: tuple[Op, ...] = ("ADD", "UPDATE", "DELETE", "NOOP", "INVALIDATE")
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,13 @@ class MemoryRecord:
     score: float | None = None  # similarity to the query, when it came from a search
     policy_version: str = ""  # the policy bundle version that last wrote it ("" for eval runs and old stores)
     embedder_id: str = ""  # the embedder its vector came from
+    invalid_at: str = ""  # soft invalidation: when the fact stopped holding (the superseding fact's time); "" valid
+    superseded_by: str = ""  # the id of the memory that superseded it ("" when none, or still valid)
+
+    @property
+    def valid(self) -> bool:
+        """Still holds: never invalidated (search returns only valid memories unless asked for history)."""
+        return not self.invalid_at
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,9 @@ class Decision:
     provenance: tuple[str, ...] = ()  # the turns the decided text comes from
     timestamp: str = ""
     merge: bool = False  # UPDATE: the new text keeps the old memory's content (provenance unions); False replaces
+    # UPDATE: further memories the new text ends besides `target` (a fact that fills a slot several stored memories
+    # held). Invalidated (soft) or deleted (hard) with the target; see MemoryPolicy._apply.
+    supersedes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -74,3 +86,4 @@ class Event:
     memory_id: str | None
     text: str = ""
     old_text: str = ""
+    superseded_by: str = ""  # INVALIDATE: the memory that replaced this one ("" when none)

@@ -41,6 +41,10 @@ UserId = Annotated[str, Field(description="whose memories (at least one of user_
 CrossUser = Annotated[
     bool, Field(description="true: allow a scope without user_id, which reaches every user's memories")
 ]
+IncludeHistory = Annotated[
+    bool | None,
+    Field(description="true: also memories that no longer hold (superseded); null: as the policy's retriever says"),
+]
 MemoryId = Annotated[
     str,
     Field(
@@ -109,10 +113,12 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
         top_k: int | None = None,
         threshold: float | None = None,
         cross_user: CrossUser = False,
+        include_history: IncludeHistory = None,
     ) -> dict[str, list[dict[str, Any]]]:
         """The memories most relevant to `query` in one scope, best first, each with a similarity score, under
         "result"; for a graph-memory policy also the matching (source, relationship, destination) triplets under
-        "relations"."""
+        "relations". include_history=true also returns memories that no longer hold, marked valid=false with
+        invalid_at (since when) and superseded_by (the memory that replaced it)."""
         req = _checked(
             s.SearchRequest,
             query=query,
@@ -122,19 +128,33 @@ def create_mcp_server(memory, *, name: str = "memtune") -> MCPServer:
             top_k=top_k,
             threshold=threshold,
             cross_user=cross_user,
+            include_history=include_history,
         )
-        found = _call(service.search, req.query, top_k=req.top_k, threshold=req.threshold, **req.call_scope())
+        found = _call(
+            service.search,
+            req.query,
+            top_k=req.top_k,
+            threshold=req.threshold,
+            include_history=req.include_history,
+            **req.call_scope(),
+        )
         return {"result": found["results"], "relations": found["relations"]}
 
     @server.tool()
     def list_memories(
-        user_id: UserId = "", agent_id: str = "", run_id: str = "", limit: int = 100, cross_user: CrossUser = False
+        user_id: UserId = "",
+        agent_id: str = "",
+        run_id: str = "",
+        limit: int = 100,
+        cross_user: CrossUser = False,
+        include_history: bool = False,
     ) -> list[dict[str, Any]]:
-        """All memories of one scope, oldest first (at most `limit`)."""
+        """All memories of one scope, oldest first (at most `limit`); include_history=true also lists those that no
+        longer hold (valid=false)."""
         req = _checked(s.ScopeQuery, user_id=user_id, agent_id=agent_id, run_id=run_id, cross_user=cross_user)
         if not 1 <= limit <= s.MAX_LIMIT:
             raise ToolError(f"limit: must be between 1 and {s.MAX_LIMIT}, got {limit}")
-        return _call(service.get_all, limit=limit, **req.call_scope())
+        return _call(service.get_all, limit=limit, include_history=include_history, **req.call_scope())
 
     @server.tool()
     def get_memory(

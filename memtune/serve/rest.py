@@ -5,7 +5,7 @@ Routes (all but /healthz and the docs need `Authorization: Bearer <token>`; SCOP
 
     POST   /v1/memories                 add messages to a scope       -> {"results": [event, ...]}
     POST   /v1/memories/search          top-k memories for a query    -> {"results": [memory, ...], "relations": [...]}
-    GET    /v1/memories?SCOPE           list a scope (limit)          -> {"results": [memory, ...]}
+    GET    /v1/memories?SCOPE           list a scope (limit, include_history) -> {"results": [memory, ...]}
     DELETE /v1/memories?SCOPE           forget a scope (never empty)  -> {"deleted": n}
     GET    /v1/memories/{id}?SCOPE      one memory                    -> memory
     PUT    /v1/memories/{id}?SCOPE      replace its text              -> event
@@ -16,7 +16,9 @@ Routes (all but /healthz and the docs need `Authorization: Bearer <token>`; SCOP
     GET    /docs                        OpenAPI UI (no auth)
 
 Search answers the stored memories under "results" and, for a Mem0g bundle, the graph's triplets under
-"relations" ([] otherwise), as Mem0's API does. A memory outside the caller's SCOPE answers 404 exactly like an
+"relations" ([] otherwise), as Mem0's API does. Memories that no longer hold (soft invalidation) are left out of
+search and list unless the request says include_history=true; then they come marked "valid": false, with
+"invalid_at" and "superseded_by" (search's null default follows the policy's retriever knob). A memory outside the caller's SCOPE answers 404 exactly like an
 unknown id. A SCOPE without user_id reaches every user's memories: 400 unless the request says cross_user=true or
 the server runs with allow_cross_user=true.
 
@@ -50,6 +52,7 @@ ScopeQuery = s.ScopeQuery
 
 class ListQuery(ScopeQuery):
     limit: int = Field(100, ge=1, le=s.MAX_LIMIT)
+    include_history: bool = Field(False, description="true: also memories that no longer hold (valid=false)")
 
 
 class MemoryOut(BaseModel):
@@ -174,13 +177,18 @@ def create_app(
         """Top-k memories of a scope for a query (call before each answer), best first; a Mem0g bundle's graph
         triplets under "relations"."""
         return service.search(
-            req.query, top_k=req.top_k, filters=req.filters, threshold=req.threshold, **req.call_scope()
+            req.query,
+            top_k=req.top_k,
+            filters=req.filters,
+            threshold=req.threshold,
+            include_history=req.include_history,
+            **req.call_scope(),
         )
 
     @app.get("/v1/memories", response_model=MemoryList, tags=["memories"], dependencies=bearer)
     def list_memories(q: Annotated[ListQuery, Query()]):
         """Memories of a scope, oldest first, at most `limit`."""
-        return {"results": service.get_all(limit=q.limit, **q.call_scope())}
+        return {"results": service.get_all(limit=q.limit, include_history=q.include_history, **q.call_scope())}
 
     @app.delete("/v1/memories", tags=["memories"], dependencies=bearer)
     def delete_scope(q: Annotated[ScopeQuery, Query()]) -> dict:

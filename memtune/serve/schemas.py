@@ -125,6 +125,11 @@ class SearchRequest(ScopeQuery):
     top_k: int | None = Field(None, ge=1, le=MAX_TOP_K)
     filters: dict[str, Any] | None = None
     threshold: float | None = Field(None, ge=-1.0, le=1.0)
+    include_history: bool | None = Field(
+        None,
+        description="true: also memories that no longer hold (superseded), marked valid=false; false: only those "
+        "that hold; null: as the policy's retriever says",
+    )
 
 
 class UpdateRequest(_Strict):

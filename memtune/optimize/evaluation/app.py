@@ -26,7 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from ...policies.provenance import PROVENANCE_KEYS
 from ..data.load import load_from_config
+from .currency import currency_summary
 from .evaluate import BUDGET_METRICS, answer_all, score_table, summary_dict
+from .health import health_summary
 from .ingest_cache import prepare_policy
 from .judge_checks import attach, build_judges, judge_checks, judge_checks_line
 from .oracle import oracle_stages
@@ -97,6 +99,11 @@ def build_summary(
             k: ingested.get(k)
             for k in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit", "key", "store", *PROVENANCE_KEYS)
         },
+        # memory health (health.py): duplicates, contradictions, stale retrievals, growth; and, for the
+        # knowledge-update kinds (current / history / stable), whether the right memory is ranked first
+        # (null when the ingestion facts predate them: an objective or constraint on health.* then fails loudly)
+        "health": health_summary(ingested["health"], frame) if ingested.get("health") is not None else None,
+        **({"currency": currency} if (currency := currency_summary(frame, ingested.get("health") or [])) else {}),
         "embedder": embedder_id,
         # Mem0g (policy.graph on/only): nodes, valid/invalid edges, bytes on disk after ingestion, growth per
         # session; graph context tokens and graph-only evidence recall per category are in `scores`

@@ -15,8 +15,10 @@ from ...policies.provenance import provenance_facts
 from ...policies.stages.answer import question_type, render_context
 from ...policies.types import Scope
 from ..data.types import CATEGORY_NAMES, Conversation, Dataset
+from .health import is_stale, store_health, turn_statements
 from .judge import judge_question
 from .metrics import bleu1, context_budget_walk, count_tokens, evidence_recall, f1_set, f1_squad
+from .restated import load_timelines, restated_counts
 
 # Token budgets of the RENDERED context (`render_context`, exactly what the answerer reads, counted like
 # `context_tokens`): `recall_ctx_<B>` is the evidence recall of the leading retrieved items whose rendered context
@@ -86,6 +88,8 @@ def observations_by_turn(conversation: Conversation) -> dict[str, list[tuple[str
 
 def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=None, progress: bool = True) -> list[dict]:
     scope = conversation_scope(conversation)
+    order, statements = turn_statements([(t.dia_id, t.speaker, t.text) for t in conversation.turns()])
+    stale: dict[str, bool] = {}  # memory id -> superseded later in the conversation (health.is_stale)
     rows = []
     for q in tqdm(
         conversation.questions, desc=f"answer {conversation.sample_id}", unit="q", disable=not progress, leave=False
@@ -97,6 +101,10 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
         provenance = [m.provenance for m in memories]
         context_tokens, kept = context_budget_walk(memories, render_context, BUDGETS)
         graph = [m for m in memories if is_graph_record(m)]
+        vector = [m for m in memories if not is_graph_record(m)]
+        for m in vector:
+            if m.id not in stale:
+                stale[m.id] = is_stale(m.text, m.provenance, order, statements)
         gold = q.answer
         rows.append(
             {
@@ -125,6 +133,12 @@ def answer_questions(policy: MemoryPolicy, conversation: Conversation, judge=Non
                 "retrieved_provenance": [list(m.provenance) for m in memories],
                 "retrieved_scores": [float(m.score or 0.0) for m in memories],
                 "n_retrieved": len(memories),
+                # health (health.py): vector memories retrieved, those the conversation superseded later; currency:
+                # the first retrieved memory cites the evidence, one of the first five does
+                "n_memories": len(vector),
+                "n_stale": sum(stale[m.id] for m in vector),
+                "first_hit": evidence_recall(q.evidence, provenance[:1]) == 1.0 if q.evidence else None,
+                "hit_at_5": bool(evidence_recall(q.evidence, provenance[:5])) if q.evidence else None,
                 "context_tokens": context_tokens,  # tokens of render_context(memories), from the same walk
                 "seconds": seconds,
                 # the graph path alone (Mem0g): its triplets' share of the context and its own evidence recall
@@ -146,15 +160,22 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
     """Ingest every conversation; returns what ingestion did and cost (saved with a cached store)."""
     turns = pairs = 0
     growth: list[dict] = []  # graph size after each session (store size / invalid edges over sessions)
+    health: list[dict] = []  # per conversation: duplicates, contradictions, memories after each session (health.py)
+    sizes: list[int] = []
 
-    def graph_growth() -> None:
-        growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
+    def after_session() -> None:
+        sizes.append(policy.store.count(scope))
+        if policy.graph is not None:
+            growth.append({"sessions": len(growth) + 1, **policy.graph.snapshot()})
 
     t0 = time.perf_counter()
+    timelines = load_timelines(dataset.path, dataset.sha256) or {}  # a generated set's labels (restated.py)
     for conversation in tqdm(dataset.conversations, desc="ingest", unit="conv", disable=not progress):
-        n_turns, n_pairs = ingest(
-            policy, conversation, progress=progress, after_session=graph_growth if policy.graph is not None else None
-        )
+        scope, sizes = conversation_scope(conversation), []
+        n_turns, n_pairs = ingest(policy, conversation, progress=progress, after_session=after_session)
+        health.append(store_health(policy.store, scope, n_turns, sizes))
+        if conversation.sample_id in timelines:
+            health[-1]["restated"] = restated_counts(policy.store.get_all(scope), timelines[conversation.sample_id])
         turns, pairs = turns + n_turns, pairs + n_pairs
     seconds = time.perf_counter() - t0
     graph = {"graph": policy.graph.stats(), "graph_growth": growth} if policy.graph is not None else {}
@@ -164,7 +185,7 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
         "message_pairs": pairs,
         "seconds": round(seconds, 3),
         "turns_per_s": round(turns / seconds, 2) if seconds else None,
-        "memories_stored": policy.store.count(),
+        "memories_stored": policy.store.count(include_invalid=True),  # rows stored: superseded ones too
         "ops": dict(policy.op_counts),
         # LLM decisions naming a memory id that was never shown (hallucinated): caught, never applied
         "rejected_ops": len(getattr(policy.decider, "rejected", [])),
@@ -175,6 +196,7 @@ def ingest_all(policy: MemoryPolicy, dataset: Dataset, progress: bool = True) ->
         "cost": policy.meter.as_dict(),
         # turns cited per stored memory, and LLM facts / decisions that fell back to citing the whole pair
         **provenance_facts(policy),
+        "health": health,
         **graph,
     }
 

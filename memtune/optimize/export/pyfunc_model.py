@@ -7,8 +7,10 @@ and the keyword arguments of the Memory method of that name:
 
     {"op": "add", "messages": [{"role": "user", "content": "..."}] | "one message", "user_id": "alice",
      "agent_id": "", "run_id": "", "metadata": {...}, "infer": true}          -> events (ADD/UPDATE/DELETE/NOOP)
-    {"op": "search", "query": "...", "user_id": "alice", "top_k": 5, "filters": {...}, "threshold": 0.3}
-    {"op": "get", "memory_id": "...", "user_id": "alice"}   {"op": "get_all", "user_id": "alice", "limit": 100}
+    {"op": "search", "query": "...", "user_id": "alice", "top_k": 5, "filters": {...}, "threshold": 0.3,
+     "include_history": true}                 (true: also memories that no longer hold, marked "valid": false)
+    {"op": "get", "memory_id": "...", "user_id": "alice"}
+    {"op": "get_all", "user_id": "alice", "limit": 100, "include_history": false}
     {"op": "update", "memory_id": "...", "text": "...", "user_id": "alice"}
     {"op": "delete", "memory_id": "...", "user_id": "alice"}   {"op": "history", "memory_id": "...", "user_id": "alice"}
     {"op": "delete_all", "user_id": "alice"}
@@ -41,9 +43,9 @@ SCOPE = ("user_id", "agent_id", "run_id")
 READ = (*SCOPE, "cross_user")  # the caller's scope on every op that reaches existing memories
 OPS: dict[str, tuple[str, ...]] = {  # op -> the keyword arguments it takes
     "add": ("messages", *SCOPE, "metadata", "infer"),
-    "search": ("query", *READ, "top_k", "filters", "threshold"),
+    "search": ("query", *READ, "top_k", "filters", "threshold", "include_history"),
     "get": ("memory_id", *READ),
-    "get_all": (*READ, "limit"),
+    "get_all": (*READ, "limit", "include_history"),
     "update": ("memory_id", "text", "metadata", *READ),
     "delete": ("memory_id", *READ),
     "delete_all": READ,

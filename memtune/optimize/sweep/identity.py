@@ -129,11 +129,12 @@ def same(stored: Mapping[str, Any], now: Mapping[str, Any]) -> bool:
 
 
 def differences(stored: Mapping[str, Any], now: Mapping[str, Any], limit: int = 12) -> list[str]:
-    """`path: stored -> now` for every setting that differs (at most `limit` lines, then a count)."""
+    """`path: stored -> now` for every setting that differs, the shallowest paths first (a changed preset name
+    before the knobs it brings), at most `limit` lines, then a count."""
     a, b = _flat(_plain(stored)), _flat(_plain(now))
     lines = [
         f"{path}: {_show(a.get(path, _ABSENT))} -> {_show(b.get(path, _ABSENT))}"
-        for path in sorted(set(a) | set(b))
+        for path in sorted(set(a) | set(b), key=lambda p: (p.count("."), p))  # the broadest first: policy.name
         if a.get(path, _ABSENT) != b.get(path, _ABSENT)
     ]
     return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])

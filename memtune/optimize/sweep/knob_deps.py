@@ -14,8 +14,9 @@ downstream, nothing upstream. The map is declared, not measured (one place to ch
                          *context_tokens, n_graph, n_retrieved}                  ingest, retrieve
       scores.<category>.{f1, f1_squad, bleu1, abstained}                         ingest, retrieve, answer
       cost.{memories_stored, ops, rejected_ops, ingest}, ingest.*, graph*,
-      lm_requests.per_message_pair                                               ingest
+      lm_requests.per_message_pair, health.* (but stale_retrieval_rate)          ingest
       cost.{tokens,usd}.{extract,summarize,decide,graph_*}                       ingest
+      health.stale_retrieval_rate, currency.*                                    ingest, retrieve
       cost.answer, lm_requests.per_query, cost.{tokens,usd}.answer               ingest, retrieve, answer
       anything else (scores.*.judge, cost.judge, wall_seconds, a metric added later)   every stage
 
@@ -47,9 +48,11 @@ _RETRIEVAL = re.compile(  # evidence_recall, recall_at_<budget> (any naming), gr
     r"^scores\.[^.]+\.([a-z0-9_]*recall[a-z0-9_]*|[a-z0-9_]*context_tokens|n_graph|n_retrieved)$"
 )
 _ANSWER = re.compile(r"^scores\.[^.]+\.(f1|f1_squad|bleu1|abstained)$")
+# what is retrieved: the stale share of retrieved memories, the rank of the current / superseded memory
+_RETRIEVAL_HEALTH = re.compile(r"^(health\.stale_retrieval_rate|currency\..+)$")
 _INGEST = re.compile(
     r"^(cost\.(memories_stored|ops|rejected_ops|ingest)(\..*)?|ingest\..*|graph(_growth)?(\..*)?"
-    r"|lm_requests\.per_message_pair(\..*)?|cost\.(tokens|usd)\.(extract|summarize|decide|graph_[a-z_]+))$"
+    r"|lm_requests\.per_message_pair(\..*)?|health\..+|cost\.(tokens|usd)\.(extract|summarize|decide|graph_[a-z_]+))$"
 )
 _ANSWER_COST = re.compile(r"^(cost\.answer|lm_requests\.per_query|cost\.(tokens|usd)\.answer)(\..*)?$")
 
@@ -69,7 +72,7 @@ def knob_stage(target: str) -> str:
 
 def moved_by(metric: str) -> frozenset[str]:
     """The stages whose knobs can move a metric (a path into summary.json); unknown metrics: every stage."""
-    if _RETRIEVAL.match(metric):
+    if _RETRIEVAL.match(metric) or _RETRIEVAL_HEALTH.match(metric):
         return frozenset(("ingest", "retrieve"))
     if _ANSWER.match(metric) or _ANSWER_COST.match(metric):
         return frozenset(("ingest", "retrieve", "answer"))

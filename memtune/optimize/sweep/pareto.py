@@ -13,12 +13,16 @@ from .scoring import Objective
 
 
 def pareto_front(study: optuna.Study, objectives: Sequence[Objective]) -> list[optuna.trial.FrozenTrial]:
-    """The best trial, or the whole Pareto front sorted by the first objective."""
+    """The best trial, or the whole Pareto front sorted by the first objective; with sweep.constraints, of the
+    trials that kept every limit (none: [])."""
     if not any(t.state == TrialState.COMPLETE for t in study.get_trials(deepcopy=False)):
         return []
     if len(objectives) == 1:
-        return [study.best_trial]
-    return sorted(study.best_trials, key=lambda t: (t.values[0], t.number))
+        try:
+            return [study.best_trial]
+        except ValueError:  # no trial kept every limit of sweep.constraints (constraints.py)
+            return []
+    return sorted(study.best_trials, key=lambda t: (t.values[0], t.number))  # feasible trials only
 
 
 def pick_for_heldout(

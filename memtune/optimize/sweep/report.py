@@ -206,6 +206,9 @@ def trials_frame(study: optuna.Study, objectives: Sequence[Objective]) -> pl.Dat
             "surplus": bool(t.user_attrs.get("surplus", False)),
             "retry_of": t.user_attrs.get("retry_of"),
             "steps": len(t.intermediate_values),
+            # sweep.constraints: each limit's violation (<= 0 holds) and whether the trial kept them all
+            **{f"constraint.{k}": float(v) for k, v in t.constraints.items()},
+            "feasible": all(v <= 0 for v in t.constraints.values()) if t.constraints else None,
         }
         rows.append(row)
     return pl.DataFrame(rows, infer_schema_length=None)

@@ -36,7 +36,8 @@ def as_number(value: Any) -> float | None:
 
 def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     """Every numeric figure of a trial's summary.json, under MLflow-safe names:
-    `<category>.<metric>` (overall.evidence_recall, 1_multi-hop.f1, ...), `cost.*`, `lm_requests.*`, `ingest.*`."""
+    `<category>.<metric>` (overall.evidence_recall, 1_multi-hop.f1, ...), `cost.*`, `lm_requests.*`, `ingest.*`,
+    `health.*` (duplicate_rate, stale_retrieval_rate, growth_slope, ...) and `currency.*` when present."""
     metrics: dict[str, float] = {}
 
     def put(name: str, value: Any) -> None:
@@ -64,6 +65,9 @@ def summary_metrics(summary: Mapping[str, Any]) -> dict[str, float]:
     ingest = summary.get("ingest", {})
     for name in ("turns", "message_pairs", "seconds", "turns_per_s", "cache_hit_rate", "seconds_this_run"):
         put(f"ingest.{name}", ingest.get(name))
+    for block in ("health", "currency"):  # memory health and knowledge-update currency (lists such as growth skipped)
+        for name, value in flatten(summary.get(block) or {}).items():
+            put(f"{block}.{name}", value)
     put("wall_seconds", summary.get("wall_seconds"))
     put("oracle", bool(summary.get("oracle")))  # also the memtune.oracle tag (end_trial, summary_tags)
     return metrics

@@ -135,6 +135,8 @@ def merge_ingest(facts: Sequence[dict], ids: Sequence[str]) -> dict:
         "key": [f.get("key") for f in facts],
         "store": [f.get("store") for f in facts],
         **_merge_provenance(facts),
+        # per conversation (evaluation/health.py); None when a conversation's facts predate them (an old ingest.json)
+        "health": [h for f in facts for h in f["health"]] if all("health" in f for f in facts) else None,
         **_merge_graph(facts),
         "per_conversation": [
             {

@@ -21,13 +21,14 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.load import load_from_config
+from .constraints import constraints_from
 from .defaults_trial import base_choices, defaults_trial
 from .identity import claim_study, signature
 from .joining import create_or_join, wait_for_signature
 from .knob_deps import KnobNotSampledWarning, restrict
 from .orphans import is_orphan, orphan_after
 from .report import REPORT_METRICS, _maybe, write_report
-from .scoring import evaluate_conversations, objectives_from, split_ids, write_outputs
+from .scoring import Objective, evaluate_conversations, objectives_from, split_ids, write_outputs
 from .search_space import SearchSpace
 from .seeding import TrialSeeded
 from .tracking import NullTracker, make_tracker, retrying
@@ -42,8 +43,12 @@ class Sweep:
         self.base_overrides = [o for o in base_overrides if not o.startswith("hydra.")]
         self.config_name = config_name
         self.objectives = objectives_from(cfg)
-        # knobs no objective depends on are not sampled: they keep the base config's value (optimize/sweep/knob_deps.py)
-        self.space, self.not_sampled = restrict(SearchSpace.from_config(cfg.search_space), self.objectives)
+        self.constraints = constraints_from(cfg)  # sweep.constraints: limits a trial must keep (constraints.py)
+        limits = [Objective(c.name, c.metric, "minimize") for c in self.constraints]
+        # knobs no objective (or constraint) depends on are not sampled: they keep the base config's value
+        # (optimize/sweep/knob_deps.py)
+        space = SearchSpace.from_config(cfg.search_space)
+        self.space, self.not_sampled = restrict(space, [*self.objectives, *limits])
         if self.not_sampled:
             lines = "\n  ".join(f"{t}: {why}" for t, why in self.not_sampled.items())
             warnings.warn(f"search space {self.space.name!r}: not sampled:\n  {lines}", KnobNotSampledWarning, 2)
@@ -74,6 +79,8 @@ class Sweep:
         sig = signature(
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
+        if self.constraints:  # other limits, another study (studies without constraints keep their identity)
+            sig["constraints"] = [c.__dict__ for c in self.constraints]
         if claim_study(self.study, sig, directions, storage_label(cfg), self.base_overrides) and not self.study.trials:
             for params in self.first_trials():
                 self.study.enqueue_trial(params)

@@ -17,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.trial import TrialState
 
 from ..data.types import Dataset
+from .constraints import Constraint, set_constraints
 from .report import REPORT_METRICS, _maybe
 from .run_record import flatten, summary_metrics
 from .scoring import Objective, evaluate_conversations, write_outputs
@@ -31,6 +32,7 @@ class SweepState(Protocol):
     study: optuna.Study
     n_trials: int
     objectives: list[Objective]
+    constraints: list[Constraint]
     space: SearchSpace
     not_sampled: dict[str, str]
     base_overrides: list[str]
@@ -98,6 +100,7 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         cfg_t = sweep.compose(overrides)
         summary, frame = evaluate_conversations(cfg_t, sweep.dataset, sweep.tune, trial_dir, on_step)
         values = [o.value(summary) for o in sweep.objectives]
+        trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, summary))
         files = write_outputs(trial_dir, summary, frame, cfg_t)
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
@@ -113,6 +116,8 @@ def run_trial(sweep: SweepState, trial: optuna.Trial) -> float | list[float]:
         )
         return values[0] if single else values
     except optuna.TrialPruned:
+        if last.get("summary") is not None:  # the limits over the conversations it finished
+            trial.set_user_attr("constraints", set_constraints(trial, sweep.constraints, last["summary"]))
         seconds = time.perf_counter() - t0
         trial.set_user_attr("seconds", round(seconds, 2))
         log_trial(sweep, run_id, "KILLED", cfg_t, last.get("summary"), [], None, seconds, state="PRUNED")

@@ -129,7 +129,10 @@ class Memory(MemoryReads):
         with self._write_lock:
             if not infer:
                 return self._add_verbatim(msgs, scope, metadata)
-            events = [event(e.op, e.memory_id, e.text, e.old_text) for e in self.policy.add(msgs, scope, metadata)]
+            events = [
+                event(e.op, e.memory_id, e.text, e.old_text, e.superseded_by)
+                for e in self.policy.add(msgs, scope, metadata)
+            ]
             if self._graph is not None:  # a served add is durable: do not hold graph writes for a batch (eval does)
                 self._graph.flush()
             return events
@@ -173,7 +176,7 @@ class Memory(MemoryReads):
                 meta = {**(metadata or {}), **(rec.metadata or {})} or None
                 message = Message(speaker="", text=rec.text, dia_id=rec.id, timestamp=rec.timestamp)
                 for e in self.policy.add([message], scope, meta):
-                    events.append(event(e.op, e.memory_id, e.text, e.old_text) | {"record_id": rec.id})
+                    events.append(event(e.op, e.memory_id, e.text, e.old_text, e.superseded_by) | {"record_id": rec.id})
             if self._graph is not None:
                 self._graph.flush()
         return events

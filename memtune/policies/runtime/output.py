@@ -13,10 +13,20 @@ from typing import Any
 from ..types import MemoryRecord, Scope
 
 
-def event(op: str, memory_id: str | None, text: str, old_text: str) -> dict:
+def event(op: str, memory_id: str | None, text: str, old_text: str, superseded_by: str = "") -> dict:
     """mem0's event shape. "memory" is the text after the event: the new text for ADD / UPDATE, the redundant
-    candidate for NOOP, and (as mem0 does) the deleted text for DELETE."""
-    return {"event": op, "id": memory_id, "memory": text if op != "DELETE" else old_text, "previous_memory": old_text}
+    candidate for NOOP, and (as mem0 does) the deleted text for DELETE; for INVALIDATE (soft invalidation: the
+    memory is kept, marked no longer holding) its unchanged text, with "superseded_by" (the replacing memory's id,
+    "" when none)."""
+    out = {
+        "event": op,
+        "id": memory_id,
+        "memory": text if op not in ("DELETE", "INVALIDATE") else old_text,
+        "previous_memory": old_text,
+    }
+    if op == "INVALIDATE":
+        out["superseded_by"] = superseded_by
+    return out
 
 
 def memory(r: MemoryRecord, embedder_id: str, policy_version: str | None = None) -> dict:
@@ -35,6 +45,10 @@ def memory(r: MemoryRecord, embedder_id: str, policy_version: str | None = None)
         "score": None if r.score is None else float(r.score),
         "policy_version": r.policy_version if policy_version is None else policy_version,
         "embedder_id": r.embedder_id or embedder_id,
+        # soft invalidation: a memory that stopped holding (returned only when history is asked for)
+        "valid": r.valid,
+        "invalid_at": r.invalid_at,
+        "superseded_by": r.superseded_by,
     }
 
 

@@ -52,12 +52,17 @@ class MemoryReads:
         filters: dict | None = None,
         threshold: float | None = None,
         cross_user: bool = False,
+        include_history: bool | None = None,
     ) -> list[dict]:
         """The stored memories most relevant to `query` in the scope (empty fields: wildcards), best first, with
         "score" (cosine similarity), at most top_k. filters: metadata key -> value, all must be equal (applied after
-        the scope); threshold: drop memories scored below it. A Mem0g policy's graph triplets are not memories:
-        search_with_relations() returns them too."""
-        return self._search(query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, False)[0]
+        the scope); threshold: drop memories scored below it. include_history: true also returns memories that no
+        longer hold (soft invalidation), marked "valid": false with "invalid_at" and "superseded_by"; false only
+        those that hold; null (default) as the policy's retriever says (`include_history`: never, always,
+        when_asked). A Mem0g policy's graph triplets are not memories: search_with_relations() returns them too."""
+        return self._search(
+            query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, False, include_history
+        )[0]
 
     def search_with_relations(
         self,
@@ -70,19 +75,25 @@ class MemoryReads:
         filters: dict | None = None,
         threshold: float | None = None,
         cross_user: bool = False,
+        include_history: bool | None = None,
     ) -> dict:
         """Mem0's search answer: {"results": search(...), "relations": [relation, ...]}. "relations" are the graph
         triplets the policy retrieves for the query (Mem0g; [] without graph memory), best first, each with its
         source, relationship, destination, sentence and validity (output.relation). top_k and filters
         apply to the stored memories (triplets have their own knobs, policy.graph.retrieval, and no metadata);
-        threshold to both. A graph-only policy (policy.graph=only) answers from triplets alone: no "results"."""
+        threshold to both; include_history as in search(). A graph-only policy (policy.graph=only) answers from
+        triplets alone: no "results"."""
         memories, relations = self._search(
-            query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, True
+            query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, True, include_history
         )
         return {"results": memories, "relations": relations}
 
-    def _search(self, query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, with_relations):
+    def _search(
+        self, query, user_id, agent_id, run_id, top_k, filters, threshold, cross_user, with_relations, history=None
+    ):
         query = check_text(query, "query", self.max_text_chars)
+        if history is not None and not isinstance(history, bool):
+            raise ValueError(f"include_history must be true, false or null, got {history!r}")
         scope = check_scope(user_id, agent_id, run_id, write=False)
         check_cross_user(scope, cross_user, self.allow_cross_user, "search")
         if top_k is None:
@@ -97,7 +108,7 @@ class MemoryReads:
         vector = self.policy.embedder.embed([query])[0]
         fetch, relations = (top_k if not filters else max(4 * top_k, 50)), None
         while True:  # with filters: over-fetch, filter, and fetch more while the scope has more to give
-            hits = self._retrieve(query, vector, scope, fetch, threshold)
+            hits = self._retrieve(query, vector, scope, fetch, threshold, history)
             memories = [h for h in hits if not is_graph_record(h)]
             if relations is None:  # the graph's answer does not depend on how many memories are fetched
                 relations = [h for h in hits if is_graph_record(h) and (threshold is None or h.score >= threshold)]
@@ -108,13 +119,17 @@ class MemoryReads:
         results = [memory_dict(h, self.store.embedder_id) for h in kept[:top_k]]
         return results, ([relation(h) for h in relations] if with_relations else [])
 
-    def _retrieve(self, query: str, vector, scope: Scope, k: int, threshold: float | None) -> list[MemoryRecord]:
-        """MemoryPolicy.search() with this call's top_k (and threshold, when given) instead of the retriever's own
-        knobs: the vector memories, and the graph's triplets when the policy has graph memory (Mem0g)."""
+    def _retrieve(
+        self, query: str, vector, scope: Scope, k: int, threshold: float | None, history: bool | None = None
+    ) -> list[MemoryRecord]:
+        """MemoryPolicy.search() with this call's top_k (and threshold and include_history, when given) instead of
+        the retriever's own knobs: the vector memories, and the graph's triplets when the policy has graph memory
+        (Mem0g)."""
         retriever = self.policy.retriever
-        knobs = dataclasses.replace(
-            retriever.knobs, top_k=k, **({"threshold": threshold} if threshold is not None else {})
-        )
+        given: dict = {"threshold": threshold} if threshold is not None else {}
+        if history is not None and hasattr(retriever.knobs, "include_history"):
+            given["include_history"] = "always" if history else "never"
+        knobs = dataclasses.replace(retriever.knobs, top_k=k, **given)
         return self.policy.search(
             query, scope, vector=vector, retriever=_with_knobs(retriever, knobs) if knobs != retriever.knobs else None
         )
@@ -150,13 +165,18 @@ class MemoryReads:
         run_id: str = "",
         limit: int | None = None,
         cross_user: bool = False,
+        include_history: bool = False,
     ) -> list[dict]:
-        """The memories of a scope (empty fields: wildcards), oldest first, at most `limit`."""
+        """The memories of a scope (empty fields: wildcards), oldest first, at most `limit`; with include_history
+        also those that no longer hold (soft invalidation), marked "valid": false."""
         scope = check_scope(user_id, agent_id, run_id, write=False)
         check_cross_user(scope, cross_user, self.allow_cross_user, "get_all")
         if limit is not None and not is_int(limit, 0, None):
             raise ValueError(f"limit must be an int >= 0 or null, got {limit!r}")
-        return [memory_dict(r, self.store.embedder_id) for r in self.store.get_all(scope, limit)]
+        if not isinstance(include_history, bool):
+            raise ValueError(f"include_history must be true or false, got {include_history!r}")
+        records = self.store.get_all(scope, limit, include_invalid=include_history)
+        return [memory_dict(r, self.store.embedder_id) for r in records]
 
     def history(
         self, memory_id: str, *, user_id: str = "", agent_id: str = "", run_id: str = "", cross_user: bool = False

@@ -45,11 +45,17 @@ class AnswerKnobs:
 
 def memory_context(memories: Sequence[MemoryRecord]) -> list[dict]:
     """The items the answerer is shown: each memory with the time it was said; a graph triplet (Mem0g) also with
-    when it held: valid_from, and invalid_since when a later triplet superseded it."""
-    return [
-        _graph_context(m) if m.metadata.get("kind") == "graph" else {"said_at": m.timestamp, "memory": m.text}
-        for m in memories
-    ]
+    when it held: valid_from, and invalid_since when a later triplet superseded it. A superseded vector memory
+    (soft invalidation, retrieved with include_history) also says since when it no longer holds: invalid_since
+    (its valid_from is its said_at, so a memory that still holds costs no extra tokens)."""
+    return [_graph_context(m) if m.metadata.get("kind") == "graph" else _vector_context(m) for m in memories]
+
+
+def _vector_context(m: MemoryRecord) -> dict:
+    item = {"said_at": m.timestamp, "memory": m.text}
+    if m.invalid_at:
+        item["invalid_since"] = m.invalid_at
+    return item
 
 
 def render_context(memories: Sequence[MemoryRecord]) -> str:

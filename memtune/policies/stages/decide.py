@@ -2,7 +2,12 @@
 ADD / UPDATE / DELETE / NOOP.
 
 Variants: `llm` (Mem0's decision call; real ids are mapped to small integers in the prompt and back, so an id
-the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs) and `add_only`.
+the LM made up is caught and never applied), and LLM-free `threshold` (cosine cut-offs; with `supersede`, slot rules
+first: supersede.py) and `add_only`.
+
+`invalidation` (every variant): what happens to a memory a decision ends (a replacing UPDATE, a DELETE):
+`soft` keeps it, marked invalid_at / superseded_by, and adds the new text as a new memory; `hard` overwrites or
+deletes it (Mem0). MemoryPolicy._apply reads it.
 
 Provenance (policies/provenance.py): an UPDATE replaces the memory's provenance with its new text's, unless the
 decision says it merges. The threshold decider never merges (its new text replaces the old). The LLM decider merges
@@ -12,6 +17,7 @@ the facts it restates (`_attribute`), not every fact of the call.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 
 import dspy
@@ -23,6 +29,9 @@ from ..types import Decision, Fact, MemoryRecord
 from .instructions import use_instruction
 from .programs import DEFAULT_DIR, load_program
 from .signatures import DecideMemoryOperations
+from .supersede import slot_decisions
+
+INVALIDATION = ("soft", "hard")
 
 ALLOWED_OPS = {
     "all": ("ADD", "UPDATE", "DELETE", "NOOP"),
@@ -44,10 +53,23 @@ class DecisionKnobs:
     allowed_ops: str = "all"
     program: str | None = None  # llm: a compiled program state (memtune-compile) loaded at build time
     programs_dir: str = DEFAULT_DIR  # llm: where compiled programs live (<programs_dir>/decider/<name>.json)
+    # threshold, memtune's own (not in the paper): a fact filling a stored memory's slot (same person, same
+    # single-valued attribute) with another value supersedes it; a restatement is NOOP (supersede.py, slots.py)
+    supersede: bool = False
+    slot_threshold: float = 0.3  # supersede: stored memories at least this cosine-similar are compared slot-wise
+    restate_threshold: float = 0.5  # supersede: value-word overlap at/above which same-slot facts are one value
+    invalidation: str = "hard"  # soft: ended memories are kept, marked invalid (Mem0g's graph); hard: Mem0's
 
     def __post_init__(self) -> None:
         if self.allowed_ops not in ALLOWED_OPS:
             raise ValueError(f"decider.allowed_ops={self.allowed_ops!r}: choose one of {sorted(ALLOWED_OPS)}")
+        if self.invalidation not in INVALIDATION:
+            raise ValueError(f"policy.decider.invalidation must be one of {INVALIDATION}, got {self.invalidation!r}")
+        if not 0 <= self.slot_threshold <= 1 or not 0 < self.restate_threshold <= 1:
+            raise ValueError(
+                "decider needs 0 <= slot_threshold <= 1 and 0 < restate_threshold <= 1, got "
+                f"slot_threshold={self.slot_threshold}, restate_threshold={self.restate_threshold}"
+            )
 
     @property
     def allowed(self) -> tuple[str, ...]:
@@ -74,12 +96,21 @@ class ThresholdDecider:
                 "decider needs 0 <= update_threshold <= noop_threshold <= 1, got "
                 f"update_threshold={self.knobs.update_threshold}, noop_threshold={self.knobs.noop_threshold}"
             )
+        self.supersede_stats: Counter = Counter()  # restated, superseded, other_subject_skipped
 
     def decide(self, facts: list[Fact], similar: list[list[MemoryRecord]]) -> list[Decision]:
-        decisions, touched = [], set()
+        decisions: list[Decision] = []
+        touched: set[str] = set()
         with timed("decide"):
             for fact, neighbours in zip(facts, similar, strict=True):
-                best = next((m for m in neighbours if m.id not in touched), None)
+                neighbours = [m for m in neighbours if m.id not in touched]
+                if self.knobs.supersede:
+                    slotted, neighbours = slot_decisions(fact, neighbours, self.knobs, self.supersede_stats)
+                    if slotted:
+                        decisions += slotted
+                        touched |= {i for d in slotted if d.op != "NOOP" for i in (d.target, *d.supersedes) if i}
+                        continue
+                best = neighbours[0] if neighbours else None
                 score = best.score if best is not None and best.score is not None else -1.0
                 if best is not None and score >= self.knobs.noop_threshold:
                     decisions.append(Decision("NOOP", fact.text, best.id, fact.provenance, fact.timestamp))

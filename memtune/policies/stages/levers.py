@@ -33,16 +33,19 @@ if TYPE_CHECKING:
     from .retrieve import RetrievalKnobs
 
 
-def candidates(knobs: RetrievalKnobs, query: str, vector: np.ndarray, store: MemoryStore, scope: Scope):
-    """(memories with cosine in .score, their fused scores), best first."""
+def candidates(
+    knobs: RetrievalKnobs, query: str, vector: np.ndarray, store: MemoryStore, scope: Scope, include_invalid=False
+):
+    """(memories with cosine in .score, their fused scores), best first; superseded memories only with
+    include_invalid (the retriever's include_history)."""
     depth = max(knobs.top_k, knobs.dense_depth)
-    dense = store.search(vector, scope, depth)
+    dense = store.search(vector, scope, depth, include_invalid=include_invalid)
     if not knobs.hybrid:
         pairs = [(m.id, float(m.score or 0.0)) for m in dense]
         by_id = {m.id: m for m in dense}
     else:
         with timed("keyword_search"):
-            keyword = store.keyword_search(query, scope, knobs.keyword_depth)
+            keyword = store.keyword_search(query, scope, knobs.keyword_depth, include_invalid=include_invalid)
         sources = [[(m.id, float(m.score or 0.0)) for m in dense], [(m.id, float(m.score or 0.0)) for m in keyword]]
         weights = [knobs.dense_weight, knobs.keyword_weight]
         pairs = (

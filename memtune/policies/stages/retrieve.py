@@ -10,8 +10,10 @@ import numpy as np
 from ..metering import timed
 from ..types import MemoryRecord, Scope
 from . import levers
+from .history_cue import INCLUDE_HISTORY, include_invalid
 from .levers import ReferenceDays
 from .rerank import RerankStats, Scorer
+from .slot_rank import slot_first
 
 
 @dataclass
@@ -43,10 +45,17 @@ class RetrievalKnobs:
     # diversity (stages/fusion.py): drop candidates this cosine-similar to a better one; MMR trade-off (1 = relevance)
     dedup_threshold: float | None = None
     mmr_lambda: float | None = None
+    # superseded (soft-invalidated) memories too: never | always | when_asked (history_cue.py); Mem0: never
+    include_history: str = "never"
+    slot_rank: bool = False  # memtune's own: the asked person's asked slot first (slot_rank.py); Mem0: cosine only
 
     def __post_init__(self):
         if self.date_filter is False:  # YAML 1.1 reads a bare `off` as false
             self.date_filter = "off"
+        if self.include_history not in INCLUDE_HISTORY:
+            raise ValueError(
+                f"retriever.include_history must be one of {INCLUDE_HISTORY}, got {self.include_history!r}"
+            )
 
     def levers_on(self) -> bool:
         return (
@@ -102,9 +111,11 @@ class CosineRetriever:
         """The `retrieve` phase times the whole call (a reranker's own time is also reported as `rerank`)."""
         knobs = self.knobs
         with timed("retrieve"):
+            history = include_invalid(knobs.include_history, query)
             if not knobs.levers_on():
-                return store.search(vector, scope, knobs.top_k, threshold=knobs.threshold)
-            memories, scores = levers.candidates(knobs, query, vector, store, scope)
+                hits = store.search(vector, scope, knobs.top_k, threshold=knobs.threshold, include_invalid=history)
+                return slot_first(query, hits) if knobs.slot_rank else hits
+            memories, scores = levers.candidates(knobs, query, vector, store, scope, include_invalid=history)
             if knobs.recency_weight or knobs.date_filter != "off":
                 reference = self._reference.get(store, scope)
                 memories, scores = levers.time_levers(knobs, query, memories, scores, reference)
@@ -112,7 +123,8 @@ class CosineRetriever:
                 memories, scores = levers.rerank_levers(knobs, query, memories, scores, self.scorer, self.rerank_stats)
             if knobs.dedup_threshold is not None or knobs.mmr_lambda is not None:
                 memories = levers.diversity_levers(knobs, memories, scores, store)
-            return memories[: knobs.top_k]
+            hits = memories[: knobs.top_k]
+            return slot_first(query, hits) if knobs.slot_rank else hits
 
 
 def _turn_order(memory: MemoryRecord) -> tuple:
@@ -130,4 +142,5 @@ class AllRetriever:
 
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
         with timed("retrieve"):
-            return sorted(store.get_all(scope), key=_turn_order)
+            history = include_invalid(self.knobs.include_history, query)
+            return sorted(store.get_all(scope, include_invalid=history), key=_turn_order)

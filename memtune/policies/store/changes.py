@@ -15,6 +15,7 @@ import numpy as np
 
 from ..provenance import union
 from ..types import OPS, Op, Scope
+from .invalidate import check_invalidation, invalidate, invalidation_history
 from .mirror import _normalise
 from .sql import _check_scope, _check_text, in_scope
 
@@ -25,13 +26,15 @@ def _now() -> str:
 
 @dataclass(frozen=True, eq=False)  # eq=False: a numpy vector has no truth value, so equality is identity
 class Change:
-    """One write, as decided by a policy. NOOP is recorded in the history only."""
+    """One write, as decided by a policy. NOOP is recorded in the history only. INVALIDATE (soft invalidation)
+    keeps the memory but marks it no longer holding: invalid_at := `timestamp` (when it stopped holding; now
+    when empty), superseded_by := `superseded_by`; searches skip it unless asked for history."""
 
-    op: Op  # "ADD" | "UPDATE" | "DELETE" | "NOOP"
+    op: Op  # "ADD" | "UPDATE" | "DELETE" | "NOOP" | "INVALIDATE"
     text: str = ""  # ADD/UPDATE: the memory text; NOOP: the candidate fact judged redundant
     vector: np.ndarray | None = None  # required for ADD/UPDATE (normalised by the store)
-    memory_id: str | None = None  # required for UPDATE/DELETE/NOOP; ADD gets a new uuid4
-    scope: Scope = Scope()  # ADD: the owner; UPDATE/DELETE/NOOP: the target must lie inside it (wildcards)
+    memory_id: str | None = None  # required for UPDATE/DELETE/NOOP/INVALIDATE; ADD gets a new uuid4
+    scope: Scope = Scope()  # ADD: the owner; otherwise the target must lie inside it (wildcards)
     provenance: tuple[str, ...] = ()  # dia_ids the text comes from; UPDATE: the memory's new provenance (see merge)
     timestamp: str = ""  # when the fact was said (UPDATE keeps the old one when empty)
     metadata: dict | None = None  # ADD: stored; UPDATE: merged over the old (None keeps it)
@@ -39,10 +42,16 @@ class Change:
     # True (merge): the new text keeps the old content too, so it cites the old provenance + `provenance`.
     # Either way the history row keeps the old provenance (old_provenance). See policies/provenance.py.
     merge: bool = False
+    # ADD only: valid memories the new one supersedes; each is invalidated in the same batch (invalid_at := this
+    # change's timestamp, superseded_by := the new memory's id, which is only known when the batch is planned).
+    supersedes: tuple[str, ...] = ()
+    superseded_by: str = ""  # INVALIDATE only: the memory that replaced it ("" when none)
 
     def __post_init__(self):
         if not isinstance(self.provenance, tuple):
             object.__setattr__(self, "provenance", tuple(self.provenance))
+        if not isinstance(self.supersedes, tuple):
+            object.__setattr__(self, "supersedes", tuple(self.supersedes))
 
 
 @dataclass
@@ -87,6 +96,7 @@ def validate_change(c: Change, i: int, dim: int, embedder_id: str) -> np.ndarray
         raise TypeError(f"{where}: merge must be a bool, got {c.merge!r}")
     if c.merge and c.op != "UPDATE":
         raise ValueError(f"{where}: merge applies to UPDATE only (it says the new text keeps the old content)")
+    check_invalidation(c, where)
     if c.op == "ADD" and c.memory_id is not None:
         raise ValueError(f"{where}: ADD takes no memory_id (the store assigns one), got {c.memory_id!r}")
     if c.op != "ADD":
@@ -120,6 +130,7 @@ def plan_changes(
     history: list[dict] = []
     row: dict[str, Any] | None
     now = _now()
+    invalidated: list[dict] = []  # rows this change invalidated (their history rows follow the change's own)
     for i, (c, vec) in enumerate(zip(changes, vectors)):
         if c.op == "ADD":
             mid = str(uuid.uuid4())
@@ -137,24 +148,28 @@ def plan_changes(
                 "metadata": json.dumps(c.metadata or {}, sort_keys=True, ensure_ascii=False),
                 "embedder_id": embedder_id,
                 "policy_version": policy_version,
+                "invalid_at": "",
+                "superseded_by": "",
             }
             state[mid] = row
             dirty[mid] = None
             old_text, new_text = "", c.text
+            for old_id in c.supersedes:  # soft invalidation of what the new memory replaces
+                gone = invalidate(
+                    _target(state, before, old_id, c, i),
+                    c.timestamp or now,
+                    mid,
+                    now,
+                    policy_version,
+                    f"change {i} (ADD)",
+                )
+                state[old_id] = gone
+                dirty[old_id] = None
+                invalidated.append(gone)
         else:
             assert c.memory_id is not None  # validate_change() refuses a change without an id
             mid = c.memory_id
-            row = state.get(mid)
-            if row is None:
-                gone = " (deleted earlier in this batch)" if mid in before else ""
-                raise KeyError(
-                    f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; nothing from this batch was written"
-                )
-            if not in_scope(row, c.scope):
-                raise KeyError(
-                    f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; "
-                    "nothing from this batch was written"
-                )
+            row = _target(state, before, mid, c, i)
             old_text = row["text"]
             new_text = c.text
             old_prov = list(row["provenance"] or [])
@@ -179,7 +194,14 @@ def plan_changes(
                 state[mid] = None
                 dirty.pop(mid, None)
                 new_text = ""
+            elif c.op == "INVALIDATE":
+                row = invalidate(row, c.timestamp or now, c.superseded_by, now, policy_version, f"change {i}")
+                state[mid] = row
+                dirty[mid] = None
         results.append((c.op, mid, old_text))
+        if c.op == "INVALIDATE":  # its own history row says what changed (invalidation_history)
+            history.append(invalidation_history(row, now, next_seq(), policy_version))
+            continue
         # provenance: ADD / UPDATE the memory's provenance after the change (UPDATE: merged or replaced), NOOP /
         # DELETE the change's; old_provenance: the memory's provenance before it ([] for ADD)
         new_prov = row["provenance"] if c.op in ("ADD", "UPDATE") else list(c.provenance)  # row: after the change
@@ -200,11 +222,26 @@ def plan_changes(
                 "policy_version": policy_version,
             }
         )
+        history += [invalidation_history(r, now, next_seq(), policy_version) for r in invalidated]
+        invalidated = []
     inserts = [r for i in dirty if i not in before and (r := state[i]) is not None]  # dirty ids hold rows
     updates = [r for i in dirty if i in before and (r := state[i]) is not None]
     deletes = [i for i in before if state[i] is None]
     after = {i: state[i] for i in [*dirty, *deletes]}
     return _Plan(results, inserts, updates, deletes, history, after)
+
+
+def _target(state: dict[str, dict | None], before: dict[str, dict], mid: str, c: Change, i: int) -> dict:
+    """The current row of the memory change `i` names (it must exist and lie in the change's scope)."""
+    row = state.get(mid)
+    if row is None:
+        gone = " (deleted earlier in this batch)" if mid in before else ""
+        raise KeyError(f"change {i} ({c.op}): unknown memory id {mid!r}{gone}; nothing from this batch was written")
+    if not in_scope(row, c.scope):
+        raise KeyError(
+            f"change {i} ({c.op}): memory id {mid!r} is not in scope {c.scope}; nothing from this batch was written"
+        )
+    return row
 
 
 def delete_history(rows: list[dict], reason: str, next_seq: Callable[[], int], policy_version: str) -> list[dict]:

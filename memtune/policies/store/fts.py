@@ -31,7 +31,7 @@ from lancedb.query import FullTextOperator, MatchQuery
 
 from ..types import MemoryRecord, Scope
 from .lance import to_record
-from .sql import _check_scope, _check_text, ids_where, sql_where
+from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
 from .state import StoreState
 
 FTS_COLUMN = "text"
@@ -81,14 +81,17 @@ def _match(query: str) -> MatchQuery:
 class KeywordMixin(StoreState):
     """Reads of MemoryStore for the retrieval levers: keyword_search, vectors_of, said_times."""
 
-    def keyword_search(self, query: str, scope: Scope, top_k: int) -> list[MemoryRecord]:
+    def keyword_search(
+        self, query: str, scope: Scope, top_k: int, *, include_invalid: bool = False
+    ) -> list[MemoryRecord]:
         """The top_k memories in `scope` by BM25 over their text (LanceDB's FTS index; `.score` is the BM25
-        score, descending). A query with no indexable word (empty, stop words only) finds nothing."""
+        score, descending); valid memories only unless include_invalid. A query with no indexable word (empty,
+        stop words only) finds nothing."""
         _check_text(query, "query")
         _check_scope(scope)
         if top_k <= 0 or not query.strip():
             return []
-        where = sql_where(scope)
+        where = valid_where(sql_where(scope), include_invalid, self._columns)
         with self._lock:
             view = self._view()
             columns = ["id", "_score"] if view is not None else [*self._columns, "_score"]

@@ -31,11 +31,14 @@ _ROW_COLUMNS = (
     "metadata",
     "embedder_id",
     "policy_version",
+    "invalid_at",
+    "superseded_by",
 )
 # Columns added after the first release, appended at the end of the tables that have them (nullable: an upgraded
 # table holds nulls in old rows, read as "" / []). Stores written before them are upgraded on open by
-# add_missing_columns(). old_provenance is in the history table only.
-_ADDED_COLUMNS = ("policy_version", "old_provenance")
+# add_missing_columns(). old_provenance is in the history table only; invalid_at / superseded_by (soft
+# invalidation) in the memories table only.
+_ADDED_COLUMNS = ("policy_version", "old_provenance", "invalid_at", "superseded_by")
 
 
 def schema_meta(embedder_id: str, dim: int) -> dict[bytes, bytes]:
@@ -59,6 +62,8 @@ def memory_schema(dim: int, meta: dict[bytes, bytes]) -> pa.Schema:
             pa.field("metadata", s),
             pa.field("embedder_id", s),
             pa.field("policy_version", s),  # the policy bundle version that last wrote the row ("" for eval runs)
+            pa.field("invalid_at", s),  # soft invalidation: when the fact stopped holding ("" or null: valid)
+            pa.field("superseded_by", s),  # the id of the memory that superseded it ("" or null: none)
         ],
         metadata=meta,
     )
@@ -175,6 +180,8 @@ def to_record(row: dict, score: float | None = None) -> MemoryRecord:
         score=score,
         policy_version=row.get("policy_version") or "",
         embedder_id=row.get("embedder_id") or "",
+        invalid_at=row.get("invalid_at") or "",
+        superseded_by=row.get("superseded_by") or "",
     )
 
 

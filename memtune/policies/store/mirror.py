@@ -27,6 +27,7 @@ class _Mirror:
         self.dead = 0
         self.vectors = np.zeros((64, dim), np.float32)
         self.alive = np.zeros(64, bool)
+        self.valid = np.zeros(64, bool)  # alive and never invalidated (soft invalidation: invalid_at empty)
         self.codes = {f: np.zeros(64, np.int32) for f in SCOPE_FIELDS}
         self.vocab: dict[str, dict[str, int]] = {f: {} for f in SCOPE_FIELDS}
         self.rows: list[dict | None] = []
@@ -55,6 +56,7 @@ class _Mirror:
         new = max(need, 2 * cap)
         self.vectors = _grow_rows(self.vectors, new)
         self.alive = np.concatenate([self.alive, np.zeros(new - cap, bool)])
+        self.valid = np.concatenate([self.valid, np.zeros(new - cap, bool)])
         for f in SCOPE_FIELDS:
             self.codes[f] = np.concatenate([self.codes[f], np.zeros(new - cap, np.int32)])
 
@@ -72,6 +74,7 @@ class _Mirror:
             clean["provenance"] = list(clean["provenance"] or [])
             self.rows[s] = clean
             self.alive[s] = True
+            self.valid[s] = not clean["invalid_at"]
             for f in SCOPE_FIELDS:
                 self.codes[f][s] = self.vocab[f].setdefault(row[f] or "", len(self.vocab[f]))
             if vectors is not None:
@@ -82,6 +85,7 @@ class _Mirror:
             s = self.slot.pop(i, None)
             if s is not None:
                 self.alive[s] = False
+                self.valid[s] = False
                 self.rows[s] = None
                 self.dead += 1
         if self.dead > 1024 and self.dead > self.n // 2:  # squeeze out tombstones
@@ -96,8 +100,9 @@ class _Mirror:
         s = self.slot.get(memory_id)
         return None if s is None else self.rows[s]
 
-    def mask(self, scope: Scope) -> np.ndarray:
-        m = self.alive[: self.n].copy()
+    def mask(self, scope: Scope, include_invalid: bool = True) -> np.ndarray:
+        """Slots of the scope's memories (only the valid ones unless include_invalid)."""
+        m = (self.alive if include_invalid else self.valid)[: self.n].copy()
         for f in SCOPE_FIELDS:
             value = getattr(scope, f)
             if value:
@@ -107,8 +112,10 @@ class _Mirror:
                 m &= self.codes[f][: self.n] == code
         return m
 
-    def top_k(self, queries: np.ndarray, scope: Scope, k: int) -> list[list[tuple[dict, float]]]:
-        mask = self.mask(scope)
+    def top_k(
+        self, queries: np.ndarray, scope: Scope, k: int, include_invalid: bool = False
+    ) -> list[list[tuple[dict, float]]]:
+        mask = self.mask(scope, include_invalid)
         idx = np.flatnonzero(mask)
         if idx.size == 0 or k <= 0:
             return [[] for _ in range(len(queries))]
@@ -131,8 +138,8 @@ class _Mirror:
             out.append([(self.rows[idx[o]], float(s[o])) for o in order])
         return out
 
-    def select(self, scope: Scope) -> list[dict]:
-        return [self.rows[s] for s in np.flatnonzero(self.mask(scope))]  # type: ignore[misc]  # alive slots hold rows
+    def select(self, scope: Scope, include_invalid: bool = True) -> list[dict]:
+        return [self.rows[s] for s in np.flatnonzero(self.mask(scope, include_invalid))]  # type: ignore[misc]  # alive slots hold rows
 
 
 def _product(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:

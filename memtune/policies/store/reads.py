@@ -11,7 +11,7 @@ import numpy as np
 from ..types import MemoryRecord, Scope
 from .lance import lance_search, to_record
 from .mirror import _Mirror
-from .sql import _check_scope, _check_text, ids_where, sql_where
+from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
 from .state import StoreState
 
 
@@ -50,6 +50,16 @@ class ReadsMixin(StoreState):
             return {i: r for i in ids if (r := view.get(i)) is not None}
         return {r["id"]: r for r in self._query_rows(sql_where(ids=ids))}
 
+    def _stored_vectors(self, ids: Sequence[str]) -> dict[str, np.ndarray]:
+        """The stored (unit) vectors of `ids` that exist."""
+        if not ids:
+            return {}
+        view = self._view()
+        if view is not None:
+            return {i: view.vectors[view.slot[i]].copy() for i in ids if i in view.slot}
+        data = self._table.search().where(ids_where(ids)).select(["id", "vector"]).to_arrow().to_pylist()
+        return {r["id"]: np.asarray(r["vector"], np.float32) for r in data}
+
     _record = staticmethod(to_record)
 
     def get(self, memory_id: str) -> MemoryRecord | None:
@@ -58,21 +68,44 @@ class ReadsMixin(StoreState):
             row = self._rows_by_id([memory_id]).get(memory_id)
         return None if row is None else self._record(row)
 
-    def get_all(self, scope: Scope = Scope(), limit: int | None = None) -> list[MemoryRecord]:
-        """Memories in `scope` (empty fields are wildcards), oldest first."""
+    def get_all(
+        self, scope: Scope = Scope(), limit: int | None = None, *, include_invalid: bool = False
+    ) -> list[MemoryRecord]:
+        """Memories in `scope` (empty fields are wildcards), oldest first; the valid ones only unless
+        include_invalid (soft-invalidated memories, marked by invalid_at / superseded_by)."""
         _check_scope(scope)
         with self._lock:
             view = self._view()
-            rows = view.select(scope) if view is not None else self._query_rows(sql_where(scope))
+            rows = (
+                view.select(scope, include_invalid)
+                if view is not None
+                else self._query_rows(valid_where(sql_where(scope), include_invalid, self._columns))
+            )
         rows = sorted(rows, key=lambda r: (r["created_at"], r["id"]))
         return [self._record(r) for r in (rows if limit is None else rows[: max(limit, 0)])]
 
-    def search(self, vector, scope: Scope, top_k: int, threshold: float | None = None) -> list[MemoryRecord]:
-        """The top_k memories in `scope` by cosine similarity (in `.score`, descending), >= threshold if given."""
-        hits = self.search_many(self._vectors(vector, "search")[:1], scope, top_k)[0]
+    def get_all_with_vectors(
+        self, scope: Scope = Scope(), *, include_invalid: bool = False
+    ) -> tuple[list[MemoryRecord], np.ndarray]:
+        """get_all() (oldest first) and the memories' stored unit vectors, row i for record i (health metrics,
+        memtune-audit)."""
+        with self._lock:  # re-entrant: one consistent read of both
+            records = self.get_all(scope, include_invalid=include_invalid)
+            vectors = self._stored_vectors([r.id for r in records])
+        rows = [vectors[r.id] for r in records]
+        return records, (np.stack(rows) if rows else np.zeros((0, self.dim), np.float32))
+
+    def search(
+        self, vector, scope: Scope, top_k: int, threshold: float | None = None, *, include_invalid: bool = False
+    ) -> list[MemoryRecord]:
+        """The top_k memories in `scope` by cosine similarity (in `.score`, descending), >= threshold if given;
+        valid memories only unless include_invalid."""
+        hits = self.search_many(self._vectors(vector, "search")[:1], scope, top_k, include_invalid=include_invalid)[0]
         return hits if threshold is None else [h for h in hits if h.score is not None and h.score >= threshold]
 
-    def search_many(self, vectors: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
+    def search_many(
+        self, vectors: np.ndarray, scope: Scope, top_k: int, *, include_invalid: bool = False
+    ) -> list[list[MemoryRecord]]:
         """search() for each row of `vectors` (one pass over the scope)."""
         _check_scope(scope)
         q = np.zeros((0, self.dim), np.float32) if len(vectors) == 0 else self._vectors(vectors, "search_many")
@@ -81,14 +114,17 @@ class ReadsMixin(StoreState):
         with self._lock:
             view = self._view()
             if view is not None:
-                return [[self._record(r, s) for r, s in hits] for hits in view.top_k(q, scope, top_k)]
-            return self._lance_search(q, scope, top_k)
+                hits = view.top_k(q, scope, top_k, include_invalid)
+                return [[self._record(r, s) for r, s in per_query] for per_query in hits]
+            return self._lance_search(q, scope, top_k, include_invalid)
 
-    def _lance_search(self, q: np.ndarray, scope: Scope, top_k: int) -> list[list[MemoryRecord]]:
+    def _lance_search(
+        self, q: np.ndarray, scope: Scope, top_k: int, include_invalid: bool = False
+    ) -> list[list[MemoryRecord]]:
         hits = lance_search(
             self._table,
             q,
-            sql_where(scope),
+            valid_where(sql_where(scope), include_invalid, self._columns),
             top_k,
             self._columns,
             self._vector_indexed,
@@ -114,10 +150,11 @@ class ReadsMixin(StoreState):
             r["old_provenance"] = r.get("old_provenance") or []
         return rows
 
-    def count(self, scope: Scope = Scope()) -> int:
+    def count(self, scope: Scope = Scope(), *, include_invalid: bool = False) -> int:
+        """How many memories `scope` holds: the valid ones, or every stored row with include_invalid."""
         _check_scope(scope)
         with self._lock:
             view = self._view()
             if view is not None:
-                return int(view.mask(scope).sum())
-            return self._table.count_rows(sql_where(scope))
+                return int(view.mask(scope, include_invalid).sum())
+            return self._table.count_rows(valid_where(sql_where(scope), include_invalid, self._columns))

@@ -63,6 +63,17 @@ def ids_where(ids: Iterable[str], id_column: str = "id") -> str:
     return where
 
 
+VALID_SQL = "(invalid_at IS NULL OR invalid_at = '')"  # a memory never invalidated (soft invalidation)
+
+
+def valid_where(where: str | None, include_invalid: bool, columns: Iterable[str]) -> str | None:
+    """`where` restricted to valid memories unless `include_invalid` (a table version from before the
+    invalid_at column holds valid memories only, and no filter is added)."""
+    if include_invalid or "invalid_at" not in columns:
+        return where
+    return f"{where} AND {VALID_SQL}" if where else VALID_SQL
+
+
 def _check_scope(scope: Scope) -> None:
     if not isinstance(scope, Scope):
         raise TypeError(f"scope must be a memtune Scope, got {type(scope).__name__}")

@@ -29,7 +29,12 @@ class WritesMixin(StoreState):
     def _plan(self, changes: Sequence[Change]) -> _Plan:
         """Validate the whole batch and work out its effect, in order, without writing anything."""
         vectors = [validate_change(c, i, self.dim, self.embedder_id) for i, c in enumerate(changes)]
-        before = self._rows_by_id(sorted({c.memory_id for c in changes if c.op != "ADD" and c.memory_id}))  # validated
+        ended = {i for c in changes for i in ((c.memory_id,) if c.op == "INVALIDATE" else c.supersedes) if i}
+        named = {c.memory_id for c in changes if c.op != "ADD" and c.memory_id} | ended
+        before = self._rows_by_id(sorted(i for i in named if i))  # validated
+        kept = ended
+        for memory_id, vector in self._stored_vectors(sorted(kept & set(before))).items():
+            before[memory_id] = {**before[memory_id], "vector": vector}  # an invalidated row keeps its vector
         return plan_changes(changes, vectors, before, self.embedder_id, self._next_seq, self.policy_version)
 
     def _write_memories(self, plan: _Plan) -> int | None:
