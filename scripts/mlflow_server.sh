@@ -28,7 +28,13 @@ EOF
 
 start() {
   if alive && healthy; then say "already running at $(url) (pid $(pid))"; url; return; fi
-  if alive; then say "pid $(pid) is not answering: stop it first (bash scripts/mlflow_server.sh stop)"; exit 1; fi
+  if alive; then  # a running server can miss one health check on a loaded machine: give it 30 s
+    for _ in $(seq 1 30); do
+      if healthy; then say "already running at $(url) (pid $(pid))"; url; return; fi
+      sleep 1
+    done
+    say "pid $(pid) is not answering: stop it first (bash scripts/mlflow_server.sh stop)"; exit 1
+  fi
   local backend=${MEMTUNE_MLFLOW_BACKEND:-}
   if [[ -z $backend ]]; then
     bash "$REPO/scripts/postgres.sh" status >/dev/null 2>&1 || {
