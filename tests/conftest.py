@@ -37,3 +37,21 @@ def store(tmp_path, embedder):
     from memtune.policies.store.store import MemoryStore
 
     return MemoryStore(tmp_path / "store", dim=embedder.dim, embedder_id=embedder.id)
+
+
+PG_SKIP = (
+    "needs a PostgreSQL server: bash scripts/postgres.sh start && export MEMTUNE_TEST_PG_URL=$(bash scripts/postgres.sh "
+    "url) (a role that may create databases; .ci/run does this)"
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `postgres` run against MEMTUNE_TEST_PG_URL and are skipped without it, unless
+    MEMTUNE_REQUIRE_PG is set (CI): then a missing server is an error, not a skip."""
+    if os.environ.get("MEMTUNE_TEST_PG_URL"):
+        return
+    if os.environ.get("MEMTUNE_REQUIRE_PG"):
+        raise pytest.UsageError("MEMTUNE_REQUIRE_PG is set but MEMTUNE_TEST_PG_URL is not: " + PG_SKIP)
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason=PG_SKIP))

@@ -25,10 +25,13 @@ from .budget import Budget
 from .constraints import constraints_from
 from .defaults_trial import base_choices, defaults_trial
 from .identity import claim_study, signature
+from .joining import create_or_join, wait_for_signature
 from .knob_deps import KnobNotSampledWarning, restrict
+from .orphans import is_orphan, orphan_after
 from .report import REPORT_METRICS, _maybe, write_report
 from .scoring import Objective, evaluate_conversations, objectives_from, split_ids, write_outputs
 from .search_space import SearchSpace
+from .seeding import TrialSeeded
 from .tracking import NullTracker, make_tracker, retrying
 from .trial import run_trial
 from .workers import make_storage, storage_label, worker_alive, worker_id
@@ -62,18 +65,20 @@ class Sweep:
         directions = [cast(Literal["minimize", "maximize"], o.direction) for o in self.objectives]  # checked
         # workers starting together race to create the storage's tables and the study: retry
         self.storage = retrying(lambda: make_storage(cfg.sweep, self._on_stale), "open the Optuna storage")
+        name = str(cfg.sweep.study_name)
+        created = retrying(lambda: create_or_join(self.storage, name, directions), "create or join the study")
         self.study = retrying(
-            lambda: optuna.create_study(
+            lambda: optuna.load_study(
+                study_name=name,
                 storage=self.storage,
-                study_name=str(cfg.sweep.study_name),
-                directions=directions,
-                load_if_exists=True,
-                sampler=self._sampler(0),
+                sampler=TrialSeeded(self._sampler),
                 pruner=instantiate(cfg.sweep.pruner),
             ),
-            "create or load the study",
+            "load the study",
         )
         self.budget = Budget(cfg, self.study, self.dataset, self.tune, out_dir)
+        if not created:
+            wait_for_signature(self.study)  # the creator enqueues the first trials; joiners check against it
         sig = signature(
             self.space, self.objectives, self.tune, cfg, self.holdout, self.dataset.sha256, self.not_sampled
         )
@@ -98,8 +103,8 @@ class Sweep:
         return [params, *trials]
 
     def _sampler(self, offset: int):
-        """The configured sampler, its seed shifted by the trial count: a resumed or parallel worker does not
-        replay the random start-up proposals of another one, and a single-process sweep stays reproducible."""
+        """The configured sampler, its seed shifted by the trial's number (seeding.py): a resumed or parallel
+        worker does not replay the random start-up proposals of another one; one process stays reproducible."""
         spec = cast(dict, OmegaConf.to_container(self.cfg.sweep.sampler, resolve=True))
         if spec.get("seed") is not None:
             spec["seed"] = int(spec["seed"]) + offset
@@ -137,13 +142,17 @@ class Sweep:
         self._retry(trial, "heartbeat stale: its worker stopped")
 
     def reap_dead_workers(self) -> int:
-        """Fail RUNNING trials whose worker is provably dead (same host, pid gone or reused), then re-queue them."""
+        """Fail RUNNING trials whose worker is provably dead (same host, pid gone or reused), or that no worker
+        claimed (orphans.py), then re-queue them."""
         reaped = 0
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
             worker = t.user_attrs.get("worker")
-            if not worker or worker_alive(worker) is not False:
+            if is_orphan(t, orphan_after(self.cfg.sweep)):
+                reason = "no worker claimed it (its creator died, or its creation was retried)"
+            elif not worker or worker_alive(worker) is not False:
                 continue
-            reason = f"worker {worker} died during the trial"
+            else:
+                reason = f"worker {worker} died during the trial"
             trial_id = self._trial_id(t.number)
             try:
                 self.storage.set_trial_user_attr(trial_id, "error", reason)
@@ -178,8 +187,10 @@ class Sweep:
                 continue
             if self.budget is not None and not self.budget.allows_next():  # sweep.budget_usd (budget.py)
                 return "budget"
-            self.study.sampler = self._sampler(len(self.study.get_trials(deepcopy=False)))
-            self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            try:
+                self.study.optimize(self.objective, n_trials=1, catch=(Exception,))
+            except optuna.exceptions.UpdateFinishedTrialError as err:  # another worker judged its heartbeat stale
+                print(f"[sweep] the trial was failed elsewhere while it ran: {err}", file=sys.stderr, flush=True)
             if self.budget is not None:
                 print(self.budget.line(), flush=True)
             last = self.storage.get_trial(self._trial_id(self.ran[-1])) if self.ran else None
@@ -241,8 +252,17 @@ class Sweep:
         )
         if len(self.objectives) > 1:
             print("[sweep] multi-objective study: no pruning (Optuna's Trial.report is single-objective only)")
+        self.tracker.link = self._link_run
         reason = self.optimize()
+        self.tracker.settle(self.study, [o.name for o in self.objectives])  # MLflow agrees with the study
         return self.report(reason, time.perf_counter() - t_start)
+
+    def _link_run(self, number: int, run_id: str) -> None:
+        """A trial's MLflow run was created late (MLflow was unreachable): record its id while the trial runs."""
+        try:
+            self.storage.set_trial_user_attr(self._trial_id(number), "mlflow_run_id", run_id)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass  # finished already: settle() finds the run by its tags
 
 
 def _digest(text: str) -> str:

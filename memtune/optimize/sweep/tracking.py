@@ -20,7 +20,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ class NullTracker:
 
     enabled = False
     parent_run_id: str | None = None
+    link: Callable[[int, str], None] | None = None  # told (trial number, run id) when a queued run is created
 
     def start_study(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None: ...
     def start_trial(self, number: int, params: Mapping[str, Any]) -> str | None:
@@ -56,6 +57,9 @@ class NullTracker:
     def end_study(
         self, *, metrics: Mapping[str, float] | None = None, artifacts: Iterable[Path] = (), finished: bool = True
     ) -> None: ...
+    def settle(self, study: Any, objectives: Sequence[str] = ()) -> None:
+        """Make the trial runs agree with the Optuna study (ResilientTracker, tracking_buffer.py)."""
+
     def ui_hint(self) -> str:
         return "tracking=none: no MLflow runs were logged"
 
@@ -63,10 +67,12 @@ class NullTracker:
 class MlflowTracker(NullTracker):
     enabled = True
 
-    def __init__(self, tracking_uri: str, experiment: str, artifact_location: str | None = None):
+    def __init__(
+        self, tracking_uri: str, experiment: str, artifact_location: str | None = None, open_attempts: int = 5
+    ):
         self.tracking_uri, self.experiment_name = tracking_uri, experiment
         # opening the store creates/migrates its tables; workers starting together race for that: retry
-        self.client = retrying(lambda: _open(tracking_uri), "open the MLflow tracking store")
+        self.client = retrying(lambda: _open(tracking_uri), "open the MLflow tracking store", attempts=open_attempts)
         found = self.client.get_experiment_by_name(experiment)
         if found is None:
             location = Path(artifact_location).resolve().as_uri() if artifact_location else None
@@ -94,21 +100,26 @@ class MlflowTracker(NullTracker):
     def start_study(self, key: str, name: str, params: Mapping[str, Any], tags: Mapping[str, str]) -> None:
         """Create the study's parent run, or re-open the one an earlier (or parallel) worker created.
 
-        Workers that race to create it converge on the oldest parent run; a duplicate is deleted."""
+        Workers that race to create it converge on the oldest parent run; a duplicate is deleted (one that looked
+        oldest until a slower worker's older run appeared is deleted when the runs are settled: tracking_settle.py)."""
         from mlflow.entities import Param
 
         self.study_key = key
-        parents = self._parents()
-        if parents:
+        while parents := self._parents():
             self.parent_run_id = parents[0].info.run_id
-            self.client.update_run(self.parent_run_id, status="RUNNING")
-            return
+            try:
+                self.client.update_run(self.parent_run_id, status="RUNNING")
+                return
+            except Exception as err:  # deleted as a duplicate between the search and now: look again
+                if "deleted" not in str(err):
+                    raise
         run = self.client.create_run(
             self.experiment_id, run_name=name, tags={"memtune.role": "study", "memtune.study_key": key, **tags}
         )
         mine = run.info.run_id
         oldest = self._parents()[0].info.run_id
         if oldest != mine:
+            self.client.set_terminated(mine, "KILLED")  # no deleted run is left RUNNING either
             self.client.delete_run(mine)
             self.parent_run_id = oldest
             return
@@ -131,8 +142,11 @@ class MlflowTracker(NullTracker):
 
     # ---- trials ---------------------------------------------------------------------------------------------
     def start_trial(self, number: int, params: Mapping[str, Any]) -> str | None:
-        from mlflow.entities import Param
+        run_id = self.create_trial_run(number)
+        self.log_params(run_id, params)
+        return run_id
 
+    def create_trial_run(self, number: int) -> str:
         run = self.client.create_run(
             self.experiment_id,
             run_name=f"trial-{number:04d}",
@@ -143,10 +157,16 @@ class MlflowTracker(NullTracker):
                 "memtune.trial": str(number),
             },
         )
+        return run.info.run_id
+
+    def log_params(self, run_id: str | None, params: Mapping[str, Any]) -> None:
+        from mlflow.entities import Param
+
+        if not run_id:
+            return
         items = [Param(sanitize(k), str(v)[:6000]) for k, v in params.items()]
         for start in range(0, len(items), 100):
-            self.client.log_batch(run.info.run_id, params=items[start : start + 100])
-        return run.info.run_id
+            self.client.log_batch(run_id, params=items[start : start + 100])
 
     def _metrics(self, run_id: str, metrics: Mapping[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -208,6 +228,8 @@ class MlflowTracker(NullTracker):
             print(f"[tracking] could not mark MLflow run {run_id} killed: {err}", file=sys.stderr)
 
     def ui_hint(self) -> str:
+        if self.tracking_uri.startswith(("http://", "https://")):
+            return f"MLflow UI: {self.tracking_uri} (experiment {self.experiment_name!r})"
         return (
             f"MLflow UI: LITELLM_LOCAL_MODEL_COST_MAP=True uv run mlflow ui --backend-store-uri "
             f"{self.tracking_uri}  (experiment {self.experiment_name!r}, then http://127.0.0.1:5000)"
@@ -249,10 +271,20 @@ def absolute_sqlite(url: str) -> str:
 
 
 def make_tracker(cfg) -> NullTracker:
-    """From the tracking config node: MlflowTracker when enabled, NullTracker otherwise."""
+    """From the tracking config node: MlflowTracker behind a queue that outlives MLflow outages
+    (tracking_buffer.py) when enabled, NullTracker otherwise."""
     if cfg is None or not cfg.get("enabled", False):
         return NullTracker()
-    return MlflowTracker(absolute_sqlite(str(cfg.tracking_uri)), str(cfg.experiment), cfg.get("artifact_location"))
+    from .tracking_buffer import ResilientTracker, http_settings
+
+    http_settings(cfg)
+    uri = absolute_sqlite(str(cfg.tracking_uri))
+    attempts = 5 if uri.startswith("sqlite") else 1  # a server migrates its own tables; the queue retries the rest
+    return ResilientTracker(
+        lambda: MlflowTracker(uri, str(cfg.experiment), cfg.get("artifact_location"), open_attempts=attempts),
+        retry_every=float(cfg.get("retry_every", 10)),
+        flush_seconds=float(cfg.get("flush_seconds", 300)),
+    )
 
 
 def dump(obj: Any) -> str:

@@ -7,6 +7,7 @@ storage's heartbeat catches the rest.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from pathlib import Path
 
@@ -14,6 +15,7 @@ import optuna
 from omegaconf import DictConfig
 from optuna.trial import TrialState
 
+from .storage_retry import RetryingStorage
 from .tracking import absolute_sqlite
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
@@ -59,15 +61,26 @@ def make_storage(cfg: DictConfig, on_stale) -> optuna.storages.BaseStorage:
         return JournalStorage(JournalFileBackend(str(path)))
     url = absolute_sqlite(url)
     hb = cfg.heartbeat
-    return optuna.storages.RDBStorage(
+    sqlite = url.startswith("sqlite")
+    storage = optuna.storages.RDBStorage(
         url,
-        engine_kwargs={"connect_args": {"timeout": 120}} if url.startswith("sqlite") else None,
+        # a server's connections die when it restarts: test each one before use (storage_retry.py)
+        engine_kwargs={"connect_args": {"timeout": 120}} if sqlite else {"pool_pre_ping": True},
         heartbeat_interval=hb.interval,
         grace_period=hb.grace_period,
         heartbeat_stale_trial_callback=on_stale,
     )
+    if sqlite:
+        return storage
+    return RetryingStorage(storage, budget=float(cfg.get("storage_retry_seconds", 120)))
 
 
 def storage_label(cfg: DictConfig) -> str:
+    """The storage as logged and printed: a journal's absolute path, or the URL without its password."""
     url = str(cfg.sweep.storage)
-    return str(Path(url).resolve()) if url.endswith((".journal", ".log")) and "://" not in url else absolute_sqlite(url)
+    if url.endswith((".journal", ".log")) and "://" not in url:
+        return str(Path(url).resolve())
+    return _PASSWORD.sub(r"\1***@", absolute_sqlite(url))
+
+
+_PASSWORD = re.compile(r"(://[^/:@\s]+:)[^/@\s]+@")  # user:password@ -> user:***@
