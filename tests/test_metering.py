@@ -153,3 +153,26 @@ def test_consecutive_failures_stop_across_stages(consecutive):
             assert extractor.extract([], [], "") == []
         with pytest.raises(RuntimeError, match="3 LM calls in a row failed"):
             extractor.extract([], [], "")
+
+
+def test_a_cache_hit_still_costs_the_config_what_it_would_bill(monkeypatch):
+    """DSPy clears a cached response's usage; a sweep minimising tokens or dollars must not find a config cheaper
+    because a trial before it asked the same prompts. The hit bills 0 (`spent`) but counts in `total` at its counted
+    tokens (replayed_*), close to what the first call billed."""
+    from memtune.optimize.evaluation.prices import Price, billed_tokens, usd_section
+
+    monkeypatch.setattr(dspy, "cache", Cache(enable_disk_cache=False, enable_memory_cache=True, disk_cache_dir=None))
+    cold, warm = CostMeter(), CostMeter()
+    with dspy.context(lm=TokenLM([FACTS], cache=True)):
+        with metering(cold):
+            LLMExtractor()(new_messages=["[1 May] Ann: I moved to Oslo."])
+        with metering(warm):  # the same config again: every call a cache hit
+            LLMExtractor()(new_messages=["[1 May] Ann: I moved to Oslo."])
+    first, hit = cold.as_dict()["phases"]["extract"], warm.as_dict()["phases"]["extract"]
+    assert (first["replayed_prompt_tokens"], first["replayed_completion_tokens"]) == (0, 0)
+    assert (hit["prompt_tokens"], hit["cached_calls"]) == (0, 1)
+    assert hit["replayed_prompt_tokens"] > 50 and hit["replayed_completion_tokens"] > 0  # the real prompt, counted
+    cost = {"ingest": warm.as_dict()}
+    assert billed_tokens(cost) == 0 and billed_tokens(cost, replayed=True) > 50
+    usd = usd_section(cost, "m", None, {"m": Price(1.0, 2.0)})
+    assert usd["spent"] == 0.0 and usd["total"] > 0 and usd["extract"] == usd["total"]

@@ -73,6 +73,10 @@ class PhaseCost:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # of prompt_tokens, served from the provider's prompt cache (a cheaper price)
+    # tokens of the calls DSPy answered from its own cache (counted, metering.replayed_usage): not paid by this run,
+    # but part of what the config costs
+    replayed_prompt_tokens: int = 0
+    replayed_completion_tokens: int = 0
     failures: int = 0
     steps: int = 0
     seconds_total: float = 0.0
@@ -102,7 +106,8 @@ class CostMeter:
     A step is one metered call: of an LLM-free stage (`timed`), or of an LLM stage module, its retries included
     (`record_lm_step`, called by metering.PhaseMeter). Token counts are the LM's own usage reports for the calls
     DSPy did not answer from its cache: a cached call counts in `calls` and `cached_calls` and bills 0 tokens, so
-    tokens are what this run billed; report the cost of a config from a run with a cold cache."""
+    tokens are what this run billed; what the cached calls would bill is kept apart (`replayed_*_tokens`), so the
+    cost of a config does not depend on what ran before it."""
 
     def __init__(self, max_consecutive_failures: int = 20):
         self.phases: dict[str, PhaseCost] = defaultdict(PhaseCost)
@@ -138,8 +143,10 @@ class CostMeter:
         prompt_tokens: int,
         completion_tokens: int,
         cached_prompt_tokens: int = 0,
+        replayed: tuple[int, int] = (0, 0),
     ) -> None:
-        """One call of an LLM stage: its wall time and the LM calls made inside it."""
+        """One call of an LLM stage: its wall time and the LM calls made inside it; `replayed`: the (prompt,
+        completion) tokens its calls answered from DSPy's cache would have billed."""
         with self._lock:
             cost = self.phases[phase]
             cost.record(elapsed)
@@ -148,6 +155,8 @@ class CostMeter:
             cost.prompt_tokens += prompt_tokens
             cost.completion_tokens += completion_tokens
             cost.cached_prompt_tokens += cached_prompt_tokens
+            cost.replayed_prompt_tokens += replayed[0]
+            cost.replayed_completion_tokens += replayed[1]
 
     def count_failure(self, phase: str, item: str, error: BaseException | None, attempts: int) -> None:
         """Record a failure that falls back to a safe result and never stops a run (a reranker's)."""

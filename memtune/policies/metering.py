@@ -82,7 +82,10 @@ class _Run:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cached_prompt_tokens: int = 0  # of prompt_tokens, those the provider served from its prompt cache (cheaper)
+    replayed_prompt_tokens: int = 0  # cache hits: the tokens they would bill (replayed_usage), not paid by this run
+    replayed_completion_tokens: int = 0
     billed: set[str] = field(default_factory=set)  # LM call ids that reached the usage tracker (not cache hits)
+    requests: dict[str, tuple[str, Any]] = field(default_factory=dict)  # open LM call id -> (model, messages)
     lm_calls: list[str] = field(default_factory=list)  # LM calls started and not yet ended (innermost last)
 
 
@@ -144,12 +147,15 @@ class PhaseMeter(BaseCallback):
             run.prompt_tokens,
             run.completion_tokens,
             run.cached_prompt_tokens,
+            (run.replayed_prompt_tokens, run.replayed_completion_tokens),
         )
 
     def on_lm_start(self, call_id: str, instance: Any, inputs: dict[str, Any]) -> None:
         runs = _RUNS.get()
         if runs:
             runs[-1].lm_calls.append(call_id)
+            messages = inputs.get("messages") or [{"role": "user", "content": str(inputs.get("prompt") or "")}]
+            runs[-1].requests[call_id] = (str(getattr(instance, "model", "")), messages)
 
     def on_lm_end(self, call_id: str, outputs: Any | None, exception: Exception | None = None) -> None:
         runs = _RUNS.get()
@@ -157,13 +163,34 @@ class PhaseMeter(BaseCallback):
             return
         run = runs[-1]
         run.lm_calls.remove(call_id)
+        model, messages = run.requests.pop(call_id, ("", []))
         if exception is None:  # a call that raised left no answer (and no history entry): not a call made
             run.calls += 1
-            run.cached_calls += call_id not in run.billed
+            if call_id not in run.billed:  # answered from DSPy's cache: what it would bill, for the config's cost
+                run.cached_calls += 1
+                prompt, completion = replayed_usage(model, messages, outputs)
+                run.replayed_prompt_tokens += prompt
+                run.replayed_completion_tokens += completion
         run.billed.discard(call_id)
 
 
 PHASE_METER = PhaseMeter()
+
+
+def replayed_usage(model: str, messages: Any, outputs: Any) -> tuple[int, int]:
+    """(prompt, completion) tokens a call answered from DSPy's cache would bill, counted by litellm's token counter
+    (the model's tokenizer where litellm knows it, else cl100k): DSPy clears a cached response's usage, and a config
+    must not look cheaper because a trial before it asked the same prompts. Falls back to 4 characters a token."""
+    import litellm
+
+    texts = [o.get("text", "") if isinstance(o, dict) else str(o) for o in outputs or []]
+    try:
+        prompt = int(litellm.token_counter(model=model or "gpt-4o-mini", messages=messages))
+        completion = sum(int(litellm.token_counter(model=model or "gpt-4o-mini", text=t)) for t in texts)
+    except Exception:  # a tokenizer that cannot load offline
+        prompt = sum(len(str(m.get("content", ""))) for m in messages) // 4
+        completion = sum(len(t) for t in texts) // 4
+    return prompt, completion
 
 
 def run_stage(stage: Any, item: str, **inputs: Any) -> dspy.Prediction | None:

@@ -48,8 +48,10 @@ class StepMeter(CostMeter):
         self.conversation_of = conversation_of or {}  # Scope -> conversation id
         self._steps_lock = threading.Lock()
 
-    def record_lm_step(self, phase, elapsed, calls, cached_calls, prompt_tokens, completion_tokens, cached=0) -> None:
-        super().record_lm_step(phase, elapsed, calls, cached_calls, prompt_tokens, completion_tokens, cached)
+    def record_lm_step(
+        self, phase, elapsed, calls, cached_calls, prompt_tokens, completion_tokens, cached=0, replayed=(0, 0)
+    ) -> None:
+        super().record_lm_step(phase, elapsed, calls, cached_calls, prompt_tokens, completion_tokens, cached, replayed)
         at = CURRENT_PAIR.get()
         scope, pair = at if at is not None else (None, None)
         step = Step(phase, self.conversation_of.get(scope, ""), pair, calls, prompt_tokens, completion_tokens, cached)

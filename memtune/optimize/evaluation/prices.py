@@ -3,8 +3,10 @@
 `cost.usd` holds the dollars of every LM phase (extract, summarize, decide, graph_*, answer, judge), their sum
 `total`, the ingestion phases' sum `ingest`, and `spent`: what this run paid (an ingestion reused from the
 ingestion cache was paid by the run that made it, so it is in `total`, the config's cost, but not in `spent`).
-Tokens are the billed ones the cost meter recorded (an LM call answered from DSPy's cache bills 0); prompt tokens
-served from the provider's prompt cache cost `cached_input`.
+Tokens are the billed ones the cost meter recorded; an LM call answered from DSPy's cache bills 0 in `spent` but counts
+in `total` and the phases at what it would bill (`replayed_*_tokens`, metering.replayed_usage), so a config does not
+look cheaper because a trial before it asked the same prompts. Prompt tokens served from the provider's prompt cache
+cost `cached_input`.
 
 A phase that billed tokens on a model with no price gets null dollars, and so do `total` and every sum over it, with
 a `MissingPriceWarning` naming the model and the file to edit: a sweep must never see an unpriced model as free.
@@ -81,14 +83,20 @@ def price_for(model: str | None, prices: Mapping[str, Price]) -> Price | None:
     return None
 
 
-def phase_usd(row: Mapping[str, Any], price: Price | None) -> float | None:
-    """Dollars of one phase's cost row (cost.*.phases.<phase>); None when it billed tokens at an unknown price."""
+def phase_usd(row: Mapping[str, Any], price: Price | None, *, billed_only: bool = False) -> float | None:
+    """Dollars of one phase's cost row (cost.*.phases.<phase>): what the config costs, its calls answered from
+    DSPy's cache included at what they would bill (billed_only: what this run paid); None when it has tokens at an
+    unknown price."""
     prompt, completion = int(row.get("prompt_tokens") or 0), int(row.get("completion_tokens") or 0)
+    cached = int(row.get("cached_prompt_tokens") or 0)
+    if not billed_only:
+        prompt += int(row.get("replayed_prompt_tokens") or 0)
+        completion += int(row.get("replayed_completion_tokens") or 0)
     if prompt + completion == 0:
         return 0.0
     if price is None:
         return None
-    return price.usd(prompt, completion, int(row.get("cached_prompt_tokens") or 0))
+    return price.usd(prompt, completion, cached)
 
 
 def _sum(values) -> float | None:
@@ -116,8 +124,9 @@ def usd_section(
             out[name] = _sum([out.get(name, 0.0), usd])  # a phase name shared by two parts adds up
     out["total"] = _sum(v for usd in by_part.values() for v in usd.values())
     out["ingest"] = _sum(by_part["ingest"].values())
-    paid = by_part["ingest"] if ingest_this_run is None else _phases_usd(ingest_this_run, lm_price)
-    out["spent"] = _sum([*paid.values(), *by_part["answer"].values(), *by_part["judge"].values()])
+    paid = _phases_usd(cost.get("ingest") or {} if ingest_this_run is None else ingest_this_run, lm_price)
+    answered = [_phases_usd(cost.get(part) or {}, price) for part, price in parts[1:]]
+    out["spent"] = _sum([*paid.values(), *(v for usd in answered for v in usd.values())])
     models = {"ingest": lm_model, "answer": lm_model, "judge": judge_model}
     missing = sorted({str(models[part]) for part, usd in by_part.items() if any(v is None for v in usd.values())})
     for model in missing:
@@ -137,16 +146,22 @@ def warn_missing(model: str) -> None:
 
 
 def _phases_usd(phases: Mapping[str, Any], price: Price | None) -> dict[str, float | None]:
-    return {name: phase_usd(row, price) for name, row in (phases.get("phases") or {}).items() if row.get("calls")}
+    """What a meter's phases billed (this run's payment: calls answered from DSPy's cache are free)."""
+    rows = (phases.get("phases") or {}).items()
+    return {name: phase_usd(row, price, billed_only=True) for name, row in rows if row.get("calls")}
 
 
-def billed_tokens(cost: Mapping[str, Any], parts=("ingest", "answer", "judge")) -> int:
-    """Prompt + completion tokens billed over the meters of `cost` (summary.json `cost`)."""
-    return sum(_tokens((cost.get(part) or {}).get("phases") or {}) for part in parts)
+def billed_tokens(cost: Mapping[str, Any], parts=("ingest", "answer", "judge"), *, replayed: bool = False) -> int:
+    """Prompt + completion tokens billed over the meters of `cost` (summary.json `cost`); with `replayed`, those
+    its calls answered from DSPy's cache would bill too (the config's tokens, whatever ran before it)."""
+    return sum(_tokens((cost.get(part) or {}).get("phases") or {}, replayed) for part in parts)
 
 
-def _tokens(phases: Mapping[str, Any]) -> int:
-    return sum(int(r.get("prompt_tokens") or 0) + int(r.get("completion_tokens") or 0) for r in phases.values())
+def _tokens(phases: Mapping[str, Any], replayed: bool = False) -> int:
+    keys = ("prompt_tokens", "completion_tokens")
+    if replayed:
+        keys += ("replayed_prompt_tokens", "replayed_completion_tokens")
+    return sum(int(r.get(k) or 0) for r in phases.values() for k in keys)
 
 
 def cost_figures(cfg: Any, ingested: Mapping[str, Any], cost: Mapping[str, Any], judge_model: str | None) -> dict:
@@ -160,5 +175,8 @@ def cost_figures(cfg: Any, ingested: Mapping[str, Any], cost: Mapping[str, Any],
     ingest_paid = _tokens(this_run.get("phases") or {}) if this_run is not None else billed_tokens(cost, ("ingest",))
     return {
         "usd": usd,
-        "tokens": {"total": billed_tokens(cost), "spent": ingest_paid + billed_tokens(cost, ("answer", "judge"))},
+        "tokens": {
+            "total": billed_tokens(cost, replayed=True),
+            "spent": ingest_paid + billed_tokens(cost, ("answer", "judge")),
+        },
     }
