@@ -158,7 +158,7 @@ def billed_tokens(cost: Mapping[str, Any], parts=("ingest", "answer", "judge"), 
 
 
 def _tokens(phases: Mapping[str, Any], replayed: bool = False) -> int:
-    keys = ("prompt_tokens", "completion_tokens")
+    keys: tuple[str, ...] = ("prompt_tokens", "completion_tokens")
     if replayed:
         keys += ("replayed_prompt_tokens", "replayed_completion_tokens")
     return sum(int(r.get(k) or 0) for r in phases.values() for k in keys)

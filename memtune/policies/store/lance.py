@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-from lancedb.index import BTree, IvfPq
+from lancedb.index import BTree, IvfHnswSq, IvfPq
 
 from ..types import MemoryRecord, Scope
+from .ann import tune_query, vector_index
 
 META_EMBEDDER = b"memtune.embedder_id"
 META_DIM = b"memtune.dim"
@@ -140,9 +141,17 @@ def has_vector_index(table) -> bool:
     return any("vector" in idx.columns for idx in table.list_indices())
 
 
-def maybe_index(table, index_min_rows: int, reindex_growth: float, dim: int) -> None:
+def maybe_index(
+    table,
+    index_min_rows: int,
+    reindex_growth: float,
+    dim: int,
+    index_type: str = "IVF_PQ",
+    partition_rows: int | None = None,
+) -> None:
     """Build the ANN index once the table has index_min_rows rows; rebuild it when the table has grown
-    reindex_growth-fold past the rows it was trained on."""
+    reindex_growth-fold past the rows it was trained on. index_type / partition_rows: ann.py (partition_rows None:
+    LanceDB's sqrt(rows) partitions, IVF_PQ only)."""
     rows = table.count_rows()
     if rows < index_min_rows or rows < 256:  # PQ training needs 256 rows
         return
@@ -150,9 +159,11 @@ def maybe_index(table, index_min_rows: int, reindex_growth: float, dim: int) -> 
     trained = int(meta.get(META_TRAINED, b"0"))
     if has_vector_index(table) and rows < reindex_growth * trained:
         return
-    table.create_index(
-        "vector", config=IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(dim)), replace=True
-    )
+    if partition_rows is None and index_type == "IVF_PQ":
+        config: IvfPq | IvfHnswSq = IvfPq(distance_type="cosine", num_sub_vectors=_num_sub_vectors(dim))
+    else:
+        config = vector_index(index_type, rows, dim, partition_rows or 4000)
+    table.create_index("vector", config=config, replace=True)
     for col in ("id", "user_id"):  # merge_insert joins, id look-ups and scope prefilters on a big table
         table.create_index(col, config=BTree(), replace=True)
     table.update_field_metadata({"path": "vector", "metadata": {META_TRAINED.decode(): str(rows)}})
@@ -195,10 +206,13 @@ def lance_search(
     index_min_rows: int,
     nprobes: int,
     refine_factor: int,
+    index_type: str = "IVF_PQ",
+    ef: int = 100,
 ) -> list[list[tuple[dict, float]]]:
     """Cosine top_k per query row of `q` from LanceDB: (row, similarity) best first. With the ANN index, a scope
     of at most index_min_rows rows is searched exactly (prefiltered flat scan), a wider one through the index
-    (nprobes partitions, re-ranked exactly over refine_factor x top_k candidates)."""
+    (nprobes partitions, ef candidates a graph search for IVF_HNSW_SQ, re-ranked exactly over refine_factor x top_k
+    candidates; ann.tune_query)."""
     query = table.search(q if len(q) > 1 else q[0], vector_column_name="vector").distance_type("cosine")
     if where:
         query = query.where(where, prefilter=True)
@@ -206,7 +220,7 @@ def lance_search(
         if where and table.count_rows(where) <= index_min_rows:
             query = query.bypass_vector_index()  # a small scope: exact flat search over it
         else:
-            query = query.nprobes(nprobes).refine_factor(refine_factor)
+            query = tune_query(query, index_type, nprobes, refine_factor, ef)
     data = query.select([*columns, "_distance"]).limit(top_k).to_arrow()
     qi = data["query_index"].to_pylist() if "query_index" in data.column_names else [0] * data.num_rows
     out: list[list[tuple[dict, float]]] = [[] for _ in range(len(q))]

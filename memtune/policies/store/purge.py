@@ -19,12 +19,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Literal, cast
 
-from lancedb.index import BTree, IvfPq
+from lancedb.index import BTree, IvfHnswSq, IvfPq
 
 from .fts import fts_config
 from .lance import META_EMBEDDER, _num_sub_vectors, disk_bytes
 
-_INDEX_TYPES = ("IvfPq", "BTree", "FTS")  # the indices memtune builds (lance.maybe_index, fts.py)
+_INDEX_TYPES = ("IvfPq", "IvfHnswSq", "BTree", "FTS")  # the indices memtune builds (lance.maybe_index, fts.py)
 
 
 def purge_table(tbl) -> dict:
@@ -48,6 +48,9 @@ def purge_table(tbl) -> dict:
                 Literal["l2", "cosine", "dot"], str(details.get("metric_type", "cosine")).lower()
             )  # LanceDB's own
             tbl.create_index(column, config=IvfPq(distance_type=metric, num_sub_vectors=_num_sub_vectors(dim)))
+        elif kind == "IvfHnswSq":  # ann.py; partitions: LanceDB's default for the rebuilt table
+            metric = cast(Literal["l2", "cosine", "dot"], str(details.get("metric_type", "cosine")).lower())
+            tbl.create_index(column, config=IvfHnswSq(distance_type=metric))
         elif kind == "FTS":
             tbl.create_index(column, config=fts_config(), replace=True)
         else:

@@ -131,6 +131,8 @@ class ReadsMixin(StoreState):
             self.index_min_rows,
             self.nprobes,
             self.refine_factor,
+            self.index_type,
+            self.ef,
         )
         return [[self._record(row, score) for row, score in per_query] for per_query in hits]
 

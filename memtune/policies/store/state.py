@@ -36,6 +36,9 @@ class StoreState:
     reindex_growth: float
     nprobes: int
     refine_factor: int
+    index_type: str  # ann.py
+    index_partition_rows: int
+    ef: int
     fts_index: bool
     # LanceDB
     _db: DBConnection

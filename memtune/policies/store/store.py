@@ -66,6 +66,7 @@ import lancedb
 import numpy as np
 import pyarrow as pa
 
+from .ann import check_ann
 from .changes import check_vectors
 from .fts import KeywordMixin, ensure_fts_index
 from .lance import (
@@ -90,7 +91,7 @@ from .writes import WritesMixin
 class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
     """Memories of many scopes in one LanceDB table, plus the history of every change.
 
-    index_min_rows  build an ANN index (IVF_PQ, cosine) once the table has this many rows; rebuild it when the table
+    index_min_rows  build an ANN index (ann.py knobs) once the table has this many rows; rebuild it when the table
                     has grown `reindex_growth` times past the rows it was trained on. Below it: exact flat search.
     compact_every   compact (merge fragments, drop old versions, refresh indices) every N apply() calls; 0 = never.
     cache           serve reads from the version-keyed in-process mirror (see the module docstring).
@@ -134,6 +135,9 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
         reindex_growth: float = 2.0,
         nprobes: int = 20,
         refine_factor: int = 10,
+        index_type: str = "IVF_PQ",
+        index_partition_rows: int = 4000,
+        ef: int = 100,
         policy_version: str = "",
         lease: bool = False,
         read_only: bool = False,
@@ -160,6 +164,8 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
             )
         self.keep_versions_seconds, self.keep_last_versions = float(keep_versions_seconds), int(keep_last_versions)
         self.reindex_growth, self.nprobes, self.refine_factor = reindex_growth, nprobes, refine_factor
+        check_ann(index_type, index_partition_rows, nprobes, refine_factor, ef)
+        self.index_type, self.index_partition_rows, self.ef = index_type, index_partition_rows, ef
         self.policy_version = policy_version
         self.read_only = bool(read_only)
         self.fts_index = bool(fts_index)

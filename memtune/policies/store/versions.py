@@ -168,10 +168,24 @@ class VersionsMixin(StoreState):
                 if not self.keep_versions_seconds and not self.keep_last_versions:
                     for tbl in (self._table, self._history):  # one call each: compact and keep only the latest
                         tbl.optimize(cleanup_older_than=timedelta(0))
-                    maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
+                    maybe_index(
+                        self._table,
+                        self.index_min_rows,
+                        self.reindex_growth,
+                        self.dim,
+                        self.index_type,
+                        self.index_partition_rows,
+                    )
                 else:
                     self._table.optimize(cleanup_older_than=_KEEP_ALL)
-                    maybe_index(self._table, self.index_min_rows, self.reindex_growth, self.dim)
+                    maybe_index(
+                        self._table,
+                        self.index_min_rows,
+                        self.reindex_growth,
+                        self.dim,
+                        self.index_type,
+                        self.index_partition_rows,
+                    )
                     # the age is computed right before the cleanup it drives (see cleanup_age)
                     self._table.optimize(
                         cleanup_older_than=cleanup_age(
