@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..types import MemoryRecord, Scope
+from .free_reads import free_reads
 from .lance import lance_search, to_record
 from .mirror import _Mirror
 from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
@@ -111,6 +112,10 @@ class ReadsMixin(StoreState):
         q = np.zeros((0, self.dim), np.float32) if len(vectors) == 0 else self._vectors(vectors, "search_many")
         if top_k <= 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
+        with free_reads(self).mirror() as mirror:  # a compaction holds the lock: its rows stay as they are
+            if mirror is not None:
+                hits = mirror.top_k(q, scope, top_k, include_invalid)
+                return [[self._record(r, s) for r, s in per_query] for per_query in hits]
         with self._lock:
             view = self._view()
             if view is not None:
