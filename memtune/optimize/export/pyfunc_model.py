@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import weakref
 
 import mlflow
 from mlflow.pyfunc import PythonModel
@@ -75,6 +76,10 @@ class PolicyModel(PythonModel):
             cache_dir=config.get("cache_dir") or None,
             allow_cross_user=bool(config.get("allow_cross_user", False)),
         )
+        if getattr(self, "_tmp", None) is not None:
+            # close the store (its writer lease and heartbeat) before the temporary directory goes: finalizers made
+            # later run first at exit
+            weakref.finalize(self, self.memory.close)
 
     # No type hints on purpose: MLflow would then validate the input against them and reject a DataFrame.
     def predict(self, context, model_input, params=None):
