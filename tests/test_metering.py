@@ -176,3 +176,16 @@ def test_a_cache_hit_still_costs_the_config_what_it_would_bill(monkeypatch):
     assert billed_tokens(cost) == 0 and billed_tokens(cost, replayed=True) > 50
     usd = usd_section(cost, "m", None, {"m": Price(1.0, 2.0)})
     assert usd["spent"] == 0.0 and usd["total"] > 0 and usd["extract"] == usd["total"]
+
+
+def test_a_sweep_trial_merging_conversations_keeps_the_cache_hits_tokens():
+    """The sweep adds up its conversations' ingestion rows (merge_ingest): every cost field the meter writes, the
+    cache hits' counted tokens included, or a trial whose ingestion DSPy's cache answered would look free."""
+    from memtune.optimize.sweep.scoring import _merge_phases
+
+    meter = CostMeter()
+    meter.record_lm_step("extract", 0.1, 2, 1, 11, 3, 0, (120, 9))
+    row = meter.as_dict()["phases"]["extract"]
+    merged = _merge_phases([{"cost": {"phases": {"extract": row}}}] * 2)["extract"]
+    assert (merged["replayed_prompt_tokens"], merged["replayed_completion_tokens"]) == (240, 18)
+    assert (merged["prompt_tokens"], merged["calls"], merged["cached_calls"]) == (22, 4, 2)

@@ -5,19 +5,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import fields
 from typing import Any
 
+from ...policies.lm import PhaseCost
+
 _BAD = re.compile(r"[^A-Za-z0-9_\-./]")
-COST_FIELDS = (
-    "calls",
-    "cached_calls",
-    "prompt_tokens",
-    "completion_tokens",
-    "cached_prompt_tokens",
-    "failures",
-    "steps",
-    "seconds_total",
-)
+# the summed fields of a phase's cost row: every PhaseCost field but the latency samples (a new field is merged
+# across conversations and logged to MLflow without another list to keep in step)
+COST_FIELDS = tuple(f.name for f in fields(PhaseCost) if f.name != "seconds")
 
 
 def sanitize(name: str) -> str:
