@@ -207,6 +207,20 @@ def evaluate_conversations(
     embedder_id = ""
     summary: dict = {}
     frame = pl.DataFrame()
+
+    def summarize(upto: Sequence[str]) -> dict:  # summary.json of the conversations answered so far
+        return build_summary(
+            cfg,
+            subset(dataset, upto),
+            frame,
+            table,
+            merged,
+            answer_meter.as_dict(),
+            judge,
+            embedder_id,
+            time.perf_counter() - t0,
+        )
+
     prepared = prefetch_policies(cfg, {cid: subset(dataset, [cid]) for cid in ids}, out_dir) if prefetch else {}
     try:
         for i, cid in enumerate(ids):
@@ -229,17 +243,7 @@ def evaluate_conversations(
             frame = pl.DataFrame(rows, schema_overrides={m: pl.Float64 for m in METRICS if m != "abstained"})
             table = score_table(frame, tuple(cfg.overall_categories))
             merged = merge_ingest(facts, ids[: i + 1])
-            summary = build_summary(
-                cfg,
-                subset(dataset, ids[: i + 1]),
-                frame,
-                table,
-                merged,
-                answer_meter.as_dict(),
-                judge,
-                embedder_id,
-                time.perf_counter() - t0,
-            )
+            summary = summarize(ids[: i + 1])
             summary["ingest"].update({k: merged[k] for k in ("cache_hit_rate", "seconds_this_run", "per_conversation")})
             if on_step is not None:
                 on_step(i, summary)
@@ -250,17 +254,7 @@ def evaluate_conversations(
     checks = judge_checks(frame, subset(dataset, ids), judge, build_judges(cfg, judge), cfg)[0]
     if checks is not None:  # the canaries' judge calls are part of what the trial cost (as in memtune-eval)
         ingest_facts = summary["ingest"]  # with the per-conversation facts added above
-        summary = build_summary(
-            cfg,
-            subset(dataset, ids),
-            frame,
-            table,
-            merged,
-            answer_meter.as_dict(),
-            judge,
-            embedder_id,
-            time.perf_counter() - t0,
-        )
+        summary = summarize(ids)
         summary["ingest"] = ingest_facts
     attach(summary, checks)
     return summary, frame

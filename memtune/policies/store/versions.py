@@ -170,24 +170,10 @@ class VersionsMixin(StoreState):
                     if not self.keep_versions_seconds and not self.keep_last_versions:
                         for tbl in (self._table, self._history):  # one call each: compact and keep only the latest
                             tbl.optimize(cleanup_older_than=timedelta(0))
-                        maybe_index(
-                            self._table,
-                            self.index_min_rows,
-                            self.reindex_growth,
-                            self.dim,
-                            self.index_type,
-                            self.index_partition_rows,
-                        )
+                        self._maybe_index()
                     else:
                         self._table.optimize(cleanup_older_than=_KEEP_ALL)
-                        maybe_index(
-                            self._table,
-                            self.index_min_rows,
-                            self.reindex_growth,
-                            self.dim,
-                            self.index_type,
-                            self.index_partition_rows,
-                        )
+                        self._maybe_index()
                         # the age is computed right before the cleanup it drives (see cleanup_age)
                         self._table.optimize(
                             cleanup_older_than=cleanup_age(
@@ -204,6 +190,12 @@ class VersionsMixin(StoreState):
                 if in_sync is not None:
                     in_sync.version = self._version  # compaction and indexing keep the rows as they were
             self._since_compact = 0
+
+    def _maybe_index(self) -> None:
+        """Build or rebuild the ANN index when the table has passed index_min_rows (lance.maybe_index)."""
+        maybe_index(
+            self._table, self.index_min_rows, self.reindex_growth, self.dim, self.index_type, self.index_partition_rows
+        )
 
     # -- versions -------------------------------------------------------------------------------------------------
     def versions_list(self) -> list[dict]:
