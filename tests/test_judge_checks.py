@@ -135,6 +135,52 @@ def test_eval_with_two_judges_reports_canaries_and_agreement(tmp_path, monkeypat
     assert pair["kappa"] == 0.0  # the lenient judge says CORRECT to everything: its agreement is chance agreement
     rows = json.loads(json.dumps(summary))["judge_checks"]
     assert rows == checks and (tmp_path / "canaries.parquet").is_file()
+    # the extra judge's calls are metered apart (its labels of the run's answers and its canaries) and
+    # priced into the run's cost; the main judge's are cost.judge, as before
+    calls = strict["cost"]["phases"]["judge"]["calls"]
+    assert calls == summary["scores"]["overall"]["judge_n"] + sum(strict["canaries"].values()) == 12 + 8
+    assert "cost" not in lenient
+    usd = summary["cost"]["usd"]
+    assert usd["judges"] == 0.0 and usd["models"]["judges"] == {"strict": "dummy"}  # DummyLM bills 0 tokens
+
+
+def test_extra_judges_are_priced_into_the_run_total_and_spent():
+    import warnings
+
+    from memtune.optimize.evaluation.prices import MissingPriceWarning, Price, add_judges
+
+    def cost():
+        return {
+            "usd": {"total": 1.0, "spent": 0.5, "missing_prices": [], "models": {"policy": "p", "judge": "j"}},
+            "tokens": {"total": 1000, "spent": 400},
+        }
+
+    meter = {
+        "phases": {
+            "judge": {
+                "calls": 3,
+                "prompt_tokens": 2_000_000,
+                "completion_tokens": 100_000,
+                "replayed_prompt_tokens": 1_000_000,
+                "replayed_completion_tokens": 0,
+            }
+        }
+    }
+    prices = {"m": Price(input=0.15, output=0.60)}
+    c = cost()
+    add_judges(c, {"strict": {"model": "openai/m", "cost": meter}}, prices)
+    # total: (3M prompt x 0.15 + 0.1M x 0.60) / 1M = 0.51; spent: the replayed 1M is free -> 0.36
+    assert c["usd"]["judges"] == 0.51 and c["usd"]["total"] == 1.51 and c["usd"]["spent"] == 0.86
+    assert c["tokens"] == {"total": 1000 + 3_100_000, "spent": 400 + 2_100_000}
+    c = cost()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        add_judges(c, {"strict": {"model": "unpriced", "cost": meter}}, prices)
+    assert c["usd"]["judges"] is None and c["usd"]["total"] is None and c["usd"]["spent"] is None  # never $0
+    assert c["usd"]["missing_prices"] == ["unpriced"] and any(w.category is MissingPriceWarning for w in caught)
+    c = cost()
+    add_judges(c, {}, prices)
+    assert c == cost()  # no extra judge: nothing changes
 
 
 def test_judges_without_a_main_judge_are_refused(tmp_path):

@@ -154,7 +154,7 @@ def run(cfg: DictConfig, out_dir: Path) -> dict:
         policy.embedder.id,
         time.perf_counter() - t_start,
     )
-    attach(summary, checks)
+    attach(summary, checks, cfg.get("prices"))
     if canary_rows:
         pl.DataFrame(canary_rows).write_parquet(out_dir / "canaries.parquet")
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2))

@@ -22,6 +22,7 @@ from ..data.types import Conversation, Dataset
 from .agreement import agreement
 from .canaries import KINDS, entity_pool, proper_nouns, session_dates, vague_canary, wrong_entity_canary
 from .judge import Judge, judge_question
+from .prices import add_judges, load_prices
 
 
 def build_judges(cfg: DictConfig, judge: Judge | None) -> list[Judge]:
@@ -142,6 +143,9 @@ def judge_checks(
             "canary_accept_rate": {k: round(sum(v) / len(v), 4) if v else None for k, v in accepted.items()},
             "canaries": {k: len(v) for k, v in accepted.items()},
             "canary_failures": failures,
+            # an extra judge's LM calls (labels and canaries), priced into summary cost.usd.judges by attach();
+            # the main judge's are summary cost.judge
+            **({} if j is judge else {"cost": j.meter.as_dict()}),
         }
     pairs = [agreement(a, labels[a], b, labels[b]) for a, b in combinations(names, 2)]
     for p in pairs:
@@ -163,10 +167,13 @@ def _unique(names: Sequence[str]) -> list[str]:
     return out
 
 
-def attach(summary: dict, checks: dict | None) -> dict:
-    """Put the checks into a summary.json: `judge_checks`, and the main judge's canary accept rates beside J."""
+def attach(summary: dict, checks: dict | None, prices: str | None = None) -> dict:
+    """Put the checks into a summary.json: `judge_checks`, the main judge's canary accept rates beside J, and the
+    extra judges' dollars and tokens into its cost (at the price table `prices`, None: conf/lm/prices.yaml)."""
     if checks is not None:
         summary["judge_checks"] = checks
+        extra = {name: r for name, r in checks["judges"].items() if "cost" in r}
+        add_judges(summary["cost"], extra, load_prices(prices))
         if isinstance(summary.get("judge"), dict):
             main = checks["judges"][checks["main"]]
             summary["judge"].update(prompt=main["prompt"], canary_accept_rate=main["canary_accept_rate"])

@@ -164,6 +164,32 @@ def _tokens(phases: Mapping[str, Any], replayed: bool = False) -> int:
     return sum(int(r.get(k) or 0) for r in phases.values() for k in keys)
 
 
+def add_judges(cost: dict[str, Any], judges: Mapping[str, Mapping[str, Any]], prices: Mapping[str, Price]) -> None:
+    """Price the extra judges (`judges=`: their labels of the run's answers and their canaries) into a summary's
+    `cost`, after cost_figures: `cost.usd.judges` their dollars, added to `total` and `spent` (a run pays for every
+    judge it asks), and their tokens to `cost.tokens`. `judges`: name -> {model, cost: the judge's meter}. An
+    unpriced judge model nulls its dollars and the sums over them, with a MissingPriceWarning."""
+    if not judges:
+        return
+    usd, tokens = cost["usd"], cost["tokens"]
+    total, spent = [], []
+    for judge in judges.values():
+        price = price_for(judge.get("model"), prices)
+        phases = (judge.get("cost") or {}).get("phases") or {}
+        rows = [row for row in phases.values() if row.get("calls")]
+        total.append(_sum(phase_usd(row, price) for row in rows))
+        spent.append(_sum(phase_usd(row, price, billed_only=True) for row in rows))
+        tokens["total"] += _tokens(phases, replayed=True)
+        tokens["spent"] += _tokens(phases)
+        if total[-1] is None and str(judge.get("model")) not in usd["missing_prices"]:
+            warn_missing(str(judge.get("model")))
+            usd["missing_prices"] = sorted([*usd["missing_prices"], str(judge.get("model"))])
+    usd["judges"] = _sum(total)
+    usd["total"] = _sum([usd["total"], usd["judges"]])
+    usd["spent"] = _sum([usd["spent"], _sum(spent)])
+    usd["models"]["judges"] = {name: judge.get("model") for name, judge in judges.items()}
+
+
 def cost_figures(cfg: Any, ingested: Mapping[str, Any], cost: Mapping[str, Any], judge_model: str | None) -> dict:
     """summary.json `cost.usd` and `cost.tokens` ({total, spent}) of a run: `ingested` are its ingestion facts
     (memtune-eval's, or the sweep's merged ones with `cost_this_run`), `cost` its cost section."""

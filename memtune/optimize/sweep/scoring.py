@@ -256,7 +256,7 @@ def evaluate_conversations(
         ingest_facts = summary["ingest"]  # with the per-conversation facts added above
         summary = summarize(ids)
         summary["ingest"] = ingest_facts
-    attach(summary, checks)
+    attach(summary, checks, cfg.get("prices"))
     return summary, frame
 
 
