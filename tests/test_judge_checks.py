@@ -230,3 +230,61 @@ def test_the_report_shows_canary_rates_beside_j_and_the_agreement():
     assert "| a | strict | strict | m | 0.600 | 0.000 (n=10) | n/a (n=0) |" in md
     assert "| a | lenient | strict | 20 | 0.700 | 0.400 |" in md
     assert judge_sections(runs[1:]) == []  # no judge: no section
+
+
+class SlowJudge:
+    """A judge with no LM: CORRECT when the answer shares a word with the gold answer; it records how many of its
+    calls overlap in time."""
+
+    def __init__(self, name: str):
+        import threading
+
+        from memtune.policies.lm import CostMeter
+
+        self.name, self.prompt, self.lm, self.meter = name, name, None, CostMeter()
+        self._lock, self.in_flight, self.most_in_flight = threading.Lock(), 0, 0
+
+    def score(self, qid, question, gold, prediction):
+        import time
+
+        with self._lock:
+            self.in_flight += 1
+            self.most_in_flight = max(self.most_in_flight, self.in_flight)
+        time.sleep(0.01)
+        with self._lock:
+            self.in_flight -= 1
+        return float(bool(set(str(gold).lower().split()) & set(str(prediction).lower().split())))
+
+
+def test_judge_checks_run_judge_lm_max_concurrency_calls_at_once_with_the_same_labels():
+    import polars as pl
+
+    from memtune.optimize.data.locomo import load_locomo
+    from memtune.optimize.evaluation.judge_checks import judge_checks
+
+    dataset = load_locomo(Path(__file__).resolve().parents[1] / "data" / "fixture" / "fixture.json")
+    rows = [
+        {
+            "qid": q.qid,
+            "conversation_id": c.sample_id,
+            "category": q.category,
+            "question": q.question,
+            "answer": q.answer,
+            "prediction": ("the " + q.answer) if i % 2 else "something else",
+            "answer_failed": False,
+            "judge": None if q.category == 5 else float(i % 2),
+            "judge_failed": False,
+        }
+        for c in dataset.conversations
+        for i, q in enumerate(c.questions)
+    ]
+    frame = pl.DataFrame(rows)
+    got = {}
+    for workers in (1, 4):
+        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+            cfg = compose("eval", overrides=["dataset=fixture", "judge=openai", f"judge.lm.max_concurrency={workers}"])
+        main, extra = SlowJudge("main"), SlowJudge("extra")
+        got[workers] = judge_checks(frame, dataset, main, [extra], cfg)
+        assert extra.most_in_flight == workers  # the extra judge's labels and both judges' canaries, `workers` at once
+    assert got[1] == got[4]  # the same labels, canary rows and agreement, in the same order
+    assert got[4][0]["judges"]["extra"]["J"] == 0.5 and got[4][1]

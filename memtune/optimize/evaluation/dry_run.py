@@ -26,7 +26,7 @@ from ...policies.lm import CostMeter
 from ...policies.pipeline import CURRENT_PAIR, ScopeIngest
 from ..data.types import Conversation, Dataset, Session
 from .evaluate import conversation_scope, observations_by_turn
-from .judge_checks import canary_counts
+from .judge_checks import canary_counts, judge_concurrency
 from .metrics import bleu1
 from .parallel import answer_concurrency, ingest_parallel, lm_concurrency, message_batches
 from .parallel_answers import answer_parallel
@@ -109,10 +109,11 @@ def dry_run(cfg: DictConfig, dataset: Dataset, out_dir: Path, progress: bool = T
     top_k = getattr(getattr(policy.retriever, "knobs", None), "top_k", None)
     ingest = project_ingest(steps, counts)
     answers = project_answers(steps, counts, top_k)
-    canaries = canary_counts(dataset, cfg) if judge is not None else {}  # judged after the answers, one at a time
+    canaries = canary_counts(dataset, cfg) if judge is not None else {}  # judged after the answers
     answers = add_calls(answers, "judge", canaries, steps)
     latency = _latency(steps, spec.get("latency_s"))
-    serial = sum(canaries.values()) * latency.get("judge", 0.0)
+    # the canaries run after the answers, judge.lm.max_concurrency at once
+    serial = sum(canaries.values()) * latency.get("judge", 0.0) / judge_concurrency(cfg)
     # this process's CPU seconds (every thread: DSPy and HTTP per call, the embedder, the store) per pair / question
     cpu_pair = (cpu1 - cpu0) / max(sum(c.pairs_sampled for c in counts), 1)
     cpu_q = (cpu2 - cpu1) / max(len(rows), 1)

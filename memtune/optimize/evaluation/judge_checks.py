@@ -9,8 +9,10 @@ CORRECT labels / canaries the judge labelled (its failures are counted apart, ne
 
 from __future__ import annotations
 
+import contextvars
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from itertools import combinations
 from typing import Any
 
@@ -22,6 +24,7 @@ from ..data.types import Conversation, Dataset
 from .agreement import agreement
 from .canaries import KINDS, entity_pool, proper_nouns, session_dates, vague_canary, wrong_entity_canary
 from .judge import Judge, judge_question
+from .parallel import _concurrency  # not a public helper there: parallel.py's source keys the ingestion cache
 from .prices import add_judges, load_prices
 
 
@@ -93,23 +96,41 @@ def canary_counts(dataset: Dataset, cfg: DictConfig) -> dict[str, int]:
     return out
 
 
-def _labels(judge: Judge, frame: pl.DataFrame, main: bool) -> list[dict]:
+def judge_concurrency(cfg: DictConfig) -> int:
+    """Judge calls at once in the checks: `judge.lm.max_concurrency` (1 without a judge)."""
+    judge = cfg.get("judge")
+    return _concurrency(judge.get("lm") if judge else None, "judge.lm")
+
+
+def _labels(judge: Judge, frame: pl.DataFrame, main: bool, workers: int) -> list[dict]:
     """Per question: J value (None where undefined) and the label the judge gave (None: failed or not asked)."""
-    out = []
-    for r in frame.iter_rows(named=True):
+
+    def one(r: dict) -> dict:
         if main:
             j = {"judge": r["judge"], "judge_failed": r["judge_failed"]}
         else:
             j = judge_question(judge, r["qid"], r["question"], r["answer"], r["prediction"], r["category"])
         labelled = j["judge"] is not None and not j["judge_failed"] and not r["answer_failed"]
-        out.append({"j": j["judge"], "failed": j["judge_failed"], "label": bool(j["judge"]) if labelled else None})
-    return out
+        return {"j": j["judge"], "failed": j["judge_failed"], "label": bool(j["judge"]) if labelled else None}
+
+    return in_order(one, list(frame.iter_rows(named=True)), 1 if main else workers)
+
+
+def in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
+    """[fn(x) for x in items], with up to `workers` calls at once (the judge LM's max_concurrency); each call runs
+    in a copy of the caller's context (the metering context var), and the results keep the items' order."""
+    if workers <= 1 or len(items) <= 1:
+        return [fn(x) for x in items]
+    context = contextvars.copy_context()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lambda x: context.copy().run(fn, x), items))
 
 
 def judge_checks(
     frame: pl.DataFrame, dataset: Dataset, judge: Judge | None, extra: Sequence[Judge], cfg: DictConfig
 ) -> tuple[dict | None, list[dict]]:
-    """(summary.json `judge_checks`, one row per canary and judge); (None, []) without a judge."""
+    """(summary.json `judge_checks`, one row per canary and judge); (None, []) without a judge. Each judge's calls
+    run `judge.lm.max_concurrency` at once; the labels and rows are those of one call at a time."""
     if judge is None:
         return None, []
     judges = [judge, *extra]
@@ -121,14 +142,19 @@ def judge_checks(
     report: dict[str, dict] = {}
     labels: dict[str, list] = {}
     rows: list[dict] = []
+    workers = judge_concurrency(cfg)
     for name, j in zip(names, judges):
-        got = _labels(j, frame, main=j is judge)
+        got = _labels(j, frame, j is judge, workers)
         labels[name] = [g["label"] for g in got]
         defined = [g["j"] for g, keep in zip(got, in_overall) if keep and g["j"] is not None]
         accepted: dict[str, list[float]] = {k: [] for k in KINDS}
         failures = {k: 0 for k in KINDS}
-        for c in canaries:
-            score = j.score(f"{c['qid']}:canary:{c['kind']}", c["question"], c["gold"], c["canary"])
+
+        def canary_score(c: dict, j: Judge = j) -> float | None:
+            return j.score(f"{c['qid']}:canary:{c['kind']}", c["question"], c["gold"], c["canary"])
+
+        scores = in_order(canary_score, canaries, workers)
+        for c, score in zip(canaries, scores):
             rows.append({**c, "judge": name, "label": None if score is None else ("CORRECT" if score else "WRONG")})
             if score is None:
                 failures[c["kind"]] += 1

@@ -175,8 +175,8 @@ def project_wall(
     serial_seconds: float = 0.0,
 ) -> dict:
     """Projected wall seconds of ingestion and answering at `concurrency` (module docstring), with the bound that
-    sets each. `latency`: seconds per LM call by phase; `serial_seconds`: LM seconds of `answers` that run one call
-    at a time after the answers (the judge's canaries), added at any concurrency."""
+    sets each. `latency`: seconds per LM call by phase; `serial_seconds`: seconds of `answers` that run after the
+    answers (the judge's canaries, at the judge's own concurrency), added at any concurrency."""
 
     def lm_seconds(rows: Mapping[str, dict]) -> float:
         return sum(r["calls"] * latency.get(p, 0.0) for p, r in rows.items())
