@@ -229,8 +229,8 @@ def make_app(latency: float = 0.0, record: list | None = None):
 
 
 @contextmanager
-def serve_in_thread(latency: float = 0.0, record: list | None = None) -> Iterator[str]:
-    """The fake server on 127.0.0.1:<free port> in a thread (tests); yields its base URL (…/v1)."""
+def uvicorn_thread(app) -> Iterator[str]:
+    """Serve `app` with a real uvicorn on 127.0.0.1:<free port> in a thread; yields its base URL."""
     import socket
 
     import uvicorn
@@ -238,19 +238,26 @@ def serve_in_thread(latency: float = 0.0, record: list | None = None) -> Iterato
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(make_app(latency, record), host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started:
         if not thread.is_alive() or time.time() > deadline:
-            raise RuntimeError(f"the fake OpenAI server did not start on port {port}")
+            raise RuntimeError(f"uvicorn did not start on port {port}")
         time.sleep(0.02)
     try:
-        yield f"http://127.0.0.1:{port}/v1"
+        yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+@contextmanager
+def serve_in_thread(latency: float = 0.0, record: list | None = None) -> Iterator[str]:
+    """The fake server in a thread (tests); yields its base URL (…/v1)."""
+    with uvicorn_thread(make_app(latency, record)) as url:
+        yield f"{url}/v1"
 
 
 def main() -> None:
