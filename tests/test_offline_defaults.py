@@ -101,6 +101,29 @@ def test_export_and_serve_take_the_same_default_policy():
     assert exported["retriever"]["top_k"] == 32 and composed("serve", []).default_top_k is None
 
 
+def test_the_memory_api_over_the_default_policy_runs_every_tuned_stage(tmp_path, embedder):
+    """The served default (what `memtune-export` with no overrides bundles): relative dates resolved at add, search
+    through the hybrid retriever (the store's full-text index) above the 0.25 cut-off, a question-aware "when" answer
+    in LOCOMO's style, and the context rendered one memory a line with its day."""
+    from serve_support import make_memory
+
+    from memtune.policies.stages.answer import context_renderer
+
+    memory = make_memory(tmp_path / "store", embedder)
+    try:
+        said = {"role": "Alice", "content": "I moved to Lisbon yesterday with my two cats.", "timestamp": "8 May 2023"}
+        [event] = memory.add([{**said, "dia_id": "D1:1"}], user_id="u1")
+        text = "Alice: I moved to Lisbon yesterday (7 May 2023) with my two cats."
+        assert event["event"] == "ADD" and event["memory"] == text
+        [hit] = memory.search("Where does Alice live? Lisbon", user_id="u1")
+        assert hit["memory"] == text and hit["score"] >= 0.25 and memory.policy.retriever.knobs.hybrid
+        answer, shown = memory.policy.answer("When did Alice move to Lisbon?", memory.policy.store.get_all()[0].scope)
+        assert answer == "7 May 2023"
+        assert context_renderer(memory.policy.answerer)(shown) == f"[8 May 2023] {text}"
+    finally:
+        memory.close()
+
+
 @pytest.mark.parametrize("preset", ["mem0_llm", "rag", "raw_turns", "full_context"])
 def test_the_papers_policy_and_the_baselines_did_not_move(preset):
     assert resolved_policy([f"policy={preset}"]) == BEFORE[preset]
