@@ -32,7 +32,7 @@ def make_memory(store_uri: Path, embedder, version: str = "test-v1", *overrides:
 
 
 # Mem0g with the LLM-free stages (spaCy entities and relations, rule resolver): a bundle whose search has triplets.
-GRAPH = ("policy/graph=on",)
+GRAPH = ("policy=mem0_offline_v0", "policy/graph=on")  # Mem0g over the vector policy it was measured with (v0)
 GRAPH_USER = "graph-user"
 GRAPH_PAIRS = [
     [

@@ -33,7 +33,39 @@ def plain(cfg) -> dict:
 
 
 def test_trial_0_of_the_offline_space_is_the_base_config():
+    """The base policy since issue 14 (mem0_offline = the tuned `after` arm): every lever it turns on is enqueued with
+    its own settings, the conditional knobs of the levers it leaves off (rrf_k under weighted fusion, the recency
+    half-life) are not asked for."""
     params, left, base, trial = derive()
+    assert params == {
+        "policy/extractor": "heuristic",
+        "policy.extractor.min_words": 4,
+        "policy.extractor.resolve_dates": True,
+        "policy/decider": "threshold",
+        "policy.decider.update_threshold": 0.85,
+        "policy.decider.noop_threshold": 0.95,
+        "policy.retriever.top_k": 32,
+        "policy.retriever.threshold": 0.25,
+        "policy.retriever.hybrid": True,
+        "policy.retriever.fusion": "weighted",  # rrf_k is conditional on rrf: not asked for
+        "policy.retriever.keyword_weight": 0.5,
+        "policy.retriever.keyword_depth": 70,
+        "policy.retriever.dense_depth": 90,
+        "policy.retriever.recency_weight": 0.0,  # recency off: its half-life is not asked for
+        "policy.retriever.date_filter": "boost",
+        "policy.retriever.date_boost": 1.0,
+        "policy.retriever.dedup_threshold": 0.95,
+        "policy.retriever.mmr_lambda": None,  # null is a choice (the lever off), not a stand-in
+        "policy.answerer.render": "lines_date",  # the rendered context: a retrieval knob, so it is sampled and enqueued
+    }  # the answerer knobs are not sampled in a recall-vs-tokens study, so they are not enqueued either
+    assert left == {}
+    assert plain(trial) == plain(base)  # no stand-in needed: every value is one the space holds
+
+
+def test_trial_0_of_the_defaults_before_maps_a_null_threshold_through_null_as():
+    """The offline defaults before issue 14 (policy=mem0_offline_v0, what the committed offline-sweep studies started
+    from): no threshold (null) is enqueued as the range's lowest cut-off, every lever off."""
+    params, left, base, trial = derive("policy=mem0_offline_v0")
     assert params == {
         "policy/extractor": "heuristic",
         "policy.extractor.min_words": 4,
@@ -48,8 +80,8 @@ def test_trial_0_of_the_offline_space_is_the_base_config():
         "policy.retriever.date_filter": "off",
         "policy.retriever.dedup_threshold": None,  # null is a choice (the lever off), not a stand-in
         "policy.retriever.mmr_lambda": None,
-        "policy.answerer.render": "json",  # the rendered context: a retrieval knob, so it is sampled and enqueued
-    }  # the other answerer knobs are not sampled in a recall-vs-tokens study, so they are not enqueued either
+        "policy.answerer.render": "json",
+    }
     assert left == {}
     assert base.policy.retriever.threshold is None and trial.policy.retriever.threshold == 0.0
     trial.policy.retriever.threshold = None  # the one documented stand-in; everything else is the base itself
@@ -58,8 +90,8 @@ def test_trial_0_of_the_offline_space_is_the_base_config():
 
 def test_with_every_knob_sampled_trial_0_still_composes_back_to_the_base():
     params, left, base, trial = derive("sweep=f1")
-    assert params["policy.answerer.max_words"] == 6 and params["policy.answerer.candidates"] == 3
-    trial.policy.retriever.threshold = None
+    assert params["policy/answerer"] == "question_aware" and params["policy.answerer.candidates"] == 5
+    assert params["policy.answerer.max_words"] == 6 and params["policy.answerer.join"] == 3
     assert left == {} and plain(trial) == plain(base)
 
 

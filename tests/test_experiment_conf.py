@@ -24,8 +24,13 @@ GRAPH_ON = "policy/graph=on"
 LLM_SMOKE = ["policy=mem0_llm", "lm=openai", "judge=openai", "ingest_cache=false", "lm.timeout=600"]
 DEFAULTS_ONLY = "[{name: defaults, overrides: []}]"
 HELDOUT = ["dataset=locomo_dev", "dataset.conversations=[conv-43,conv-44,conv-47]"]
-# offline-retrieval: each lever alone over the defaults before issue 14, written out (pinned) in each arm
+# The offline defaults before issue 14 switched them (conf/policy/mem0_offline_v0.yaml): every experiment whose
+# committed numbers ran on them pins it, so its old command line, which ran on the base policy, means this today
+V0 = "policy=mem0_offline_v0"
+# offline-retrieval: each lever alone over the defaults before issue 14 (mem0_offline_v0), as the arms first spelled
+# them out
 BEFORE = {
+    "policy": "mem0_offline_v0",
     "policy/answerer": "extractive",
     "policy.extractor.resolve_dates": "false",
     "policy.retriever.top_k": "30",
@@ -54,14 +59,16 @@ def before(arm: str, lever: dict[str, str]) -> list[str]:
 
 
 # experiments/knowledge-updates: the datasets and knob groups its runs combine
-KU_UPD = ["dataset=updates"]
-KU_HELD = ["dataset.conversations=[conv-43,conv-44,conv-47]"]
+KU_UPD = [V0, "dataset=updates"]
+KU_HELD = [V0, "dataset.conversations=[conv-43,conv-44,conv-47]"]
 KU_SEED1 = [
+    V0,
     "dataset=updates",
     "dataset.name=updates_seed1",
     "dataset.path=experiments/knowledge-updates/data/updates_seed1.json",
 ]
 KU_PEOPLE4 = [
+    V0,
     "dataset=updates",
     "dataset.name=updates_seed2_people4",
     "dataset.path=experiments/knowledge-updates/data/updates_seed2_people4.json",
@@ -73,33 +80,33 @@ KU_SLOT = ["policy.retriever.slot_rank=true"]
 # The command lines the experiments ran with before conf/experiment/ (READMEs' Command sections and run.sh at the
 # commit that added this test), without what stays on the command line (progress=false, hydra.run.dir, out=)
 OLD = {
-    "offline-sweep": ("sweep", []),
-    "offline-sweep-budget": ("sweep", ["sweep=budget"]),
-    "rag-vs-mem0-offline/mem0_offline": ("eval", ["policy=mem0_offline"]),
+    "offline-sweep": ("sweep", [V0]),
+    "offline-sweep-budget": ("sweep", [V0, "sweep=budget"]),
+    "rag-vs-mem0-offline/mem0_offline": ("eval", [V0]),
     "rag-vs-mem0-offline/rag": ("eval", ["policy=rag"]),
     "rag-vs-mem0-offline/rag_chunk4": ("eval", ["policy=rag", "policy.extractor.chunk_turns=4"]),
-    "mem0-vs-mem0g/off": ("eval", []),
-    "mem0-vs-mem0g/off_top43": ("eval", ["policy.retriever.top_k=43"]),
-    "mem0-vs-mem0g/on_soft": ("eval", [GRAPH_ON]),
-    "mem0-vs-mem0g/only_soft": ("eval", ["policy/graph=only"]),
-    "mem0-vs-mem0g/on_soft_merge_score": ("eval", [GRAPH_ON, "policy.graph.retrieval.merge=score"]),
+    "mem0-vs-mem0g/off": ("eval", [V0]),
+    "mem0-vs-mem0g/off_top43": ("eval", [V0, "policy.retriever.top_k=43"]),
+    "mem0-vs-mem0g/on_soft": ("eval", [V0, GRAPH_ON]),
+    "mem0-vs-mem0g/only_soft": ("eval", [V0, "policy/graph=only"]),
+    "mem0-vs-mem0g/on_soft_merge_score": ("eval", [V0, GRAPH_ON, "policy.graph.retrieval.merge=score"]),
     "mem0-vs-mem0g/on_soft_show_invalid": (
         "eval",
-        [GRAPH_ON, "policy.graph.retrieval.merge=score", "policy.graph.retrieval.include_invalid=true"],
+        [V0, GRAPH_ON, "policy.graph.retrieval.merge=score", "policy.graph.retrieval.include_invalid=true"],
     ),
-    "mem0-vs-mem0g/only_soft_hops2": ("eval", ["policy/graph=only", "policy.graph.retrieval.hops=2"]),
+    "mem0-vs-mem0g/only_soft_hops2": ("eval", [V0, "policy/graph=only", "policy.graph.retrieval.hops=2"]),
     "mem0-vs-mem0g/on_soft_ner_nodes": (
         "eval",
-        [GRAPH_ON, "policy.graph.entities.noun_chunks=false", "policy.graph.nodes.orphan_nodes=false"],
+        [V0, GRAPH_ON, "policy.graph.entities.noun_chunks=false", "policy.graph.nodes.orphan_nodes=false"],
     ),
-    "mem0-vs-mem0g/on_hard": ("eval", [GRAPH_ON, "policy.graph.edges.invalidation=hard"]),
+    "mem0-vs-mem0g/on_hard": ("eval", [V0, GRAPH_ON, "policy.graph.edges.invalidation=hard"]),
     "mem0-vs-mem0g/on_soft_max_age30": (
         "eval",
-        [GRAPH_ON, "policy.graph.edges.compaction=max_age", "policy.graph.edges.max_age_days=30"],
+        [V0, GRAPH_ON, "policy.graph.edges.compaction=max_age", "policy.graph.edges.max_age_days=30"],
     ),
     "mem0-vs-mem0g/on_soft_keep_last1": (
         "eval",
-        [GRAPH_ON, "policy.graph.edges.compaction=keep_last", "policy.graph.edges.keep_last=1"],
+        [V0, GRAPH_ON, "policy.graph.edges.compaction=keep_last", "policy.graph.edges.keep_last=1"],
     ),
     "local-llm-smoke/fixture": ("eval", [*LLM_SMOKE, "dataset=fixture", "judge.lm.timeout=600"]),
     "local-llm-smoke/locomo-conv26": (
@@ -117,11 +124,11 @@ OLD = {
     # issue 14 (new files, no older command line): the override lists they stand for
     "offline-sweep-budget500": (
         "sweep",
-        ["search_space=offline_levers", "sweep=budget500", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
+        [V0, "search_space=offline_levers", "sweep=budget500", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
     ),
     "offline-sweep-levers": (
         "sweep",
-        ["search_space=offline_levers", "sweep.sampler.seed=1", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
+        [V0, "search_space=offline_levers", "sweep.sampler.seed=1", "sweep.heldout.baselines=" + DEFAULTS_ONLY],
     ),
     **{f"offline-retrieval/{arm}": ("eval", [*HELDOUT, *before(arm, lever)]) for arm, lever in LEVERS.items()},
     "offline-retrieval/after": (

@@ -208,7 +208,8 @@ def test_mem0g_relations_and_scoped_ids_over_mcp(graph_memory):
 
 
 def test_cross_user_opt_in_over_mcp(tmp_path, embedder):
-    memory = make_memory(tmp_path / "store", embedder)
+    # both users hold the same text: on mem0_offline the near-duplicate collapse (0.95) would keep one of them
+    memory = make_memory(tmp_path / "store", embedder, "test-v1", "policy=mem0_offline_v0")
     for user in ("alice", "bob"):
         memory.add(PAIR, user_id=user, agent_id="planner")
 

@@ -213,6 +213,7 @@ def test_the_sweep_warns_drops_and_does_not_enqueue_dropped_knobs(tmp_path):
     with pytest.warns(KnobNotSampledWarning, match="policy.answerer.max_words"):
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             base = [f"cache_dir={tmp_path / 'cache'}", "dataset=fixture", "sweep.tune_conversations=null"]
+            base += ["policy=mem0_offline_v0"]  # the defaults before issue 14: every lever off, render json
             base += ["sweep.holdout_conversations=null", f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}"]
             recall = Sweep(compose("sweep", overrides=base), tmp_path / "run", base)
     not_sampled = set(recall.study.user_attrs["signature"]["not_sampled"])
@@ -237,6 +238,7 @@ def test_a_study_export_records_tuned_defaulted_and_not_sampled_knobs(tmp_path):
     from memtune.policies.runtime.bundle import read_bundle
 
     overrides = [
+        "policy=mem0_offline_v0",  # the defaults before issue 14: every lever off (their knobs inactive)
         f"cache_dir={tmp_path / 'cache'}",
         "dataset=fixture",
         f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",

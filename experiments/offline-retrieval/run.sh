@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runs behind README.md: each lever alone against the defaults before issue 14, and the proposed defaults after,
+# The runs behind README.md: each lever alone against the defaults before issue 14, and the defaults after (mem0_offline),
 # offline (no LM), on the held-out conversations (SPLIT=heldout, the default) or the tune ones (SPLIT=tune). Each arm
 # is an experiment file, conf/experiment/offline-retrieval/<arm>.yaml (its knobs and why). The retrieval-only arms
 # share one cached ingestion; time and after (resolved dates) share another.

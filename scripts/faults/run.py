@@ -91,7 +91,8 @@ def main() -> None:
     name = f"dist-{a.mode}-{a.workers}w-{time.strftime('%Y%m%d-%H%M%S')}"
     env = {**os.environ, "MEMTUNE_OPTUNA_URL": storage, "MEMTUNE_MLFLOW_URL": mlflow, "PYTHONUNBUFFERED": "1"}
     cmd = [
-        PY, "-m", "memtune.optimize.sweep.app", "search_space=retrieval_only", f"sweep.study_name={name}",
+        PY, "-m", "memtune.optimize.sweep.app", "policy=mem0_offline_v0",  # the defaults the committed runs had
+        "search_space=retrieval_only", f"sweep.study_name={name}",
         f"sweep.n_trials={a.n_trials}", "sweep.tune_conversations=[conv-26,conv-30]", "sweep.heldout.enabled=false",
         "sweep.heldout.baselines=[]", "sweep/storage=postgres", "tracking=server", f"tracking.experiment={name}",
         *a.extra,
