@@ -122,3 +122,22 @@ def test_the_rerank_stage_with_the_lexical_scorer_reorders_only_what_the_prior_a
     assert scores == pytest.approx([1.5, 1.5, 0.5 + 1 / 3])
     moved, _ = levers.rerank_levers(knobs, "paint sunset", memories, [3.0, 2.0, 1.0], LexicalScorer(0.5), RerankStats())
     assert [m.id for m in moved] == ["m1", "m0", "m2"]  # 1.25 > 1.0 > 0.6667
+
+
+def test_the_tuned_knobs_still_answer_with_words_of_the_memories_only():
+    a = QuestionAwareAnswerer(
+        rank_weight=1.0, fresh_weight=0.4, candidates=8, pool=32, join=3, join_margin=0.6, span_weight=1.75
+    )
+    memories = [
+        memory("Nate: I really love having my turtles around.", 0),
+        memory(
+            "Nate: Turtles make me feel calm and they don't need much looking after (the week before 8 May 2023).", 1
+        ),
+        memory("Joanna: Last week (the week before 8 May 2023) I finished my first screenplay.", 2),
+    ]
+    said = set(normalize_tokens(" ".join(m.text for m in memories)))
+    for question in ("What does Nate love about having turtles?", "What did Joanna finish last week?"):
+        answer = a.answer(question, memories)
+        assert set(normalize_tokens(answer)) <= said, answer  # no word the memories did not say
+        assert len(answer.split()) <= 6  # max_words: no long multi-span strings
+        assert not {"2023", "may", "week"} & set(normalize_tokens(answer)), answer

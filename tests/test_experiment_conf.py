@@ -156,6 +156,17 @@ OLD = {
             "policy.answerer.dated_bonus=1.0",
         ],
     ),
+    "offline-retrieval/rerank": (
+        "eval",
+        [
+            *HELDOUT,
+            *before("rerank", {}),
+            "policy.retriever.rerank=true",
+            "policy.retriever.rerank_depth=70",
+            "+policy.retriever.scorer._target_=memtune.policies.stages.rerank_lexical.LexicalScorer",
+            "+policy.retriever.scorer.prior=3.0",
+        ],
+    ),
     # experiments added since: the override list each file stands for
     "knowledge-updates/upd_threshold": ("eval", [*KU_UPD]),
     "knowledge-updates/upd_add_only": ("eval", [*KU_UPD, "policy/decider=add_only"]),
