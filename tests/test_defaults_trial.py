@@ -45,17 +45,17 @@ def test_trial_0_of_the_offline_space_is_the_base_config():
         "policy.decider.update_threshold": 0.85,
         "policy.decider.noop_threshold": 0.95,
         "policy.retriever.top_k": 32,
-        "policy.retriever.threshold": 0.25,
+        "policy.retriever.threshold": 0.3,
         "policy.retriever.hybrid": True,
         "policy.retriever.fusion": "weighted",  # rrf_k is conditional on rrf: not asked for
-        "policy.retriever.keyword_weight": 0.5,
-        "policy.retriever.keyword_depth": 70,
-        "policy.retriever.dense_depth": 90,
+        "policy.retriever.keyword_weight": 0.25,
+        "policy.retriever.keyword_depth": 50,
+        "policy.retriever.dense_depth": 70,
         "policy.retriever.recency_weight": 0.0,  # recency off: its half-life is not asked for
         "policy.retriever.date_filter": "boost",
-        "policy.retriever.date_boost": 1.0,
-        "policy.retriever.dedup_threshold": 0.95,
-        "policy.retriever.mmr_lambda": None,  # null is a choice (the lever off), not a stand-in
+        "policy.retriever.date_boost": 1.75,
+        "policy.retriever.dedup_threshold": 0.9,
+        "policy.retriever.mmr_lambda": 0.7,
         "policy.answerer.render": "lines_date",  # the rendered context: a retrieval knob, so it is sampled and enqueued
     }  # the answerer knobs are not sampled in a recall-vs-tokens study, so they are not enqueued either
     assert left == {}
@@ -90,7 +90,8 @@ def test_trial_0_of_the_defaults_before_maps_a_null_threshold_through_null_as():
 
 def test_with_every_knob_sampled_trial_0_still_composes_back_to_the_base():
     params, left, base, trial = derive("sweep=f1")
-    assert params["policy/answerer"] == "question_aware" and params["policy.answerer.candidates"] == 5
+    assert params["policy/answerer"] == "offline" and params["policy.answerer.candidates"] == 8
+    assert params["policy.answerer.fresh_weight"] == 0.4
     assert params["policy.answerer.max_words"] == 6 and params["policy.answerer.join"] == 3
     assert left == {} and plain(trial) == plain(base)
 

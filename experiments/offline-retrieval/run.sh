@@ -24,6 +24,7 @@ run() {
   run mmr
   run dedup
   run recency
+  run rerank
   run render
   run answerer
   run time

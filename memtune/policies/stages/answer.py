@@ -9,10 +9,8 @@ a place, a person, a number, a noun phrase; `answer_typing`, `answer_spans`, `an
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
-from collections import Counter
 from dataclasses import dataclass
 
 import dspy
@@ -21,9 +19,10 @@ from ..lm import predict_with_retries
 from ..metering import run_stage, timed
 from ..types import MemoryRecord
 from .answer_dates import DATE_STYLES, has_temporal_expression, when_answer
-from .answer_spans import body, content_stems, load_nlp, spans
+from .answer_spans import body, content_stems, load_nlp, plain, spans
 from .answer_typing import choice_options, focus_labels, quantity_word, question_type
 from .instructions import use_instruction
+from .lexical import coverage, novelty
 from .programs import DEFAULT_DIR, load_program
 from .render import check_style, memory_context, render_items
 from .render import context_renderer as context_renderer  # re-exported: callers import them from here
@@ -120,9 +119,12 @@ class QuestionAwareKnobs:
     # this answerer's context, so the compact style: one memory a line with its day fits ~1.8x as many memories in a
     # token budget (tune split, experiments/offline-retrieval render arm; the paper does not fix it)
     render: str = "lines_date"
+    fresh_weight: float = 0.0  # re-ranking: + weight * the share of a memory's words the question lacks (lexical.py)
 
     def __post_init__(self):
         check_style(self.render)
+        if self.fresh_weight < 0:
+            raise ValueError(f"answerer.fresh_weight must be >= 0, got {self.fresh_weight!r}")
         if self.date_format not in DATE_STYLES:
             raise ValueError(f"answerer.date_format must be one of {DATE_STYLES}, got {self.date_format!r}")
         if self.yes_no not in YES_NO_RULES:
@@ -192,7 +194,9 @@ class QuestionAwareAnswerer:
         found = [
             (score + k.span_weight * fit, span)
             for score, memory in ranked[: k.candidates]
-            for span, fit in spans(kind, body(memory.text), asked, k.use_entities, k.expand, measure, focus)
+            for span, fit in spans(
+                kind, plain(memory.text, kind != "quantity"), asked, k.use_entities, k.expand, measure, focus
+            )
         ]
         found.sort(key=lambda f: -f[0])
         picked: list[str] = []
@@ -226,15 +230,19 @@ class QuestionAwareAnswerer:
 
     def rank(self, asked: set[str], memories: list[MemoryRecord]) -> list[tuple[float, MemoryRecord]]:
         """(score, memory), best first: the (idf-weighted) share of the question's content words a memory holds,
-        plus the rank prior rank_weight / (1 + retrieval rank). idf is over the memories ranked, so words every
-        retrieved memory shares (the asked person's name) weigh little."""
-        words = [content_stems(m.text) for m in memories]
-        df = Counter(w for ws in words for w in ws & asked)
-        weight = {w: math.log(1 + len(memories) / (df[w] or 0.5)) if self.knobs.idf else 1.0 for w in asked}
-        total = sum(weight.values()) or 1.0
+        plus the rank prior rank_weight / (1 + retrieval rank), plus fresh_weight * the share of its own words the
+        question lacks (`lexical.novelty` of its text without resolved dates). idf is over the memories ranked, so
+        words every retrieved memory shares (the asked person's name) weigh little."""
+        k = self.knobs
+        covered = coverage(asked, [m.text for m in memories], k.idf)
         scored = [
-            (sum(weight[w] for w in asked & ws) / total + self.knobs.rank_weight / (1 + rank), memory)
-            for rank, (memory, ws) in enumerate(zip(memories, words))
+            (
+                share
+                + k.rank_weight / (1 + rank)
+                + (k.fresh_weight and k.fresh_weight * novelty(asked, plain(m.text))),
+                m,
+            )
+            for rank, (m, share) in enumerate(zip(memories, covered))
         ]
         return sorted(scored, key=lambda r: -r[0])
 

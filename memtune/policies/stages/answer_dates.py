@@ -229,5 +229,13 @@ def _start(pattern: re.Pattern, text: str) -> int:
     return m.start() if m else len(text) + 1
 
 
+def without_times(text: str) -> str:
+    """`text` with every temporal expression the rules know removed ("I went there last week." -> "I went there
+    ."; the caller tidies the spacing)."""
+    for pattern, _ in _RULES:
+        text = pattern.sub("", text)
+    return text
+
+
 def has_temporal_expression(text: str) -> bool:
     return temporal_expression(text) is not None

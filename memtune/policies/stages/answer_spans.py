@@ -12,6 +12,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from .answer_dates import without_times
+
 # ------------------------------------------------------------------------------------------------ words
 
 _WORD = re.compile(r"[A-Za-z0-9']+")
@@ -49,6 +51,30 @@ def body(memory_text: str) -> str:
     head, sep, rest = memory_text.partition(": ")
     text = rest if sep and len(head.split()) <= 3 and "[" not in head else memory_text
     return _CAPTION.sub("", text).strip()
+
+
+_MONTH = r"(?:January|February|March|April|May|June|July|August|September|October|November|December)"
+_RESOLVED = re.compile(  # what stages/dates.resolve_relative writes after a relative date, in its parentheses
+    rf"\s*\((?:(?:the (?:week|weekend) (?:before|of|after)|a few (?:day|week|month|year)s before) )?"
+    rf"(?:\d{{1,2}} {_MONTH} \d{{4}}|{_MONTH} \d{{4}})\)"
+    r"|(?:(?<=year)|(?<=years)|(?<= ago)) \(\d{4}\)"  # a bare year only after "last year", "in 2 years", "3 years ago"
+)
+
+
+def plain(memory_text: str, drop_times: bool = False) -> str:
+    """`body` without the resolved dates the heuristic extractor's `resolve_dates` wrote after relative ones
+    ("I went yesterday (7 May 2023)." -> "I went yesterday."): a date is the answer to a "when" question, never
+    part of a what / who / where span ("8 February 2023 freedom"). The "when" path reads the text with them.
+    `drop_times`: the time expressions themselves go too ("We had a blast at a live music event last week." ->
+    "We had a blast at a live music event."; every pattern `answer_dates.temporal_expression` knows), so "last
+    week" is never a what / who / where answer; quantity questions keep them ("two years ago")."""
+    text = _RESOLVED.sub("", body(memory_text))
+    if drop_times:
+        text = _SPACE_PUNCT.sub(r"\1", " ".join(without_times(text).split())).strip(" ,;:")
+    return text
+
+
+_SPACE_PUNCT = re.compile(r"\s+([,.!?;:])")
 
 
 # ------------------------------------------------------------------------------------------------ spaCy
