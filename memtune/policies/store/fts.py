@@ -18,6 +18,14 @@ costs ingestion time even then, since every compaction's optimize() folds new ro
 at 3k rows, about +1.2 ms an apply with compact_every=50 (1,000 applies of 3 memories: compaction 3.5 s instead of
 2.2-2.5 s; 2 busy cores). `fts_index: false` saves it for a store that never serves hybrid retrieval.
 
+Speed (benchmarks/search_latency.py, 100k memories in one scope): LanceDB's SQL prefilter costs more than the
+search (18 ms with the scope and validity filter, 4 ms without), so with the in-process mirror the scope is applied
+through it (_keyword_hits): a scope of at least 1/WIDE_SCOPE of the rows is ranked over the whole table and its
+hits kept; a narrower one keeps LanceDB's prefilter on the scope alone (the mirror drops invalidated hits). Same
+hits either way once the index covers every row; between compactions LanceDB scores the rows it has not indexed
+yet with statistics of the rows it scans, which a prefilter changes (their BM25 scores move by < 1%). Hybrid
+retrieval runs the keyword search in a thread beside the dense product (dense_and_keyword).
+
 Safety: the query text reaches LanceDB as a `MatchQuery` (no query syntax is parsed: quotes, parentheses, AND/OR
 and colons are plain words), and the scope as `sql_where()`'s quoted prefilter, so keyword hits never leave the
 scope.
@@ -26,6 +34,7 @@ scope.
 from __future__ import annotations
 
 import contextvars
+import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -40,7 +49,19 @@ from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
 from .state import StoreState
 
 FTS_COLUMN = "text"
-_KEYWORD_POOL = ThreadPoolExecutor(max_workers=8, thread_name_prefix="memtune-keyword")  # dense_and_keyword
+_KEYWORD_POOL: dict[int, ThreadPoolExecutor] = {}  # pid -> the threads dense_and_keyword's keyword searches run on
+
+
+def _keyword_pool() -> ThreadPoolExecutor:
+    """This process's pool (one per pid: a pool inherited through fork has no threads behind it)."""
+    pool = _KEYWORD_POOL.get(os.getpid())
+    if pool is None:
+        pool = _KEYWORD_POOL.setdefault(
+            os.getpid(), ThreadPoolExecutor(max_workers=8, thread_name_prefix="memtune-keyword")
+        )
+    return pool
+
+
 WIDE_SCOPE = 4  # a scope holding at least 1/4 of the rows is searched without LanceDB's prefilter (_keyword_hits)
 
 
@@ -171,7 +192,7 @@ class KeywordMixin(StoreState):
             with timed("keyword_search"):
                 return self._keyword_hits(view, query, scope, keyword_k, include_invalid)
 
-        pending = _KEYWORD_POOL.submit(contextvars.copy_context().run, keyword_hits)
+        pending = _keyword_pool().submit(contextvars.copy_context().run, keyword_hits)
         dense = [to_record(r, s) for r, s in view.top_k(q, scope, dense_k, include_invalid)[0]]
         hits = pending.result()
         cosines = np.asarray([view.vector(r["id"]) @ q[0] for r, _ in hits], np.float32)
