@@ -187,12 +187,12 @@ def test_the_dimension_major_product_ranks_like_the_row_major_one(monkeypatch):
 
 
 def test_no_torn_reads_under_concurrent_writes(tmp_path):
-    """Writers add and delete pairs of memories (both in one batch); readers search, list and count for ~2 s. A
-    reader must always see both rows of a pair or neither, never a pair after its delete returned, and never a
+    """Writers add and delete pairs of memories (both in one batch); readers search, list, count and keyword-search
+    for ~2 s. A reader must always see both rows of a pair or neither, never a pair after its delete returned, and never a
     pair before its add started."""
     store = MemoryStore(tmp_path / "s", dim=DIM, embedder_id="e", cache=True, compact_every=7, fts_index=True)
     lock, added, deleted = threading.Lock(), {}, {}  # pair -> time the add started / the delete returned
-    stop, failures = threading.Event(), []
+    stop, failures, keyword_hits = threading.Event(), [], []
 
     def writer(w: int):
         k = 0
@@ -201,7 +201,7 @@ def test_no_torn_reads_under_concurrent_writes(tmp_path):
             with lock:
                 added[name] = time.perf_counter()
             ids = [r[1] for r in store.apply([Change("ADD", f"{name} {s}", unit(k * 2 + i), scope=ALICE)
-                                              for i, s in enumerate("ab")])]  # fmt: skip
+                                              for i, s in enumerate(("alpha", "beta"))])]  # fmt: skip
             if k % 2:
                 store.apply([Change("DELETE", memory_id=i, scope=ALICE) for i in ids])
                 with lock:
@@ -225,17 +225,21 @@ def test_no_torn_reads_under_concurrent_writes(tmp_path):
     def reader(r: int):
         while not stop.is_set():
             started = time.perf_counter()
-            if r % 3 == 0:
+            if r % 4 == 0:
                 check([m.text for m in store.search(unit(r), ALICE, 10_000)], started)
-            elif r % 3 == 1:
+            elif r % 4 == 1:
                 check([m.text for m in store.get_all(ALICE)], started)
+            elif r % 4 == 3:  # LanceDB's FTS on the table a writer commits to, hits mapped through the mirror
+                found = [m.text for m in store.keyword_search("alpha beta", ALICE, 10_000)]
+                keyword_hits.append(len(found))
+                check(found, started)
             else:
                 n = store.count(ALICE)
                 if n % 2:
                     failures.append(f"odd count {n}")
 
     threads = [threading.Thread(target=writer, args=(w,)) for w in range(2)]
-    threads += [threading.Thread(target=reader, args=(r,)) for r in range(3)]
+    threads += [threading.Thread(target=reader, args=(r,)) for r in range(4)]
     for t in threads:
         t.start()
     time.sleep(2.0)
@@ -243,7 +247,7 @@ def test_no_torn_reads_under_concurrent_writes(tmp_path):
     for t in threads:
         t.join(30)
     assert not failures, failures[:10]
-    assert len(added) > 4 and deleted  # the writers did write
+    assert len(added) > 4 and deleted and max(keyword_hits) > 0  # the writers did write, keyword search found them
     final = [m.text.split()[0] for m in store.get_all(ALICE)]
     assert sorted(set(final)) == sorted(n for n in added if n not in deleted)
     store.close()
