@@ -231,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--llm-seconds", type=float, default=60.0)
     ap.add_argument("--lm-latency", type=float, default=0.3)
     ap.add_argument("--skip-llm", action="store_true")
+    ap.add_argument("--rate", type=float, help="open-loop offered req/s (default: half the closed loop's throughput)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--workdir", type=Path, help="keep bundles, stores and server logs here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -249,9 +250,10 @@ def main(argv: list[str] | None = None) -> None:
         try:
             closed = run_closed(server.base, args, args.seconds, seed=1).summary()
             show(f"closed loop, {args.clients} clients, add share {args.add_share}", closed)
-            rate = closed["total_per_s"] / 2
+            rate = args.rate or closed["total_per_s"] / 2
             opened = asyncio.run(open_loop(server.base, TOKEN, rate, args.seconds, args.add_share, args.clients))
-            show(f"open loop at {rate:.1f} req/s offered (half the saturation throughput)", opened.summary())
+            what = "as asked (--rate)" if args.rate else "half the saturation throughput"
+            show(f"open loop at {rate:.1f} req/s offered ({what})", opened.summary())
             out["closed_loop"], out["open_loop"] = closed, {"offered_per_s": rate, **opened.summary()}
             out["crash"] = crash(server, store_uri, bundle, args)
         finally:

@@ -261,3 +261,39 @@ def test_keyword_hits_skip_superseded_memories_unless_history_is_asked(store):
         history = [m.id for m in ever.retrieve("Lisbon", unit(0, 0, 1), store, ALICE)]
     assert old not in current and len(current) == 1  # only the Porto memory
     assert old in history
+
+
+@pytest.mark.parametrize("compact", [True, False], ids=["indexed", "unindexed tail"])
+def test_keyword_scope_through_the_mirror_matches_lancedb_prefilter(tmp_path, compact):
+    """The mirror path (wide scopes ranked over the whole table, narrow ones prefiltered by scope alone, invalidated
+    hits dropped by the mirror) finds what LanceDB's full prefilter finds (cache=False), scope by scope."""
+    mirror = MemoryStore(tmp_path / "s", dim=DIM, embedder_id="e", fts_index=True, cache=True, compact_every=0)
+    rng = np.random.default_rng(3)
+    words = "apple banana cherry delta echo".split()
+    scopes = [Scope("big")] * 6 + [Scope("small"), Scope("small", "a1"), Scope("tiny")]
+    ids = mirror.apply(
+        [
+            Change("ADD", f"m{i} " + " ".join(rng.choice(words, 3)), unit(*rng.normal(size=3)), scope=scopes[i % 9])
+            for i in range(270)
+        ]
+    )
+    for _, mid, _ in ids[::5]:  # invalidate a fifth, in every scope
+        scope = mirror.get(mid).scope
+        mirror.apply([Change("INVALIDATE", memory_id=mid, scope=scope)])
+    if compact:
+        mirror.compact()
+    flat = MemoryStore(tmp_path / "s", dim=DIM, embedder_id="e", fts_index=True, cache=False, read_only=True)
+    for scope in (Scope("big"), Scope("small"), Scope("small", "a1"), Scope("tiny"), Scope(), Scope("none")):
+        for inv in (False, True):
+            for query in ("apple", "banana cherry", "echo delta apple"):
+                got = [(m.id, m.score) for m in mirror.keyword_search(query, scope, 7, include_invalid=inv)]
+                want = [(m.id, m.score) for m in flat.keyword_search(query, scope, 7, include_invalid=inv)]
+                assert all(
+                    mirror.get(i).scope.user_id == (scope.user_id or mirror.get(i).scope.user_id) for i, _ in got
+                )
+                if compact:  # ties in BM25 come back in any order: compare the scores and the ids above the cut
+                    assert [round(s, 4) for _, s in got] == [round(s, 4) for _, s in want]
+                    cut = min((s for _, s in want), default=0)
+                    assert {i for i, s in got if s > cut + 1e-6} == {i for i, s in want if s > cut + 1e-6}
+                else:  # unindexed rows: LanceDB's statistics depend on its prefilter (fts.py); the same count
+                    assert len(got) == len(want)

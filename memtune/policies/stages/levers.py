@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..metering import timed
 from ..types import MemoryRecord, Scope
 from . import fusion, timefocus
 from .rerank import RerankStats, Scorer, rerank
@@ -39,23 +38,22 @@ def candidates(
     """(memories with cosine in .score, their fused scores), best first; superseded memories only with
     include_invalid (the retriever's include_history)."""
     depth = max(knobs.top_k, knobs.dense_depth)
-    dense = store.search(vector, scope, depth, include_invalid=include_invalid)
     if not knobs.hybrid:
+        dense = store.search(vector, scope, depth, include_invalid=include_invalid)
         pairs = [(m.id, float(m.score or 0.0)) for m in dense]
         by_id = {m.id: m for m in dense}
-    else:
-        with timed("keyword_search"):
-            keyword = store.keyword_search(query, scope, knobs.keyword_depth, include_invalid=include_invalid)
+    else:  # both lists from one version of the store, the keyword search in a thread (timed as keyword_search)
+        dense, keyword, keyword_cosines = store.dense_and_keyword(
+            vector, query, scope, depth, knobs.keyword_depth, include_invalid=include_invalid
+        )
         sources = [[(m.id, float(m.score or 0.0)) for m in dense], [(m.id, float(m.score or 0.0)) for m in keyword]]
         weights = [knobs.dense_weight, knobs.keyword_weight]
         pairs = (
             fusion.rrf(sources, weights, knobs.rrf_k) if knobs.fusion == "rrf" else fusion.weighted(sources, weights)
         )
         by_id = {m.id: m for m in dense}
-        extra = [m for m in keyword if m.id not in by_id]
-        if extra:
-            cosines = store.vectors_of([m.id for m in extra]) @ np.asarray(vector, np.float32).ravel()
-            for m, c in zip(extra, cosines):
+        for m, c in zip(keyword, keyword_cosines):
+            if m.id not in by_id:  # a keyword-only hit: its cosine
                 m.score = float(c)
                 by_id[m.id] = m
     memories = [by_id[i] for i, _ in pairs]

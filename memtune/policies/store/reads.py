@@ -1,5 +1,11 @@
 """The read half of MemoryStore: id look-ups, scope listings, cosine top-k and the history, served from the
-version-keyed in-process mirror or from LanceDB (see store.py for when each answers)."""
+version-keyed in-process mirror or from LanceDB (see store.py for when each answers).
+
+Reads from the mirror take no lock: they read the mirror the store published last (`_published()`), which never
+changes (mirror.py), so a search does not wait for a write's commit or a compaction, and it sees one committed
+version whole: the one before a concurrent write, or the one after it once the writer has published it (before its
+apply() returns, so a thread reads its own writes and no search finds a row after its delete returned). Only a
+store without a mirror (too big, cache=False, or one being reloaded) reads under the lock."""
 
 from __future__ import annotations
 
@@ -9,7 +15,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..types import MemoryRecord, Scope
-from .free_reads import free_reads
 from .lance import lance_search, to_record
 from .mirror import _Mirror
 from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
@@ -36,6 +41,10 @@ class ReadsMixin(StoreState):
         self._mirror = _Mirror.load(self._table, self.dim)
         self._version = self._mirror.version
         return self._mirror
+
+    def _published(self) -> _Mirror | None:
+        """The mirror last published, read without the lock (None: read under the lock through _view())."""
+        return self._mirror if self.cache else None
 
     def _query_rows(self, where: str | None) -> list[dict]:
         q = self._table.search()
@@ -65,6 +74,10 @@ class ReadsMixin(StoreState):
 
     def get(self, memory_id: str) -> MemoryRecord | None:
         _check_text(memory_id, "memory_id")
+        view = self._published()
+        if view is not None:
+            row = view.get(memory_id)
+            return None if row is None else self._record(row)
         with self._lock:
             row = self._rows_by_id([memory_id]).get(memory_id)
         return None if row is None else self._record(row)
@@ -75,13 +88,17 @@ class ReadsMixin(StoreState):
         """Memories in `scope` (empty fields are wildcards), oldest first; the valid ones only unless
         include_invalid (soft-invalidated memories, marked by invalid_at / superseded_by)."""
         _check_scope(scope)
-        with self._lock:
-            view = self._view()
-            rows = (
-                view.select(scope, include_invalid)
-                if view is not None
-                else self._query_rows(valid_where(sql_where(scope), include_invalid, self._columns))
-            )
+        view = self._published()
+        if view is not None:
+            rows = view.select(scope, include_invalid)
+        else:
+            with self._lock:
+                view = self._view()
+                rows = (
+                    view.select(scope, include_invalid)
+                    if view is not None
+                    else self._query_rows(valid_where(sql_where(scope), include_invalid, self._columns))
+                )
         rows = sorted(rows, key=lambda r: (r["created_at"], r["id"]))
         return [self._record(r) for r in (rows if limit is None else rows[: max(limit, 0)])]
 
@@ -90,10 +107,16 @@ class ReadsMixin(StoreState):
     ) -> tuple[list[MemoryRecord], np.ndarray]:
         """get_all() (oldest first) and the memories' stored unit vectors, row i for record i (health metrics,
         memtune-audit)."""
-        with self._lock:  # re-entrant: one consistent read of both
-            records = self.get_all(scope, include_invalid=include_invalid)
-            vectors = self._stored_vectors([r.id for r in records])
-        rows = [vectors[r.id] for r in records]
+        view = self._published()
+        if view is not None:  # one mirror: one consistent read of both
+            rows_ = sorted(view.select(scope, include_invalid), key=lambda r: (r["created_at"], r["id"]))
+            records = [self._record(r) for r in rows_]
+            rows = [view.vector(r.id) for r in records]
+        else:
+            with self._lock:  # re-entrant: one consistent read of both
+                records = self.get_all(scope, include_invalid=include_invalid)
+                vectors = self._stored_vectors([r.id for r in records])
+            rows = [vectors[r.id] for r in records]
         return records, (np.stack(rows) if rows else np.zeros((0, self.dim), np.float32))
 
     def search(
@@ -112,10 +135,10 @@ class ReadsMixin(StoreState):
         q = np.zeros((0, self.dim), np.float32) if len(vectors) == 0 else self._vectors(vectors, "search_many")
         if top_k <= 0 or len(q) == 0:
             return [[] for _ in range(len(q))]
-        with free_reads(self).mirror() as mirror:  # a compaction holds the lock: its rows stay as they are
-            if mirror is not None:
-                hits = mirror.top_k(q, scope, top_k, include_invalid)
-                return [[self._record(r, s) for r, s in per_query] for per_query in hits]
+        view = self._published()
+        if view is not None:
+            hits = view.top_k(q, scope, top_k, include_invalid)
+            return [[self._record(r, s) for r, s in per_query] for per_query in hits]
         with self._lock:
             view = self._view()
             if view is not None:
@@ -160,6 +183,9 @@ class ReadsMixin(StoreState):
     def count(self, scope: Scope = Scope(), *, include_invalid: bool = False) -> int:
         """How many memories `scope` holds: the valid ones, or every stored row with include_invalid."""
         _check_scope(scope)
+        view = self._published()
+        if view is not None:
+            return int(view.mask(scope, include_invalid).sum())
         with self._lock:
             view = self._view()
             if view is not None:

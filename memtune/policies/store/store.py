@@ -30,18 +30,17 @@ on disk. Without compaction 3,000 steps leave ~2,400 fragments, ~2,900 versions 
   delete) and one history append, the two in parallel; `history_flush_every` > 1 groups history appends;
 * `compact()` (optimize: merge fragments, drop old versions, refresh indices) runs every `compact_every` applies
   (default 50: at 4k rows a compaction costs ~100 ms, and 50 beat 200 by ~15% in the loop);
-* reads (id look-ups for validation, scope filters, flat cosine top-k) come from an in-process mirror of the
-  memories table keyed by the LanceDB table version: loaded from LanceDB, updated with exactly what each successful
-  commit wrote, reloaded when the version moves in a way this store did not make (see refresh()). LanceDB stays the
-  source of truth; `cache=False` sends every read to LanceDB (same results: both are exact flat cosine search with
-  the scope applied before ranking). Search: ~0.1-0.5 ms from the mirror against ~7-18 ms from LanceDB at 1k-10k
-  rows. Past `cache_max_rows` rows (default `index_min_rows`) the mirror is dropped and LanceDB answers: through
-  an IVF_PQ cosine index (built by the first compact() past `index_min_rows`, rebuilt when the table has grown
-  `reindex_growth`-fold since) for wide scopes, by exact prefiltered flat search for scopes of at most
-  `index_min_rows` rows. At 100k memories (store_bench.py --scale, 2 busy cores) the mirror searched one scope of
-  all 100k in p50 4.5 / p95 6.2 ms (one BLAS pass over the vectors, no copy; quiet machine) and 100 scopes of 1k in < 1 ms; LanceDB took 19-27 ms
-  either way, and its IVF_PQ recall@10 on random vectors was 0.4-0.7. So the mirror is kept up to 200k rows by
-  default (`index_min_rows`; conf/store/lancedb.yaml says the same).
+* reads (id look-ups, scope filters, flat cosine top-k) come from an in-process mirror of the memories table at
+  one LanceDB version, replaced after each successful commit by one with exactly what it wrote, reloaded when the
+  version moves in a way this store did not make (refresh()). A published mirror never changes, so reads from it
+  take no lock and never wait for a write or a compaction (reads.py, mirror.py). `cache=False` sends every read to
+  LanceDB (the source of truth), under the lock: same results, both exact flat cosine with the scope applied
+  before ranking, ~0.1-0.5 ms from the mirror against ~7-18 ms from LanceDB at 1k-10k rows. Past `cache_max_rows`
+  (default `index_min_rows`) rows LanceDB answers: through an IVF_PQ cosine index (built by the first compact()
+  past `index_min_rows`, rebuilt after `reindex_growth`-fold growth) for wide scopes, by exact prefiltered flat
+  search for scopes of at most `index_min_rows` rows. At 100k memories the mirror scores a scope of all of them in
+  ~7 ms (one single-threaded BLAS pass, mirror.py) and 100 scopes of 1k in < 1 ms; LanceDB took 19-27 ms either
+  way, its IVF_PQ recall@10 on random vectors 0.4-0.7 (store_bench.py --scale): so the mirror is kept to 200k.
 
 One writer process per store: compaction drops old versions (`keep_versions_seconds`, `keep_last_versions`,
 default 0: only the latest survives; conf/store/lancedb.yaml keeps 7 days for production). `lease=True` enforces
@@ -251,6 +250,7 @@ class MemoryStore(ReadsMixin, WritesMixin, VersionsMixin, KeywordMixin):
             self._table.checkout_latest()
             self._history.checkout_latest()
             self._version, self._hversion = self._table.version, self._history.version
+            self._mirror = self._mirror if getattr(self._mirror, "version", -1) == self._version else None  # moved
             self._columns = present_columns(self._table)
             self._vector_indexed = self._has_vector_index()
 

@@ -27,7 +27,6 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, cast
 
 from .changes import _now
-from .free_reads import free_reads
 from .fts import ensure_fts_index
 from .lance import add_missing_columns, disk_bytes, maybe_index, present_columns
 from .lease import check_unmoved
@@ -163,32 +162,32 @@ class VersionsMixin(StoreState):
         with self._lock:
             self.flush()
             in_sync = self._mirror if self._mirror is not None and self._mirror.version == self._version else None
-            with free_reads(self).during_compaction(in_sync):  # searches read the mirror meanwhile
-                before = self._table.version
-                with warnings.catch_warnings():
-                    warnings.filterwarnings("ignore", message=r".*removes every version.*")
-                    if not self.keep_versions_seconds and not self.keep_last_versions:
-                        for tbl in (self._table, self._history):  # one call each: compact and keep only the latest
-                            tbl.optimize(cleanup_older_than=timedelta(0))
-                        self._maybe_index()
-                    else:
-                        self._table.optimize(cleanup_older_than=_KEEP_ALL)
-                        self._maybe_index()
-                        # the age is computed right before the cleanup it drives (see cleanup_age)
-                        self._table.optimize(
-                            cleanup_older_than=cleanup_age(
-                                self._table, self.keep_versions_seconds, self.keep_last_versions, before
-                            )
+            # searches read the published mirror meanwhile, without the lock (reads.py)
+            before = self._table.version
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=r".*removes every version.*")
+                if not self.keep_versions_seconds and not self.keep_last_versions:
+                    for tbl in (self._table, self._history):  # one call each: compact and keep only the latest
+                        tbl.optimize(cleanup_older_than=timedelta(0))
+                    self._maybe_index()
+                else:
+                    self._table.optimize(cleanup_older_than=_KEEP_ALL)
+                    self._maybe_index()
+                    # the age is computed right before the cleanup it drives (see cleanup_age)
+                    self._table.optimize(
+                        cleanup_older_than=cleanup_age(
+                            self._table, self.keep_versions_seconds, self.keep_last_versions, before
                         )
-                        # history versions are never restored (restore() appends to the history): keep them only
-                        # as long as readers of old versions may need them
-                        self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
-                if self.fts_index:
-                    ensure_fts_index(self._table)  # a table written before the index, or after restore() / reset()
-                self._vector_indexed = self._has_vector_index()
-                self._version, self._hversion = self._table.version, self._history.version
-                if in_sync is not None:
-                    in_sync.version = self._version  # compaction and indexing keep the rows as they were
+                    )
+                    # history versions are never restored (restore() appends to the history): keep them only
+                    # as long as readers of old versions may need them
+                    self._history.optimize(cleanup_older_than=timedelta(seconds=self.keep_versions_seconds))
+            if self.fts_index:
+                ensure_fts_index(self._table)  # a table written before the index, or after restore() / reset()
+            self._vector_indexed = self._has_vector_index()
+            self._version, self._hversion = self._table.version, self._history.version
+            if in_sync is not None and self._mirror is in_sync:
+                self._mirror = in_sync.at(self._version)  # compaction and indexing keep the rows as they were
             self._since_compact = 0
 
     def _maybe_index(self) -> None:
@@ -258,8 +257,8 @@ class VersionsMixin(StoreState):
             self._vector_indexed = self._has_vector_index()
             self._version, self._hversion = self._table.version, self._history.version
             self._columns = present_columns(self._table)
-            if in_sync is not None:
-                in_sync.version = self._version  # the same rows, rewritten
+            if in_sync is not None and self._mirror is in_sync:
+                self._mirror = in_sync.at(self._version)  # the same rows, rewritten
             self._since_compact = 0
             return report
 

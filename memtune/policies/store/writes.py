@@ -116,19 +116,29 @@ class WritesMixin(StoreState):
             if flush:
                 self._pending_history.clear()
             if view is not None and self._mirror is view and v1 is not None:
-                if v1 == view.version + 1:
-                    live = [r for r in plan.after.values() if r is not None]
-                    view.remove([i for i, r in plan.after.items() if r is None])
-                    view.put_many(live, np.stack([r["vector"] for r in live]) if live else None)
-                    view.version = v1
-                    if len(view) >= self.cache_max_rows:
-                        self._mirror = None
-                else:  # someone else wrote in between: reload on the next read
-                    self._mirror = None
+                live = [r for r in plan.after.values() if r is not None]
+                self._publish(
+                    view,
+                    [i for i, r in plan.after.items() if r is None],
+                    live,
+                    np.stack([r["vector"] for r in live]) if live else None,
+                    v1,
+                )
             self._since_compact += 1
             if self.compact_every and self._since_compact >= self.compact_every:
                 self.compact()
             return plan.results
+
+    def _publish(self, view, removed: list[str], rows: list[dict], vectors, v1: int | None) -> None:
+        """Publish the mirror after a commit that made `v1` from `view`'s version: searches (reads.py, no lock) see
+        the write from here on, before the writing call returns. Anything else (someone else wrote in between, a
+        failure here, too many rows) leaves no mirror: the next read reloads it under the lock."""
+        try:
+            new = view.changed(removed, rows, vectors, v1) if v1 == view.version + 1 else None
+        except BaseException:
+            self._mirror = None
+            raise
+        self._mirror = new if new is not None and len(new) < self.cache_max_rows else None
 
     def flush(self) -> None:
         """Append history rows still held by group commit (history_flush_every > 1); a no-op otherwise."""
@@ -177,9 +187,8 @@ class WritesMixin(StoreState):
                     [r for batch in self._pending_history for r in batch] + hist,
                 )
                 self._pending_history.clear()
-                if view is not None and self._mirror is view and v1 == view.version + 1:
-                    view.remove(r["id"] for r in rows)
-                    view.version = v1
+                if view is not None and self._mirror is view:
+                    self._publish(view, [r["id"] for r in rows], [], None, v1)
                 else:
                     self._mirror = None
             else:
