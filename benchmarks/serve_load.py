@@ -3,8 +3,8 @@
     uv run python benchmarks/serve_load.py                          # all phases (about 10 minutes on 2 cores)
     uv run python benchmarks/serve_load.py --memories 10000 --seconds 20 --llm-seconds 20     # quicker
 
-1. An offline bundle (memtune-export policy=mem0_offline: heuristic extractor, threshold decider, MiniLM, the
-   production store settings) and a store prefilled with `--memories` memories over the `--clients` users, written
+1. An offline bundle (memtune-export policy=`--policy`, default mem0_offline: the tuned offline defaults, MiniLM,
+   the production store settings; mem0_offline_v0: the defaults before issue 14, dense cosine search) and a store prefilled with `--memories` memories over the `--clients` users, written
    straight through the store (MemoryStore.apply in batches of 10k, then one compaction): MiniLM embeddings of
    `--base-texts` distinct template sentences, each memory the pair (a, b) of two of them: text "a; also b",
    vector a + 0.35 b (+ tiny noise), renormalised. Real MiniLM geometry (clusters, near-duplicates) at the cost of
@@ -232,6 +232,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lm-latency", type=float, default=0.3)
     ap.add_argument("--skip-llm", action="store_true")
     ap.add_argument("--rate", type=float, help="open-loop offered req/s (default: half the closed loop's throughput)")
+    ap.add_argument("--policy", default="mem0_offline", help="the offline bundle's policy preset (conf/policy/)")
     ap.add_argument("--json", type=Path, help="also write the results here")
     ap.add_argument("--workdir", type=Path, help="keep bundles, stores and server logs here (default: a temp dir)")
     args = ap.parse_args(argv)
@@ -240,7 +241,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="memtune-load-") as tmp:
         work = args.workdir or Path(tmp)
         work.mkdir(parents=True, exist_ok=True)
-        bundle, store_uri = export(work / "bundle", "policy=mem0_offline"), work / "store"
+        bundle, store_uri = export(work / "bundle", f"policy={args.policy}"), work / "store"
         out: dict = {"args": {k: str(v) for k, v in vars(args).items()}}
         out["prefill"] = prefill(bundle, store_uri, args.memories, args.clients, args.base_texts)
         say(f"prefill: {out['prefill']}; {load()}")

@@ -191,7 +191,8 @@ def test_delete_all_and_reset(memory):
 
 
 # ---- search knobs ------------------------------------------------------------------------------------------------
-def test_search_filters_overfetch_and_threshold(memory):
+def test_search_filters_overfetch_and_threshold(memory_v0):  # dense ranking: MMR would mix the b's into the top
+    memory = memory_v0
     # 60 memories close to the query tagged "a", 3 further away tagged "b": the b's rank below every a
     memory.add(
         [{"role": "user", "content": f"coffee coffee coffee note {i}"} for i in range(60)],

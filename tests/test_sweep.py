@@ -79,9 +79,21 @@ def test_offline_space_honours_types_ranges_and_conditions():
         answerer = chosen["policy/answerer"]
         seen |= {answerer, f"hybrid={hybrid}", f"fusion={fusion}"}
         assert (
-            ("policy.answerer.pool" in chosen) == ("policy.answerer.expand" in chosen) == (answerer == "question_aware")
+            ("policy.answerer.pool" in chosen)
+            == ("policy.answerer.expand" in chosen)
+            == ("policy.answerer.fresh_weight" in chosen)
+            == (answerer in {"question_aware", "offline"})  # offline: question_aware at mem0_offline's tuned knobs
         )
-    assert seen >= {"heuristic", "verbatim", "chunks", "threshold", "add_only", "extractive", "question_aware"}
+    assert seen >= {
+        "heuristic",
+        "verbatim",
+        "chunks",
+        "threshold",
+        "add_only",
+        "extractive",
+        "question_aware",
+        "offline",
+    }
     assert seen >= {"hybrid=true", "hybrid=false", "fusion=rrf", "fusion=weighted"}
     # a stored trial's params give back its overrides (FixedTrial)
     last = study.trials[-1]

@@ -30,8 +30,11 @@ def said(user: str, text: str) -> list[dict]:
 
 @pytest.fixture
 def memory(tmp_path, embedder):
-    """acme:alice, acme:bob (planner) and globex:carol (planner, six memories), stored verbatim."""
-    memory = make_memory(tmp_path / "store", embedder)
+    """acme:alice, acme:bob (planner) and globex:carol (planner, six memories), stored verbatim. Over the offline
+    defaults before issue 14 (dense cosine ranking): the guard's user-by-user search is exact for a score-ordered
+    retriever; the set-dependent levers of today's default (MMR, near-duplicate collapse, the lexical reranker's idf)
+    rank within each user's candidates, so a cross-user search through the guard diversifies per user."""
+    memory = make_memory(tmp_path / "store", embedder, "test-v1", "policy=mem0_offline_v0")
     memory.add(said("a", "Alice drinks green tea with honey every morning."), user_id="acme:alice", infer=False)
     memory.add(
         said("b", "Bob drinks green tea in the planner's morning meeting."),
