@@ -73,8 +73,9 @@ REST_ARMS = ["dense", "hybrid", "default"]
 def compose_cfg(arm: str = "dense"):
     from hydra import compose, initialize_config_module
 
+    threads = [f"+embedder.threads={os.environ['BENCH_EMBED_THREADS']}"] if os.environ.get("BENCH_EMBED_THREADS") else []
     with initialize_config_module("memtune.conf", version_base="1.3"):
-        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *ARMS[arm]])
+        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *ARMS[arm], *threads])
 
 
 class TimedEmbedder:
@@ -323,8 +324,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
     ap.add_argument("--rest-arms", nargs="+", choices=list(ARMS), default=REST_ARMS, help="arms also over REST")
+    ap.add_argument(
+        "--embed-threads", type=int, help="onnxruntime threads of MiniLM (default: conf/embedder/minilm.yaml)"
+    )
     ap.add_argument("--arm", choices=list(ARMS), default="dense", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.embed_threads is not None:  # the REST servers (subprocesses) read it too
+        os.environ["BENCH_EMBED_THREADS"] = str(args.embed_threads)
     if args.serve:
         return serve(args.serve, args.port, args.arm)
     print(

@@ -24,7 +24,8 @@ through it (_keyword_hits): a scope of at least 1/WIDE_SCOPE of the rows is rank
 hits kept; a narrower one keeps LanceDB's prefilter on the scope alone (the mirror drops invalidated hits). Same
 hits either way once the index covers every row; between compactions LanceDB scores the rows it has not indexed
 yet with statistics of the rows it scans, which a prefilter changes (their BM25 scores move by < 1%). Hybrid
-retrieval runs the keyword search in a thread beside the dense product (dense_and_keyword).
+retrieval runs the keyword search in a thread beside the dense product (dense_and_keyword), started before the
+query is embedded when the policy asks (start_keyword_search; store/prefetch.py hands it over).
 
 Safety: the query text reaches LanceDB as a `MatchQuery` (no query syntax is parsed: quotes, parentheses, AND/OR
 and colons are plain words), and the scope as `sql_where()`'s quoted prefilter, so keyword hits never leave the
