@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as memtune-serve runs (serve/__init__.py); before numpy loads
+os.environ.setdefault("LANCE_CPU_THREADS", "1")  # as memtune-serve runs (serve/__init__.py)
 
 import numpy as np
 from latency_report import phase_means, report  # benchmarks/ is the script's folder
