@@ -74,7 +74,9 @@ REST_ARMS = ["dense", "hybrid", "default"]
 def compose_cfg(arm: str = "dense"):
     from hydra import compose, initialize_config_module
 
-    threads = [f"+embedder.threads={os.environ['BENCH_EMBED_THREADS']}"] if os.environ.get("BENCH_EMBED_THREADS") else []
+    threads = (
+        [f"+embedder.threads={os.environ['BENCH_EMBED_THREADS']}"] if os.environ.get("BENCH_EMBED_THREADS") else []
+    )
     with initialize_config_module("memtune.conf", version_base="1.3"):
         return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *ARMS[arm], *threads])
 

@@ -96,7 +96,7 @@ def test_a_prefetch_for_another_search_is_not_used(tmp_path):
     vector = HashEmbedder().embed(["pottery class"])[0]
     other = retriever.start_keyword("pottery class", store, Scope("bob"))
     assert other is not None
-    got = retriever.retrieve("pottery class", vector, store, Scope("alice"), prefetched=other)
+    got = retriever.retrieve_prefetched("pottery class", vector, store, Scope("alice"), other)
     assert ids(got) == ids(retriever.retrieve("pottery class", vector, store, Scope("alice")))
     assert got and all(h.scope.user_id == "alice" for h in got)
 

@@ -185,8 +185,10 @@ class MemoryPolicy:
             if self.graph is not None and self.graph.mode == "only":
                 return self.graph.search(query, vector, scope)
             # an LLM reranker inside the retriever runs with the policy's LM (set by _running)
-            extra = {} if prefetched is None else {"prefetched": prefetched}  # else the protocol's 4 arguments
-            memories = retriever.retrieve(query, vector, self.store, scope, **extra)
+            if prefetched is None:
+                memories = retriever.retrieve(query, vector, self.store, scope)
+            else:  # only a retriever with start_keyword() made it, and takes it
+                memories = retriever.retrieve_prefetched(query, vector, self.store, scope, prefetched)  # type: ignore[attr-defined]
             if self.graph is not None:
                 memories = self.graph.merge(memories, self.graph.search(query, vector, scope))
         return memories

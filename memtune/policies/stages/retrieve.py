@@ -109,16 +109,21 @@ class CosineRetriever:
 
     def start_keyword(self, query: str, store, scope: Scope):
         """With hybrid on: start the store's keyword search for `query` now (before the query is embedded), to pass
-        to retrieve() as `prefetched`; None when there is nothing to start (hybrid off, a store without it)."""
+        to retrieve_prefetched(); None when there is nothing to start (hybrid off, a store without it)."""
         start = getattr(store, "start_keyword_search", None)
         if not self.knobs.hybrid or start is None:
             return None
         history = include_invalid(self.knobs.include_history, query)
         return start(query, scope, self.knobs.keyword_depth, include_invalid=history)
 
-    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope, prefetched=None) -> list[MemoryRecord]:
-        """The `retrieve` phase times the whole call (a reranker's own time is also reported as `rerank`).
-        `prefetched`: start_keyword()'s running keyword search for this query, or None."""
+    def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
+        """The `retrieve` phase times the whole call (a reranker's own time is also reported as `rerank`)."""
+        return self.retrieve_prefetched(query, vector, store, scope, None)
+
+    def retrieve_prefetched(
+        self, query: str, vector: np.ndarray, store, scope: Scope, prefetched
+    ) -> list[MemoryRecord]:
+        """retrieve(), with start_keyword()'s running keyword search for this query (or None)."""
         knobs = self.knobs
         with timed("retrieve"):
             history = include_invalid(knobs.include_history, query)
