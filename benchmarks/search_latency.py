@@ -38,9 +38,6 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -50,13 +47,13 @@ os.environ.setdefault("LANCE_CPU_THREADS", "1")  # as memtune-serve runs (serve/
 
 import numpy as np
 from latency_report import phase_means, report  # benchmarks/ is the script's folder
+from rest_server import RestServer
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANCE_LOG", "error")  # IVF training on synthetic rows warns about empty partitions
 
 DIM = 384
 USER = "bench-user"
-TOKEN = "bench-token-0123456789abcdef"
 WARMUP = 10
 
 
@@ -197,59 +194,6 @@ def timed(fn, items) -> list[float]:
         fn(item)
         out.append(time.perf_counter() - t0)
     return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RestServer:
-    """memtune's REST app over the store in a separate process (uvicorn on loopback), and a keep-alive client."""
-
-    def __init__(self, store_uri: Path, arm: str = "dense"):
-        import httpx
-
-        port = free_port()
-        env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                str(store_uri),
-                "--port",
-                str(port),
-                "--arm",
-                arm,
-            ],
-            env=env,
-        )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-        )
-        deadline = time.time() + 300
-        while True:
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.close()
-                raise RuntimeError(f"the REST server on port {port} did not come up")
-            time.sleep(0.2)
-
-    def post(self, path: str, payload: dict):
-        r = self.client.post(path, json=payload)
-        r.raise_for_status()
-        return r.json()
-
-    def close(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
 
 
 def measure(store_uri: Path, n_queries: int, n_adds: int, rest_arms: list[str]) -> dict:
