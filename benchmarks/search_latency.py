@@ -1,26 +1,36 @@
 """Search and add latency of a served policy: in-process `Memory` calls vs the same calls through the REST server,
-with dense retrieval and with hybrid retrieval (`policy/retriever=hybrid`: + BM25 from LanceDB's full-text index,
-RRF-fused), measured in the same run.
+for three retrievers over the same store, measured in the same run (arms):
+
+* dense: `policy/retriever=cosine` (cosine top-k, no lever);
+* hybrid: `policy/retriever=hybrid` (+ BM25 from LanceDB's full-text index, RRF-fused; the keyword search starts
+  before the query is embedded and runs beside it: MemoryPolicy.start_keyword);
+* default: `policy=mem0_offline` as shipped (conf/policy/retriever/offline.yaml: weighted hybrid fusion, the lexical
+  reranker over 70 candidates, date boost, dedup 0.9, MMR 0.7; its cosine threshold 0.3 leaves nothing of the
+  synthetic memories (random vectors) for those levers, so `default_nothreshold`, in-process only, is the same
+  with `policy.retriever.threshold=null`: the levers' real work).
 
     uv run python benchmarks/search_latency.py                    # 10k and 100k memories (about 10-15 minutes)
     uv run python benchmarks/search_latency.py --sizes 10000 --queries 100 --adds 50     # quicker
+    uv run python benchmarks/search_latency.py --rest-arms dense default                 # fewer REST servers
 
 Per store size N: N synthetic memories in one user scope, written straight through the store (random unit 384-d
 vectors, the real MiniLM dimension; texts of a few words from a 2,000-word vocabulary plus one of the queries'
 topics, so keyword search has real posting lists to walk: a query's topic words match a twelfth of the rows and
 "user" matches every row; one compaction afterwards, which builds the
-ANN index past the store's `index_min_rows` and folds every row into the full-text index), then the default offline
-policy (`policy=mem0_offline`, MiniLM embedder, no embedding cache) over that store, and the same policy with
-`policy/retriever=hybrid` (sharing the store in-process; its own server process for REST):
+ANN index past the store's `index_min_rows` and folds every row into the full-text index), then the offline
+policy (`policy=mem0_offline`, MiniLM embedder, no embedding cache) with each arm's retriever over that store
+(sharing the store in-process; one server process per arm for REST):
 
 * search: `Memory.search(query, user_id=..., top_k=10)` on distinct queries (each embedded by MiniLM, then
   retrieved from N memories) in-process, then `POST /v1/memories/search` to a real uvicorn server (a separate
   process over the same store, the way it runs in production) through one keep-alive httpx client;
-* add: `Memory.add([user, assistant])` of distinct message pairs into the same scope (heuristic extraction,
-  embed, s=10 similar memories, threshold decider, store write: no LM), in-process vs `POST /v1/memories`.
+* add (dense arm): `Memory.add([user, assistant])` of distinct message pairs into the same scope (heuristic
+  extraction, embed, s=10 similar memories, threshold decider, store write: no LM), in-process vs `POST /v1/memories`.
 
 Latency is wall time per call on the client side, after warm-up. Both sides run one call at a time; the machine
-may be shared, so the load average is printed, and in-process vs REST ratios are measured in the same run.
+may be shared, so the load average is printed, and in-process vs REST ratios are measured in the same run. Phases:
+the policy's cost meter, plus `embed_query` (the query's embedding, timed here around the embedder); with hybrid
+retrieval the keyword search overlaps the embedding and the dense product, so it is shown apart, not summed.
 """
 
 from __future__ import annotations
@@ -28,45 +38,71 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import socket
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as memtune-serve runs (serve/__init__.py); before numpy loads
+os.environ.setdefault("LANCE_CPU_THREADS", "1")  # as memtune-serve runs (serve/__init__.py)
 
 import numpy as np
 from latency_report import phase_means, report  # benchmarks/ is the script's folder
+from rest_server import RestServer
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 os.environ.setdefault("LANCE_LOG", "error")  # IVF training on synthetic rows warns about empty partitions
 
 DIM = 384
 USER = "bench-user"
-TOKEN = "bench-token-0123456789abcdef"
 WARMUP = 10
 
 
-def compose_cfg(hybrid: bool = False):
+ARMS = {  # arm -> Hydra overrides on policy=mem0_offline
+    "dense": ["policy/retriever=cosine"],
+    "hybrid": ["policy/retriever=hybrid"],
+    "default": [],  # as shipped: retriever/offline.yaml
+    # the synthetic vectors are random, so no memory reaches the default's cosine threshold (0.3) and its reranker,
+    # dedup and MMR get no candidates: this arm (in-process only by default) gives them the 70 they get in use
+    "default_nothreshold": ["policy.retriever.threshold=null"],
+}
+REST_ARMS = ["dense", "hybrid", "default"]
+
+
+def compose_cfg(arm: str = "dense"):
     from hydra import compose, initialize_config_module
 
-    extra = ["policy/retriever=hybrid"] if hybrid else []
+    threads = (
+        [f"+embedder.threads={os.environ['BENCH_EMBED_THREADS']}"] if os.environ.get("BENCH_EMBED_THREADS") else []
+    )
     with initialize_config_module("memtune.conf", version_base="1.3"):
-        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *extra])
+        return compose("eval", overrides=["policy=mem0_offline", "embedder=minilm", "lm=none", *ARMS[arm], *threads])
 
 
-def open_memory(store_uri: Path, hybrid: bool = False):
-    """The offline policy over the store at `store_uri`, as a Memory (what a bundle of it would load)."""
+class TimedEmbedder:
+    """The policy's embedder, its calls timed into the policy's cost meter as `embed_query` (Memory.search embeds
+    the query outside the meter)."""
+
+    def __init__(self, embedder, meter):
+        self.inner, self.meter = embedder, meter
+        self.id, self.dim = embedder.id, embedder.dim
+
+    def embed(self, texts):
+        with self.meter.timed("embed_query"):
+            return self.inner.embed(texts)
+
+
+def open_memory(store_uri: Path, arm: str = "dense"):
+    """The offline policy with the arm's retriever over the store at `store_uri`, as a Memory (what a bundle of it
+    would load)."""
     from memtune.policies.build import build_policy
     from memtune.policies.runtime.memory import Memory
 
-    return Memory(build_policy(compose_cfg(hybrid), store_uri, cache_dir=None), bundle_version="bench")
+    return Memory(build_policy(compose_cfg(arm), store_uri, cache_dir=None), bundle_version="bench")
 
 
-def hybrid_twin(memory):
-    """The same Memory with the hybrid retriever, sharing its store (and mirror) and embedder; its own cost meter."""
+def twin(memory, arm: str):
+    """The same Memory with the arm's retriever, sharing its store (and mirror) and embedder; its own cost meter,
+    and the query embedding timed into it."""
     import copy
 
     from hydra.utils import instantiate
@@ -75,8 +111,9 @@ def hybrid_twin(memory):
     from memtune.policies.runtime.memory import Memory
 
     policy = copy.copy(memory.policy)
-    policy.retriever = instantiate(compose_cfg(True).policy.retriever)
+    policy.retriever = instantiate(compose_cfg(arm).policy.retriever)
     policy.meter = CostMeter()
+    policy.embedder = TimedEmbedder(memory.policy.embedder, policy.meter)
     return Memory(policy, bundle_version="bench")
 
 
@@ -88,7 +125,7 @@ def fill_store(store_uri: Path, rows: int, seed: int = 0) -> float:
     from memtune.policies.store.changes import Change
     from memtune.policies.types import Scope
 
-    cfg = compose_cfg()
+    cfg = compose_cfg("dense")
     store = instantiate(cfg.store, uri=str(store_uri), dim=DIM, embedder_id=MiniLMEmbedder().id)
     rng = np.random.default_rng(seed)
     vocabulary = [f"w{i}" for i in range(2000)]
@@ -159,95 +196,44 @@ def timed(fn, items) -> list[float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class RestServer:
-    """memtune's REST app over the store in a separate process (uvicorn on loopback), and a keep-alive client."""
-
-    def __init__(self, store_uri: Path, hybrid: bool = False):
-        import httpx
-
-        port = free_port()
-        env = dict(os.environ, MEMTUNE_API_TOKEN=TOKEN)
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                "--serve",
-                str(store_uri),
-                "--port",
-                str(port),
-                *(["--hybrid"] if hybrid else []),
-            ],
-            env=env,
-        )
-        self.client = httpx.Client(
-            base_url=f"http://127.0.0.1:{port}", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=60
-        )
-        deadline = time.time() + 300
-        while True:
-            try:
-                if self.client.get("/healthz").status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if self.proc.poll() is not None or time.time() > deadline:
-                self.close()
-                raise RuntimeError(f"the REST server on port {port} did not come up")
-            time.sleep(0.2)
-
-    def post(self, path: str, payload: dict):
-        r = self.client.post(path, json=payload)
-        r.raise_for_status()
-        return r.json()
-
-    def close(self) -> None:
-        self.client.close()
-        self.proc.terminate()
-        self.proc.wait(timeout=60)
-
-
-def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
-    """Searches alternate between in-process and REST, dense and hybrid (all read-only, so the four share the
-    machine's noise); adds run in-process, then over REST with the in-process Memory closed (one writer per store
-    at a time)."""
+def measure(store_uri: Path, n_queries: int, n_adds: int, rest_arms: list[str]) -> dict:
+    """Searches alternate between in-process and REST and between the arms (all read-only, so they share the
+    machine's noise); adds (dense arm) run in-process, then over REST with the in-process Memory closed (one writer
+    per store at a time)."""
     memory = open_memory(store_uri)
-    hybrid = hybrid_twin(memory)
-    servers = {"dense": RestServer(store_uri), "hybrid": RestServer(store_uri, hybrid=True)}
-    local_search: dict[str, list[float]] = {"dense": [], "hybrid": []}
-    rest_search: dict[str, list[float]] = {"dense": [], "hybrid": []}
-    hybrid_hits = 0
-    meter = memory.policy.meter
+    mems = {arm: twin(memory, arm) for arm in ARMS}
+    servers = {arm: RestServer(store_uri, arm) for arm in rest_arms}
+    local_search: dict[str, list[float]] = {arm: [] for arm in ARMS}
+    rest_search: dict[str, list[float]] = {arm: [] for arm in rest_arms}
+    topic_hits = dict.fromkeys(ARMS, 0)
+    marks: dict[str, dict] = {}
     try:
         for i, q in enumerate(queries(n_queries + WARMUP, 0)):
-            for mode, mem in (("dense", memory), ("hybrid", hybrid)):
+            for arm, mem in mems.items():
                 t0 = time.perf_counter()
                 hits = mem.search(q, user_id=USER, top_k=10)
                 t1 = time.perf_counter()
-                servers[mode].post("/v1/memories/search", {"query": q + " ", "user_id": USER, "top_k": 10})
+                if arm in servers:
+                    servers[arm].post("/v1/memories/search", {"query": q + " ", "user_id": USER, "top_k": 10})
                 t2 = time.perf_counter()
                 if i >= WARMUP:
-                    local_search[mode].append(t1 - t0)
-                    rest_search[mode].append(t2 - t1)
-                    if mode == "hybrid":  # hits naming the query's topic: the keyword side at work
-                        hybrid_hits += sum(q.split("about ")[1].split(" in week")[0] in h["memory"] for h in hits)
+                    local_search[arm].append(t1 - t0)
+                    if arm in servers:
+                        rest_search[arm].append(t2 - t1)
+                    topic = q.split("about ")[1].split(" in week")[0]  # hits naming it: the keyword side at work
+                    topic_hits[arm] += sum(topic in h["memory"] for h in hits)
             if i == WARMUP - 1:
-                marks = {k: len(v.seconds) for k, v in meter.phases.items()}
-                hmarks = {k: len(v.seconds) for k, v in hybrid.policy.meter.phases.items()}
+                marks = {a: {k: len(v.seconds) for k, v in m.policy.meter.phases.items()} for a, m in mems.items()}
     finally:
         for server in servers.values():
             server.close()
-    hybrid_phases = phase_means(hybrid.policy.meter, hmarks)
-    search_phases = phase_means(meter, marks)
+    phases = {arm: phase_means(m.policy.meter, marks[arm]) for arm, m in mems.items()}
+    meter = memory.policy.meter
     for p in pairs(WARMUP, 10**6):
         memory.add(p, user_id=USER)
-    marks = {k: len(v.seconds) for k, v in meter.phases.items()}
+    add_marks = {k: len(v.seconds) for k, v in meter.phases.items()}
     local_add = timed(lambda p: memory.add(p, user_id=USER), pairs(n_adds, 0))
-    add_phases = phase_means(meter, marks)
+    add_phases = phase_means(meter, add_marks)
     memory.close()
     server = RestServer(store_uri)
     try:
@@ -257,26 +243,23 @@ def measure(store_uri: Path, n_queries: int, n_adds: int) -> dict:
     finally:
         server.close()
     return {
-        "local": {
-            "search": local_search["dense"],
-            "search_hybrid": local_search["hybrid"],
-            "add": local_add,
-            "search_phases_ms": search_phases,
-            "search_hybrid_phases_ms": hybrid_phases,
-            "add_phases_ms": add_phases,
-            "hybrid_topic_hits": hybrid_hits / max(len(local_search["hybrid"]), 1),
-        },
-        "rest": {"search": rest_search["dense"], "search_hybrid": rest_search["hybrid"], "add": rest_add},
+        "search": local_search,
+        "search_rest": rest_search,
+        "search_phases_ms": phases,
+        "topic_hits": {arm: topic_hits[arm] / max(len(local_search[arm]), 1) for arm in ARMS},
+        "add": local_add,
+        "add_rest": rest_add,
+        "add_phases_ms": add_phases,
     }
 
 
-def serve(store_uri: str, port: int, hybrid: bool = False) -> None:
+def serve(store_uri: str, port: int, arm: str = "dense") -> None:
     """The server side of the REST measurement (a subprocess): the REST app over the store, on loopback."""
     import uvicorn
 
     from memtune.serve.rest import create_app
 
-    memory = open_memory(Path(store_uri), hybrid)
+    memory = open_memory(Path(store_uri), arm)
     uvicorn.run(create_app(memory, os.environ["MEMTUNE_API_TOKEN"]), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -287,10 +270,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--adds", type=int, default=100)
     ap.add_argument("--serve", help=argparse.SUPPRESS)
     ap.add_argument("--port", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--hybrid", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--rest-arms", nargs="+", choices=list(ARMS), default=REST_ARMS, help="arms also over REST")
+    ap.add_argument(
+        "--embed-threads", type=int, help="onnxruntime threads of MiniLM (default: conf/embedder/minilm.yaml)"
+    )
+    ap.add_argument("--arm", choices=list(ARMS), default="dense", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
+    if args.embed_threads is not None:  # the REST servers (subprocesses) read it too
+        os.environ["BENCH_EMBED_THREADS"] = str(args.embed_threads)
     if args.serve:
-        return serve(args.serve, args.port, args.hybrid)
+        return serve(args.serve, args.port, args.arm)
     print(
         f"python {platform.python_version()}, {os.cpu_count()} cpus, load average "
         f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
@@ -299,8 +288,7 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="memtune-latency-") as tmp:
             store_uri = Path(tmp) / "store"
             fill_s = fill_store(store_uri, rows)
-            result = measure(store_uri, args.queries, args.adds)
-            report(rows, fill_s, result["local"], result["rest"])
+            report(rows, fill_s, measure(store_uri, args.queries, args.adds, args.rest_arms))
     print(f"load average at the end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 

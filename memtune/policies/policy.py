@@ -172,19 +172,37 @@ class MemoryPolicy:
 
     # ---- read ---------------------------------------------------------------------------------------------
     def search(
-        self, query: str, scope: Scope, *, vector=None, retriever: Retriever | None = None
+        self, query: str, scope: Scope, *, vector=None, retriever: Retriever | None = None, prefetched=None
     ) -> list[MemoryRecord]:
         """The retriever's memories for `query` (and the graph's triplets under Mem0g). `vector`: the query already
-        embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold)."""
+        embedded; `retriever`: a stand-in for this call (the runtime API's per-call top_k / threshold);
+        `prefetched`: start_keyword()'s keyword search for this query, started before the caller embedded it."""
+        retriever = retriever or self.retriever
+        if vector is None and prefetched is None:  # hybrid: keyword search while the query is embedded
+            prefetched = self.start_keyword(query, scope, retriever)
         vector = self._embed([query])[0] if vector is None else vector
         with self._running():
             if self.graph is not None and self.graph.mode == "only":
                 return self.graph.search(query, vector, scope)
             # an LLM reranker inside the retriever runs with the policy's LM (set by _running)
-            memories = (retriever or self.retriever).retrieve(query, vector, self.store, scope)
+            if prefetched is None:
+                memories = retriever.retrieve(query, vector, self.store, scope)
+            else:  # only a retriever with start_keyword() made it, and takes it
+                memories = retriever.retrieve_prefetched(query, vector, self.store, scope, prefetched)  # type: ignore[attr-defined]
             if self.graph is not None:
                 memories = self.graph.merge(memories, self.graph.search(query, vector, scope))
         return memories
+
+    def start_keyword(self, query: str, scope: Scope, retriever: Retriever | None = None):
+        """Hybrid retrieval: the store's keyword search for `query`, started now on the store's keyword threads, so
+        it runs while the query is embedded; pass it to search() as `prefetched` (the hits are the same: the
+        retriever takes them only for the same query, scope and knobs, and reads the dense list from the same
+        store version). None when there is nothing to start (a retriever without keyword search, graph only)."""
+        start = getattr(retriever or self.retriever, "start_keyword", None)
+        if start is None or (self.graph is not None and self.graph.mode == "only"):
+            return None
+        with metering(self.meter):  # its time lands in this policy's meter as keyword_search
+            return start(query, self.store, scope)
 
     def answer(self, question: str, scope: Scope) -> tuple[str | None, list[MemoryRecord]]:
         """(answer, the memories it was given); the answer is None when an LLM answerer failed after retries."""

@@ -105,10 +105,12 @@ class MemoryReads:
         ):
             raise ValueError(f"threshold must be a number in [-1, 1] (cosine similarity) or null, got {threshold!r}")
         filters = check_filters(filters)
-        vector = self.policy.embedder.embed([query])[0]
         fetch, relations = (top_k if not filters else max(4 * top_k, 50)), None
+        early = self.policy.start_keyword(query, scope, self._retriever_for(fetch, threshold, history))
+        vector = self.policy.embedder.embed([query])[0]  # hybrid: while the keyword search runs
         while True:  # with filters: over-fetch, filter, and fetch more while the scope has more to give
-            hits = self._retrieve(query, vector, scope, fetch, threshold, history)
+            hits = self._retrieve(query, vector, scope, fetch, threshold, history, early)
+            early = None
             memories = [h for h in hits if not is_graph_record(h)]
             if relations is None:  # the graph's answer does not depend on how many memories are fetched
                 relations = [h for h in hits if is_graph_record(h) and (threshold is None or h.score >= threshold)]
@@ -120,19 +122,28 @@ class MemoryReads:
         return results, ([relation(h) for h in relations] if with_relations else [])
 
     def _retrieve(
-        self, query: str, vector, scope: Scope, k: int, threshold: float | None, history: bool | None = None
+        self, query: str, vector, scope: Scope, k: int, threshold: float | None, history=None, prefetched=None
     ) -> list[MemoryRecord]:
         """MemoryPolicy.search() with this call's top_k (and threshold and include_history, when given) instead of
         the retriever's own knobs: the vector memories, and the graph's triplets when the policy has graph memory
-        (Mem0g)."""
+        (Mem0g). `prefetched`: policy.start_keyword()'s keyword search for this query, or None."""
+        retriever = self._retriever_for(k, threshold, history)
+        return self.policy.search(
+            query,
+            scope,
+            vector=vector,
+            retriever=None if retriever is self.policy.retriever else retriever,
+            prefetched=prefetched,
+        )
+
+    def _retriever_for(self, k: int, threshold: float | None, history: bool | None):
+        """The policy's retriever with this call's top_k (threshold, include_history), or itself when they match."""
         retriever = self.policy.retriever
         given: dict = {"threshold": threshold} if threshold is not None else {}
         if history is not None and hasattr(retriever.knobs, "include_history"):
             given["include_history"] = "always" if history else "never"
         knobs = dataclasses.replace(retriever.knobs, top_k=k, **given)
-        return self.policy.search(
-            query, scope, vector=vector, retriever=_with_knobs(retriever, knobs) if knobs != retriever.knobs else None
-        )
+        return _with_knobs(retriever, knobs) if knobs != retriever.knobs else retriever
 
     def get(
         self, memory_id: str, *, user_id: str = "", agent_id: str = "", run_id: str = "", cross_user: bool = False

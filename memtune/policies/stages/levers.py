@@ -33,18 +33,26 @@ if TYPE_CHECKING:
 
 
 def candidates(
-    knobs: RetrievalKnobs, query: str, vector: np.ndarray, store: MemoryStore, scope: Scope, include_invalid=False
+    knobs: RetrievalKnobs,
+    query: str,
+    vector: np.ndarray,
+    store: MemoryStore,
+    scope: Scope,
+    include_invalid=False,
+    prefetched=None,
 ):
     """(memories with cosine in .score, their fused scores), best first; superseded memories only with
-    include_invalid (the retriever's include_history)."""
+    include_invalid (the retriever's include_history). `prefetched`: the keyword search of hybrid, already started
+    (store/prefetch.py), or None."""
     depth = max(knobs.top_k, knobs.dense_depth)
     if not knobs.hybrid:
         dense = store.search(vector, scope, depth, include_invalid=include_invalid)
         pairs = [(m.id, float(m.score or 0.0)) for m in dense]
         by_id = {m.id: m for m in dense}
     else:  # both lists from one version of the store, the keyword search in a thread (timed as keyword_search)
+        early = {} if prefetched is None else {"prefetched": prefetched}  # stores without it: as before
         dense, keyword, keyword_cosines = store.dense_and_keyword(
-            vector, query, scope, depth, knobs.keyword_depth, include_invalid=include_invalid
+            vector, query, scope, depth, knobs.keyword_depth, include_invalid=include_invalid, **early
         )
         sources = [[(m.id, float(m.score or 0.0)) for m in dense], [(m.id, float(m.score or 0.0)) for m in keyword]]
         weights = [knobs.dense_weight, knobs.keyword_weight]

@@ -107,15 +107,30 @@ class CosineRetriever:
         self.rerank_stats = RerankStats()
         self._reference = ReferenceDays()
 
+    def start_keyword(self, query: str, store, scope: Scope):
+        """With hybrid on: start the store's keyword search for `query` now (before the query is embedded), to pass
+        to retrieve_prefetched(); None when there is nothing to start (hybrid off, a store without it)."""
+        start = getattr(store, "start_keyword_search", None)
+        if not self.knobs.hybrid or start is None:
+            return None
+        history = include_invalid(self.knobs.include_history, query)
+        return start(query, scope, self.knobs.keyword_depth, include_invalid=history)
+
     def retrieve(self, query: str, vector: np.ndarray, store, scope: Scope) -> list[MemoryRecord]:
         """The `retrieve` phase times the whole call (a reranker's own time is also reported as `rerank`)."""
+        return self.retrieve_prefetched(query, vector, store, scope, None)
+
+    def retrieve_prefetched(
+        self, query: str, vector: np.ndarray, store, scope: Scope, prefetched
+    ) -> list[MemoryRecord]:
+        """retrieve(), with start_keyword()'s running keyword search for this query (or None)."""
         knobs = self.knobs
         with timed("retrieve"):
             history = include_invalid(knobs.include_history, query)
             if not knobs.levers_on():
                 hits = store.search(vector, scope, knobs.top_k, threshold=knobs.threshold, include_invalid=history)
                 return slot_first(query, hits) if knobs.slot_rank else hits
-            memories, scores = levers.candidates(knobs, query, vector, store, scope, include_invalid=history)
+            memories, scores = levers.candidates(knobs, query, vector, store, scope, history, prefetched)
             if knobs.recency_weight or knobs.date_filter != "off":
                 reference = self._reference.get(store, scope)
                 memories, scores = levers.time_levers(knobs, query, memories, scores, reference)

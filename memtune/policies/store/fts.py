@@ -24,7 +24,8 @@ through it (_keyword_hits): a scope of at least 1/WIDE_SCOPE of the rows is rank
 hits kept; a narrower one keeps LanceDB's prefilter on the scope alone (the mirror drops invalidated hits). Same
 hits either way once the index covers every row; between compactions LanceDB scores the rows it has not indexed
 yet with statistics of the rows it scans, which a prefilter changes (their BM25 scores move by < 1%). Hybrid
-retrieval runs the keyword search in a thread beside the dense product (dense_and_keyword).
+retrieval runs the keyword search in a thread beside the dense product (dense_and_keyword), started before the
+query is embedded when the policy asks (start_keyword_search; store/prefetch.py hands it over).
 
 Safety: the query text reaches LanceDB as a `MatchQuery` (no query syntax is parsed: quotes, parentheses, AND/OR
 and colons are plain words), and the scope as `sql_where()`'s quoted prefilter, so keyword hits never leave the
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import contextvars
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 from lancedb.index import FTS
@@ -45,6 +46,7 @@ from ..metering import timed
 from ..types import MemoryRecord, Scope
 from .lance import to_record
 from .mirror import _Mirror
+from .prefetch import KeywordPrefetch
 from .sql import _check_scope, _check_text, ids_where, sql_where, valid_where
 from .state import StoreState
 
@@ -171,12 +173,24 @@ class KeywordMixin(StoreState):
         return hits, data.num_rows
 
     def dense_and_keyword(
-        self, vector, query: str, scope: Scope, dense_k: int, keyword_k: int, *, include_invalid: bool = False
+        self,
+        vector,
+        query: str,
+        scope: Scope,
+        dense_k: int,
+        keyword_k: int,
+        *,
+        include_invalid: bool = False,
+        prefetched: KeywordPrefetch | None = None,
     ) -> tuple[list[MemoryRecord], list[MemoryRecord], np.ndarray]:
         """search() and keyword_search() of one version of the store, and the cosine of each keyword hit to
         `vector`: what hybrid retrieval fuses. The keyword search runs in a thread meanwhile (LanceDB's FTS and
-        the BLAS product both release the GIL), timed as `keyword_search` in the caller's cost meter."""
+        the BLAS product both release the GIL), timed as `keyword_search` in the caller's cost meter; or it was
+        started before the query was embedded (`prefetched`, from start_keyword_search() for the same search)."""
         q = self._vectors(vector, "dense_and_keyword")[:1]
+        if prefetched is not None and min(dense_k, keyword_k) > 0:
+            if prefetched.serves(query, scope, keyword_k, include_invalid):  # started while the query was embedded
+                return self._fuse_inputs(prefetched.view, q, scope, dense_k, include_invalid, prefetched.pending)
         view = self._published()
         if view is None or min(dense_k, keyword_k) <= 0 or not query.strip():
             with self._lock:  # re-entrant: one version for the three reads
@@ -187,12 +201,36 @@ class KeywordMixin(StoreState):
             return dense, keyword, cosines
         _check_text(query, "query")
         _check_scope(scope)
+        pending = self._submit_keyword(view, query, scope, keyword_k, include_invalid)
+        return self._fuse_inputs(view, q, scope, dense_k, include_invalid, pending)
+
+    def start_keyword_search(
+        self, query: str, scope: Scope, keyword_k: int, *, include_invalid: bool = False
+    ) -> KeywordPrefetch | None:
+        """Start dense_and_keyword()'s keyword search now, on the keyword thread pool (hybrid retrieval calls
+        this before embedding the query); None when there is nothing to start early (no published mirror, an
+        empty query or keyword_k <= 0: dense_and_keyword() then does as without it)."""
+        _check_text(query, "query")
+        _check_scope(scope)
+        view = self._published()
+        if view is None or keyword_k <= 0 or not query.strip():
+            return None
+        pending = self._submit_keyword(view, query, scope, keyword_k, include_invalid)
+        return KeywordPrefetch(view, query, scope, keyword_k, include_invalid, pending)
+
+    def _submit_keyword(self, view: _Mirror, query: str, scope: Scope, keyword_k: int, include_invalid: bool) -> Future:
+        """_keyword_hits() on the keyword pool, timed as `keyword_search` in the caller's cost meter."""
 
         def keyword_hits() -> list[tuple[dict, float]]:
             with timed("keyword_search"):
                 return self._keyword_hits(view, query, scope, keyword_k, include_invalid)
 
-        pending = _keyword_pool().submit(contextvars.copy_context().run, keyword_hits)
+        return _keyword_pool().submit(contextvars.copy_context().run, keyword_hits)
+
+    def _fuse_inputs(
+        self, view: _Mirror, q: np.ndarray, scope: Scope, dense_k: int, include_invalid: bool, pending: Future
+    ) -> tuple[list[MemoryRecord], list[MemoryRecord], np.ndarray]:
+        """The dense top dense_k from `view` (while `pending` searches keywords), the keyword hits, their cosines."""
         dense = [to_record(r, s) for r, s in view.top_k(q, scope, dense_k, include_invalid)[0]]
         hits = pending.result()
         cosines = np.asarray([view.vector(r["id"]) @ q[0] for r, _ in hits], np.float32)
