@@ -254,28 +254,32 @@ def test_dry_run_projects_the_full_fixture_run_within_15_percent(fixture_runs):
 
 
 # ------------------------------------------------------------------------------------------------- the budget
+def llm_sweep(tmp_path, url: str, model: str) -> list[str]:
+    """A retrieval-only sweep of the paper's LLM policy on the fixture, against the fake server at `url`, uncached."""
+    return [
+        f"cache_dir={tmp_path / 'cache'}",
+        "dataset=fixture",
+        f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
+        "sweep.tune_conversations=null",
+        "sweep.holdout_conversations=null",
+        "sweep.heldout.enabled=false",
+        "tracking=none",
+        "search_space=retrieval_only",
+        "policy=mem0_llm",
+        "lm=openai",
+        f"lm.api_base={url}",
+        f"lm.model=openai/{model}",
+        "lm.cache=false",
+    ]
+
+
 def test_sweep_budget_stops_starting_trials_and_prints_spend(tmp_path, capsys):
     from hydra import compose, initialize_config_dir
 
     from memtune.optimize.sweep.app import run_sweep
 
     with serve_in_thread() as url:
-        base = [
-            f"cache_dir={tmp_path / 'cache'}",
-            "dataset=fixture",
-            f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
-            "sweep.tune_conversations=null",
-            "sweep.holdout_conversations=null",
-            "sweep.heldout.enabled=false",
-            "tracking=none",
-            "search_space=retrieval_only",
-            "sweep.n_trials=5",
-            "policy=mem0_llm",
-            "lm=openai",
-            f"lm.api_base={url}",
-            "lm.model=openai/gpt-4o-mini",
-            "lm.cache=false",
-        ]
+        base = [*llm_sweep(tmp_path, url, "gpt-4o-mini"), "sweep.n_trials=5"]
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             probe = compose(config_name="sweep", overrides=[*base, "sweep.study_name=probe"])
         # the first trial's projection is a dry run of the base config; its sample is the whole fixture here
@@ -309,19 +313,7 @@ def test_a_budget_with_an_unpriced_model_is_refused(tmp_path):
 
     with serve_in_thread() as url:
         base = [
-            f"cache_dir={tmp_path / 'cache'}",
-            "dataset=fixture",
-            f"sweep.storage=sqlite:///{tmp_path / 'optuna.db'}",
-            "sweep.tune_conversations=null",
-            "sweep.holdout_conversations=null",
-            "sweep.heldout.enabled=false",
-            "tracking=none",
-            "search_space=retrieval_only",
-            "policy=mem0_llm",
-            "lm=openai",
-            f"lm.api_base={url}",
-            "lm.model=openai/no-such-model",
-            "lm.cache=false",
+            *llm_sweep(tmp_path, url, "no-such-model"),
             "sweep.budget_usd=1.0",
             "dry_run_sample.pairs=2",
             "dry_run_sample.questions=1",
