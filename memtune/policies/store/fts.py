@@ -188,21 +188,18 @@ class KeywordMixin(StoreState):
         the BLAS product both release the GIL), timed as `keyword_search` in the caller's cost meter; or it was
         started before the query was embedded (`prefetched`, from start_keyword_search() for the same search)."""
         q = self._vectors(vector, "dense_and_keyword")[:1]
-        if prefetched is not None and min(dense_k, keyword_k) > 0:
-            if prefetched.serves(query, scope, keyword_k, include_invalid):  # started while the query was embedded
-                return self._fuse_inputs(prefetched.view, q, scope, dense_k, include_invalid, prefetched.pending)
-        view = self._published()
-        if view is None or min(dense_k, keyword_k) <= 0 or not query.strip():
+        if dense_k <= 0:
+            prefetched = None
+        elif prefetched is None or not prefetched.serves(query, scope, keyword_k, include_invalid):
+            prefetched = self.start_keyword_search(query, scope, keyword_k, include_invalid=include_invalid)
+        if prefetched is None:  # no published mirror, nothing to search for, or nothing to fuse
             with self._lock:  # re-entrant: one version for the three reads
                 with timed("keyword_search"):
                     keyword = self.keyword_search(query, scope, keyword_k, include_invalid=include_invalid)
                 dense = self.search_many(q, scope, dense_k, include_invalid=include_invalid)[0]
                 cosines = self.vectors_of([m.id for m in keyword]) @ q[0] if keyword else np.zeros(0, np.float32)
             return dense, keyword, cosines
-        _check_text(query, "query")
-        _check_scope(scope)
-        pending = self._submit_keyword(view, query, scope, keyword_k, include_invalid)
-        return self._fuse_inputs(view, q, scope, dense_k, include_invalid, pending)
+        return self._fuse_inputs(prefetched.view, q, scope, dense_k, include_invalid, prefetched.pending)
 
     def start_keyword_search(
         self, query: str, scope: Scope, keyword_k: int, *, include_invalid: bool = False
