@@ -3,14 +3,13 @@ usable from Python: `evaluate_stage`, `compile_stage`)."""
 
 from __future__ import annotations
 
-import contextvars
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import dspy
 
 from ...policies.lm import LMStageError
+from ..threads import in_order
 from .tokens import TokenCounter
 
 OPTIMIZERS = ("bootstrap", "mipro", "gepa")
@@ -28,12 +27,7 @@ def evaluate_stage(program: dspy.Module, examples: Sequence[dspy.Example], task:
             except LMStageError:
                 return None, True
 
-    if num_threads > 1:
-        with ThreadPoolExecutor(max_workers=num_threads) as pool:
-            futures = [pool.submit(contextvars.copy_context().run, one, i) for i in range(len(examples))]
-            results = [f.result() for f in futures]
-    else:
-        results = [one(i) for i in range(len(examples))]
+    results = in_order(one, range(len(examples)), num_threads)
     details, scores = [], []
     for example, (prediction, _) in zip(examples, results):
         score, detail = task.score(example, prediction)

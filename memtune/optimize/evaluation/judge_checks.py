@@ -9,10 +9,8 @@ CORRECT labels / canaries the judge labelled (its failures are counted apart, ne
 
 from __future__ import annotations
 
-import contextvars
 import random
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from itertools import combinations
 from typing import Any
 
@@ -21,6 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from ..data.types import Conversation, Dataset
+from ..threads import in_order
 from .agreement import agreement
 from .canaries import KINDS, entity_pool, proper_nouns, session_dates, vague_canary, wrong_entity_canary
 from .judge import Judge, judge_question
@@ -114,16 +113,6 @@ def _labels(judge: Judge, frame: pl.DataFrame, main: bool, workers: int) -> list
         return {"j": j["judge"], "failed": j["judge_failed"], "label": bool(j["judge"]) if labelled else None}
 
     return in_order(one, list(frame.iter_rows(named=True)), 1 if main else workers)
-
-
-def in_order(fn: Callable[[Any], Any], items: Sequence[Any], workers: int) -> list[Any]:
-    """[fn(x) for x in items], with up to `workers` calls at once (the judge LM's max_concurrency); each call runs
-    in a copy of the caller's context (the metering context var), and the results keep the items' order."""
-    if workers <= 1 or len(items) <= 1:
-        return [fn(x) for x in items]
-    context = contextvars.copy_context()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(lambda x: context.copy().run(fn, x), items))
 
 
 def judge_checks(
