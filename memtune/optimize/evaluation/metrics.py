@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 import string
+import threading
 import warnings
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -82,6 +83,18 @@ def f1_squad(pred: object, gold: object) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
+_NLTK_IMPORT = threading.Lock()
+
+
+def _import_nltk() -> None:
+    """Import nltk's tokenizer and BLEU once, under a lock: nltk's package imports are circular, so two threads
+    importing it at once can get a half-initialised `nltk.corpus` (ImportError: cannot import name 'stopwords'),
+    which is what the first answers of a parallel evaluation (`lm.max_concurrency` > 1) did in a fresh process."""
+    with _NLTK_IMPORT:
+        import nltk.tokenize  # noqa: F401
+        import nltk.translate.bleu_score  # noqa: F401
+
+
 def bleu_tokens(s: str) -> list[str]:
     """``nltk.word_tokenize(s.lower(), preserve_line=True)``: the Treebank word tokenizer on the whole string.
 
@@ -90,6 +103,7 @@ def bleu_tokens(s: str) -> list[str]:
     multi-sentence strings: with ``preserve_line=True`` a period inside the string stays on its word
     (``"2023. then"`` -> ``["2023.", "then"]``), with punkt it would be a token of its own.
     """
+    _import_nltk()
     from nltk.tokenize import word_tokenize
 
     return word_tokenize(s.lower(), preserve_line=True)
