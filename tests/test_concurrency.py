@@ -228,18 +228,20 @@ def test_llm_free_policies_never_start_a_thread(tmp_path, embedder, monkeypatch)
 def test_reserved_workers_keep_a_slot_for_urgent_tasks():
     """With one of two workers reserved, non-urgent tasks run one at a time and an urgent one starts at once."""
     running, peak, lock = [0], [0], threading.Lock()
-    release = threading.Event()
+    started, release = threading.Event(), threading.Event()
 
     def slow():
         with lock:
             running[0] += 1
             peak[0] = max(peak[0], running[0])
+        started.set()
         release.wait(10)
         with lock:
             running[0] -= 1
 
     with TaskPool(2) as pool, pool.reserving(1):
         others = [pool.submit((2, i), slow) for i in range(3)]
+        assert started.wait(10)  # a non-urgent task holds one worker (submitted at once, the urgent one could run first)
         urgent = pool.submit((0, 0), lambda: "now")
         assert urgent.result(timeout=10) == "now"  # while a non-urgent task holds the other worker
         assert peak[0] == 1

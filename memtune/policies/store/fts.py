@@ -64,6 +64,7 @@ def _keyword_pool() -> ThreadPoolExecutor:
     return pool
 
 
+FTS_ATTEMPTS = 5  # an FTS query whose files a concurrent compaction deleted runs again (_fts_ids)
 WIDE_SCOPE = 4  # a scope holding at least 1/4 of the rows is searched without LanceDB's prefilter (_keyword_hits)
 
 
@@ -159,10 +160,7 @@ class KeywordMixin(StoreState):
         self, view: _Mirror, mask: np.ndarray, query: str, where: str | None, limit: int, top_k: int
     ) -> tuple[list[tuple[dict, float]], int]:
         """(the first top_k hits of an FTS query that lie in `mask`, how many hits LanceDB returned)."""
-        search = self._table.search(_match(query), query_type="fts")
-        if where:
-            search = search.where(where, prefilter=True)
-        data = search.select(["id", "_score"]).limit(limit).to_arrow()
+        data = self._fts_ids(query, where, limit)
         hits: list[tuple[dict, float]] = []
         for i, score in zip(data["id"].to_pylist(), data["_score"].to_pylist()):
             s = view.slot.get(i)
@@ -171,6 +169,24 @@ class KeywordMixin(StoreState):
                 if len(hits) == top_k:
                     break
         return hits, data.num_rows
+
+    def _fts_ids(self, query: str, where: str | None, limit: int, attempts: int = FTS_ATTEMPTS):
+        """(id, _score) of an FTS query on the latest table. It runs without the store lock, so a compaction that
+        keeps no old versions (keep_versions_seconds = keep_last_versions = 0) can delete the files of the version
+        it is reading: LanceDB raises 'Not found'; the query runs again on the version that replaced it."""
+        def run():
+            search = self._table.search(_match(query), query_type="fts")
+            if where:
+                search = search.where(where, prefilter=True)
+            return search.select(["id", "_score"]).limit(limit).to_arrow()
+
+        for _ in range(attempts - 1):
+            try:
+                return run()
+            except (RuntimeError, OSError) as e:
+                if "Not found" not in str(e):
+                    raise
+        return run()
 
     def dense_and_keyword(
         self,
