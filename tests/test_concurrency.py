@@ -241,7 +241,8 @@ def test_reserved_workers_keep_a_slot_for_urgent_tasks():
 
     with TaskPool(2) as pool, pool.reserving(1):
         others = [pool.submit((2, i), slow) for i in range(3)]
-        assert started.wait(10)  # a non-urgent task holds one worker (submitted at once, the urgent one could run first)
+        # a non-urgent task holds one worker first (submitted together, the urgent one could run before any)
+        assert started.wait(10)
         urgent = pool.submit((0, 0), lambda: "now")
         assert urgent.result(timeout=10) == "now"  # while a non-urgent task holds the other worker
         assert peak[0] == 1

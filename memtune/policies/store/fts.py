@@ -174,6 +174,7 @@ class KeywordMixin(StoreState):
         """(id, _score) of an FTS query on the latest table. It runs without the store lock, so a compaction that
         keeps no old versions (keep_versions_seconds = keep_last_versions = 0) can delete the files of the version
         it is reading: LanceDB raises 'Not found'; the query runs again on the version that replaced it."""
+
         def run():
             search = self._table.search(_match(query), query_type="fts")
             if where:
