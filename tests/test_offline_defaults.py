@@ -72,6 +72,12 @@ def test_the_after_arm_spells_out_every_tuned_knob_it_runs():
     knobs = resolved_policy([AFTER])["knobs"]
     pinned = {
         ("extractor", "resolve_dates"): True,
+        ("extractor", "min_words"): 2,
+        ("decider", "update_threshold"): 0.95,
+        ("decider", "supersede"): True,
+        ("decider", "invalidation"): "soft",
+        ("retriever", "include_history"): "when_asked",
+        ("retriever", "slot_rank"): True,
         ("retriever", "top_k"): 32,
         ("retriever", "threshold"): 0.3,
         ("retriever", "hybrid"): True,

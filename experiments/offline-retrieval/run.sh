@@ -3,7 +3,7 @@
 # offline (no LM), on the held-out conversations (SPLIT=heldout, the default) or the tune ones (SPLIT=tune). Each arm
 # is an experiment file, conf/experiment/offline-retrieval/<arm>.yaml (its knobs and why). The retrieval-only arms
 # share one cached ingestion; time and after (resolved dates) share another.
-#   bash experiments/offline-retrieval/run.sh            # then: uv run python experiments/offline-retrieval/make_table.py
+#   bash experiments/offline-retrieval/run.sh            # ARMS="ingest after" for some arms; then: uv run python experiments/offline-retrieval/make_table.py
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export LITELLM_LOCAL_MODEL_COST_MAP=True
@@ -18,15 +18,6 @@ run() {
     > "$OUT/$name.log" 2>&1
   echo "done $SPLIT/$name"
 }
-{
-  run defaults
-  run hybrid
-  run mmr
-  run dedup
-  run recency
-  run rerank
-  run render
-  run answerer
-  run time
-  run after
-}
+for arm in ${ARMS:-defaults hybrid mmr dedup recency rerank render answerer time ingest after}; do
+  run "$arm"
+done
