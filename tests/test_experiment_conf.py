@@ -51,6 +51,12 @@ LEVERS = {
     "dedup": {"policy.retriever.dedup_threshold": "0.9"},
     "answerer": {"policy/answerer": "question_aware"},
     "render": {"policy.answerer.render": "lines_date"},
+    "ingest": {
+        "policy/decider": "offline",
+        "policy.extractor.min_words": "2",
+        "policy.retriever.include_history": "when_asked",
+        "policy.retriever.slot_rank": "true",
+    },
 }
 
 
@@ -137,6 +143,10 @@ OLD = {
             *HELDOUT,
             "policy/answerer=question_aware",
             "policy.extractor.resolve_dates=true",
+            "policy.extractor.min_words=2",
+            "policy/decider=offline",
+            "policy.retriever.include_history=when_asked",
+            "policy.retriever.slot_rank=true",
             "policy.retriever.top_k=32",
             "policy.retriever.threshold=0.3",
             "policy.retriever.hybrid=true",

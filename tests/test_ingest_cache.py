@@ -140,7 +140,7 @@ def test_retrieval_and_answer_knobs_still_hit(fixture_data, tmp_path, embedder, 
     ):
         assert ingestion_key(compose(knob), fixture_data) == base, knob
     assert ingestion_key(compose("policy.decider.update_threshold=0.8"), fixture_data) != base
-    assert ingestion_key(compose("policy.extractor.min_words=2"), fixture_data) != base
+    assert ingestion_key(compose("policy.extractor.min_words=6"), fixture_data) != base
 
     # and a real cache: the second policy (another top_k) reuses the first one's store
     cfg1 = compose(f"cache_dir={tmp_path / 'cache'}", "store.compact_every=1000")

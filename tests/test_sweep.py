@@ -40,17 +40,17 @@ def test_offline_space_honours_types_ranges_and_conditions():
         study.tell(trial, 0.0)
         extractor, decider = chosen["policy/extractor"], chosen["policy/decider"]
         seen |= {extractor, decider}
-        assert extractor in {"heuristic", "verbatim", "chunks"} and decider in {"threshold", "add_only"}
+        assert extractor in {"heuristic", "verbatim", "chunks"} and decider in {"threshold", "add_only", "offline"}
         # conditional knobs appear exactly when their condition holds
         assert ("policy.extractor.min_words" in chosen) == (extractor == "heuristic")
         assert ("policy.extractor.chunk_turns" in chosen) == (extractor == "chunks")
-        assert ("policy.decider.update_threshold" in chosen) == (decider == "threshold")
-        assert ("policy.decider.noop_threshold" in chosen) == (decider == "threshold")
+        assert ("policy.decider.update_threshold" in chosen) == (decider in ("threshold", "offline"))
+        assert ("policy.decider.noop_threshold" in chosen) == (decider in ("threshold", "offline"))
         if extractor == "heuristic":
             assert 2 <= int(chosen["policy.extractor.min_words"]) <= 8
         if extractor == "chunks":
             assert 2 <= int(chosen["policy.extractor.chunk_turns"]) <= 4
-        if decider == "threshold":
+        if decider in ("threshold", "offline"):
             update, noop = (
                 float(chosen["policy.decider.update_threshold"]),
                 float(chosen["policy.decider.noop_threshold"]),

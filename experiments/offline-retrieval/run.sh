@@ -14,10 +14,21 @@ extra=()
 mkdir -p "$OUT"
 run() {
   name=$1
+  [[ -n ${ARMS:-} && " $ARMS " != *" $name "* ]] && return 0  # ARMS="ingest after": only those arms
   uv run memtune-eval "experiment=offline-retrieval/$name" progress=false "hydra.run.dir=$OUT/$name" "${extra[@]}" \
     > "$OUT/$name.log" 2>&1
   echo "done $SPLIT/$name"
 }
-for arm in ${ARMS:-defaults hybrid mmr dedup recency rerank render answerer time ingest after}; do
-  run "$arm"
-done
+{
+  run defaults
+  run hybrid
+  run mmr
+  run dedup
+  run recency
+  run rerank
+  run render
+  run answerer
+  run time
+  run ingest
+  run after
+}
