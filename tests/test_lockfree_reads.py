@@ -257,3 +257,38 @@ def test_no_torn_reads_under_concurrent_writes(tmp_path):
     final = [m.text.split()[0] for m in store.get_all(ALICE)]
     assert sorted(set(final)) == sorted(n for n in added if n not in deleted)
     store.close()
+
+
+def _failing_once(store: MemoryStore, monkeypatch, message: str) -> list[int]:
+    """store._table.search, whose first query raises `message` when it runs (as LanceDB's does when a cleanup
+    deleted the files of the version it reads); returns the list of calls."""
+    real, calls = store._table.search, []
+
+    class Failing:
+        def where(self, *a, **k):
+            return self
+
+        select = limit = where
+
+        def to_arrow(self):
+            raise RuntimeError(message)
+
+    def search(*args, **kwargs):
+        calls.append(1)
+        return Failing() if len(calls) == 1 else real(*args, **kwargs)
+
+    monkeypatch.setattr(store._table, "search", search)
+    return calls
+
+
+def test_a_keyword_search_whose_files_a_compaction_deleted_runs_again(store, monkeypatch):
+    expected = [m.id for m in store.keyword_search("memory", ALICE, 5)]
+    calls = _failing_once(store, monkeypatch, "lance error: LanceError(IO): Not found: s/memories.lance/data/x.lance")
+    assert [m.id for m in store.keyword_search("memory", ALICE, 5)] == expected and len(calls) == 2
+
+
+def test_any_other_keyword_search_error_is_raised(store, monkeypatch):
+    calls = _failing_once(store, monkeypatch, "lance error: Invalid user input: no such column")
+    with pytest.raises(RuntimeError, match="Invalid user input"):
+        store.keyword_search("memory", ALICE, 5)
+    assert len(calls) == 1

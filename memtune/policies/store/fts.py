@@ -170,7 +170,7 @@ class KeywordMixin(StoreState):
                     break
         return hits, data.num_rows
 
-    def _fts_ids(self, query: str, where: str | None, limit: int, attempts: int = FTS_ATTEMPTS):
+    def _fts_ids(self, query: str, where: str | None, limit: int):
         """(id, _score) of an FTS query on the latest table. It runs without the store lock, so a compaction that
         keeps no old versions (keep_versions_seconds = keep_last_versions = 0) can delete the files of the version
         it is reading: LanceDB raises 'Not found'; the query runs again on the version that replaced it."""
@@ -181,7 +181,7 @@ class KeywordMixin(StoreState):
                 search = search.where(where, prefilter=True)
             return search.select(["id", "_score"]).limit(limit).to_arrow()
 
-        for _ in range(attempts - 1):
+        for _ in range(FTS_ATTEMPTS - 1):
             try:
                 return run()
             except (RuntimeError, OSError) as e:
